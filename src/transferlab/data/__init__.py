@@ -1,0 +1,1 @@
+"""Data: datasets (registry, readers), splits (source/target, holdouts, nested size subsets)."""
