@@ -106,6 +106,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "scalar"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),  # protocol-2 pickles written by Python 3 store bytes this way
     }
 
     def find_class(self, module: str, name: str):
@@ -120,7 +121,11 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             obj = _NumpyOnlyUnpickler(f, encoding="bytes").load()
-    except Exception as exc:  # any failure of an untrusted pickle is the file's fault
+    except pickle.UnpicklingError as exc:
+        if "refusing" in str(exc):
+            raise TransferlabError(f"{path}: {exc}; is this really a CIFAR file?") from None
+        raise TransferlabError(f"cannot read CIFAR pickle {path}: {exc} (corrupt or truncated file?)") from None
+    except Exception as exc:  # any other failure of an untrusted pickle is the file's fault too
         raise TransferlabError(f"cannot read CIFAR pickle {path}: {exc} (corrupt or truncated file?)") from None
     if not isinstance(obj, dict):
         raise TransferlabError(f"{path}: expected a dict in a CIFAR pickle, found {type(obj).__name__}")
