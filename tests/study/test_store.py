@@ -1,0 +1,78 @@
+"""The store: claims are exclusive, results atomic with history, dead owners' runs reclaimable."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import socket
+
+import pytest
+
+from transferlab.study.store import Store
+
+
+def _specs(n):
+    return [(f"r{i}", {"strategy": "scratch", "seed": i}) for i in range(n)]
+
+
+def test_lifecycle_and_long_table(tmp_path):
+    with Store(tmp_path) as store:
+        assert store.add_runs(_specs(3)) == 3
+        assert store.add_runs(_specs(4)) == 1  # known ids untouched
+        assert store.claim("r0") and not store.claim("r0")  # a live owner keeps its claim
+        history = [{"train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4}] * 2
+        assert store.finish("r0", {"test_accuracy": 0.9, "seed": 99}, history, version="t")
+        assert store.claim("r1") and store.fail("r1", "NaN loss at epoch 3")
+        assert store.counts() == {"pending": 2, "running": 0, "done": 1, "failed": 1}
+        rows = {r["run_id"]: r for r in store.table()}
+        assert rows["r0"]["test_accuracy"] == 0.9 and rows["r0"]["seed"] == 0 and rows["r0"]["result_seed"] == 99
+        assert rows["r1"]["error"] == "NaN loss at epoch 3"
+        assert [h["epoch"] for h in store.history("r0")] == [1, 2]
+        assert [rid for rid, _ in store.claimable()] == ["r2", "r3"]
+        assert store.retry_failed() == 1 and store.counts()["pending"] == 3
+
+
+def test_finish_requires_the_claim(tmp_path):
+    with Store(tmp_path) as store:
+        store.add_runs(_specs(1))
+        assert not store.finish("r0", {"x": 1})  # never claimed
+        store.claim("r0", owner="elsewhere:1")
+        assert not store.finish("r0", {"x": 1})  # claimed by someone else
+        assert store.runs()[0]["status"] == "running"
+
+
+def test_dead_owner_is_reclaimable(tmp_path):
+    with Store(tmp_path, stale_after=60) as store:
+        store.add_runs(_specs(2))
+        proc = mp.get_context("fork").Process(target=lambda: None)
+        proc.start()
+        proc.join()
+        store.claim("r0", owner=f"{socket.gethostname()}:{proc.pid}")  # that process is gone
+        store.claim("r1", owner="otherhost:1")  # remote owner with a fresh heartbeat
+        assert [rid for rid, _ in store.claimable()] == ["r0"]
+        assert store.claim("r0")
+
+
+def _claim_all(directory, queue):
+    store = Store(directory)
+    queue.put([rid for rid, _ in store.claimable() if store.claim(rid)])
+
+
+def test_concurrent_claims_never_overlap(tmp_path):
+    Store(tmp_path).add_runs(_specs(200))
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_claim_all, args=(tmp_path, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    claimed = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join()
+    flat = [r for c in claimed for r in c]
+    assert sorted(flat) == sorted(f"r{i}" for i in range(200))  # each exactly once
+
+
+def test_unwritable_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="cannot open the study store"):
+        Store(blocker / "study")
