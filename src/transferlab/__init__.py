@@ -17,4 +17,19 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+local"
 
-__all__ = ["ImageSet", "TransferlabError", "TransferlabWarning", "list_datasets", "load_dataset", "__version__"]
+__all__ = [
+    "ImageSet", "TransferlabError", "TransferlabWarning", "create_backbone", "list_backbones", "list_datasets",
+    "load_dataset", "__version__",
+]  # fmt: skip
+
+_LAZY = {"create_backbone": "transferlab.models.registry", "list_backbones": "transferlab.models.registry"}
+
+
+def __getattr__(name: str):
+    # The backbone layer imports torch (a second or more); loading it on first use keeps
+    # `import transferlab` and data-only CLI commands fast.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'transferlab' has no attribute {name!r}")

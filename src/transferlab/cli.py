@@ -174,14 +174,258 @@ def _add_split_info(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_split_info)
 
 
+# --------------------------------------------------------------------------------------- study
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from transferlab.study.runner import run_study
+    from transferlab.study.spec import load_study
+
+    if args.dry_run:
+        study = load_study(args.spec)
+        counts = study.count_by_strategy()
+        if args.json:
+            _emit_json({"name": study.name, "runs": len(study.runs), "by_strategy": counts})
+            return EXIT_OK
+        print(f"{study.name}: {len(study.runs)} runs")
+        _print_table(sorted(counts.items()), ["strategy", "runs"])
+        return EXIT_OK
+    outcome = run_study(args.spec, args.dir, workers=args.workers, executor=args.executor, address=args.address,
+                        retry_failed=args.retry_failed, quiet=args.quiet, report=not args.no_report)  # fmt: skip
+    summary = {"directory": str(outcome.directory), "runs": outcome.total, "done": outcome.done,
+               "failed": outcome.failed, "ran_now": outcome.ran, "seconds": round(outcome.seconds, 1),
+               "report": str(outcome.report) if outcome.report else None}  # fmt: skip
+    if args.json:
+        _emit_json(summary)
+    else:
+        print(f"{outcome.directory}: {outcome.done}/{outcome.total} runs done, {outcome.failed} failed "
+              f"({outcome.ran} ran now, {outcome.seconds:.0f} s)")  # fmt: skip
+        if outcome.report:
+            print(f"report: {outcome.report}")
+    return EXIT_RUN_FAILED if outcome.failed else EXIT_OK
+
+
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study", help="run a study spec (TOML): a resumable grid of runs",
+        description="Expand SPEC.toml into runs and execute the missing ones in DIR (default runs/<name>). "
+                    "Killed at any point, the same command resumes without redoing or losing a run.",
+    )  # fmt: skip
+    p.add_argument("spec", help="study spec (see examples/*.toml)")
+    p.add_argument("--dir", help="study directory (default runs/<name from the spec>)")
+    p.add_argument("--workers", type=int, default=1, help="parallel runs (default 1; threads are split between them)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local", help="local process pool or Ray")
+    p.add_argument("--address", help="Ray cluster address (auto or HOST:PORT); default: a local Ray runtime")
+    p.add_argument("--dry-run", action="store_true", help="print the run count by strategy and stop")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--quiet", action="store_true", help="one plain line per run instead of a progress bar")
+    p.add_argument("--no-report", action="store_true", help="skip writing DIR/report at the end")
+    p.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    p.set_defaults(func=_cmd_study)
+
+
+# ------------------------------------------------------------------------------------------ run
+
+# RunSpec fields whose flags need a parser other than their annotation's plain type.
+_RUN_FLAG_TYPES = {"size": _fraction, "source_size": _fraction, "val_size": _holdout}
+
+
+def _run_flag_type(annotation: str):
+    """'int | None' -> int, 'float | None' -> float, anything else -> str (bools are handled apart)."""
+    first = annotation.split("|")[0].strip()
+    return {"int": int, "float": float}.get(first, str)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from transferlab.runs import RunSpec
+    from transferlab.strategies import run
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunSpec)}
+    given = {k: v for k, v in values.items() if v is not None and v is not False}
+    spec = RunSpec.from_dict(given)
+    result = run(spec, progress=not (args.quiet or args.json) and sys.stderr.isatty())
+    if args.json:
+        _emit_json(result.to_dict())
+    elif result.ok:
+        s = result.spec
+        print(f"{s['strategy']} {s['backbone']} head={s['head']} on {s['dataset']} {result.size_label} "
+              f"(seed {s['seed']}): {result.n_train} train / {result.n_val} val / {result.n_test} test images, "
+              f"{result.n_classes} classes")  # fmt: skip
+        loss = "n/a" if result.test_loss is None else f"{result.test_loss:.4f}"
+        val = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
+        print(f"test_accuracy {result.test_accuracy:.4f}  test_loss {loss}  val_accuracy {val}  "
+              f"best_epoch {result.best_epoch}/{result.epochs_run}  {result.total_seconds:.1f} s")  # fmt: skip
+    else:
+        print(f"run failed: {result.error}", file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_RUN_FAILED
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="train and evaluate one run (any strategy) and print its result",
+        description="One run: split the dataset, train the strategy on the training subset, score it on "
+                    "the held-out validation and test sets. Every setting a study can sweep is a flag; "
+                    "unset flags take the strategy's defaults (saved resolved in the result). Exit 1 if "
+                    "the run failed (e.g. the loss diverged), 2 on bad input.",
+    )  # fmt: skip
+    p.set_defaults(func=_cmd_run)
+    if _SELECTED_COMMAND != "run":
+        return  # its flags come from RunSpec, which imports torch: only pay for that when running
+    import dataclasses
+
+    from transferlab.runs import RunSpec
+
+    size = p.add_mutually_exclusive_group()
+    for f in dataclasses.fields(RunSpec):
+        flag, help_text = "--" + f.name.replace("_", "-"), f.metadata["help"].replace("%", "%%")
+        target = size if f.name in ("size", "per_class") else p
+        if f.type == "bool":
+            target.add_argument(flag, action="store_true", help=help_text)
+            continue
+        kind = _RUN_FLAG_TYPES.get(f.name) or _run_flag_type(str(f.type))
+        target.add_argument(flag, type=kind, required=f.name in ("strategy", "dataset"),
+                            metavar=f.name.upper(), help=help_text)  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the full result (metrics, history, spec) as JSON")
+
+
+# ------------------------------------------------------------------------------- backbones, cache
+
+
+def _cmd_backbones(args: argparse.Namespace) -> int:
+    from transferlab.models.registry import get_backbone_entry, list_backbones
+
+    names = list_backbones(args.pattern)
+    if not names:
+        raise TransferlabError(f"no backbone matches {args.pattern!r}; valid names: {', '.join(list_backbones())}")
+    rows = [get_backbone_entry(name).describe() for name in names]
+    if args.json:
+        _emit_json(rows)
+        return EXIT_OK
+    _print_table(
+        [[r["name"], f"{r['parameters'] / 1e6:.2f}M", r["num_features"], r["input_size"], len(r["units"]),
+          r["weights"], r["license"], r["source"]] for r in rows],
+        ["name", "params", "features", "input", "units", "weights", "license", "source"],
+    )  # fmt: skip
+    for r in rows:
+        if r["obtain"]:
+            print(f"\n{r['name']}: weights absent ({r['weights_file']}). {r['obtain']}")
+    return EXIT_OK
+
+
+def _add_backbones(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "backbones", help="list the backbones and whether their weights are on this machine",
+        description="List registered backbones: parameters, feature dimension, input size, freezable units, "
+                    "weights present/absent/none (random init), license and source.",
+    )  # fmt: skip
+    p.add_argument("pattern", nargs="?", help="shell glob on names, e.g. 'efficientnet*' (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.set_defaults(func=_cmd_backbones)
+
+
+def _cmd_cache_ls(args: argparse.Namespace) -> int:
+    from transferlab.features import features_dir, list_cache
+
+    entries = list_cache()
+    if args.json:
+        _emit_json([{**e.__dict__, "shape": list(e.shape)} for e in entries])
+        return EXIT_OK
+    _print_table(
+        [[e.digest[:12], e.dataset_name, e.backbone, e.layer, e.pool, "x".join(map(str, e.shape)),
+          f"{e.bytes / 1e6:.1f}", e.created if e.complete else "incomplete"] for e in entries],
+        ["key", "dataset", "backbone", "layer", "pool", "shape", "MB", "created"],
+    )  # fmt: skip
+    print(f"\n{len(entries)} entries, {sum(e.bytes for e in entries) / 1e6:.1f} MB in {features_dir()}")
+    return EXIT_OK
+
+
+def _cmd_cache_clear(args: argparse.Namespace) -> int:
+    from transferlab.features import clear_cache, features_dir
+
+    removed, freed = clear_cache()
+    print(f"removed {removed} files ({freed / 1e6:.1f} MB) from {features_dir()}")
+    return EXIT_OK
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cache", help="list or clear cached backbone features",
+        description="Cached features live in $TRANSFERLAB_CACHE/features (default ~/.cache/transferlab/cache/"
+                    "features), keyed by data, backbone weights, layer, preprocessing and version.",
+    )  # fmt: skip
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    ls = actions.add_parser("ls", help="list cache entries", description="List cached feature arrays.")
+    ls.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    ls.set_defaults(func=_cmd_cache_ls)
+    clear = actions.add_parser("clear", help="delete every cache entry", description="Delete every cached feature array.")
+    clear.set_defaults(func=_cmd_cache_clear)
+
+
+# ------------------------------------------------------------------------------- report, export
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from transferlab.report import write_report
+
+    path = write_report(args.dir)
+    if args.json:
+        _emit_json({"report": str(path), "folder": str(path.parent)})
+    else:
+        print(f"report: {path}")
+    return EXIT_OK
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="write DIR/report/: HTML page, figures (PNG, PDF), tables (CSV, LaTeX)",
+        description="Write the report of the study in DIR into DIR/report/ (replacing the previous one): "
+                    "report.html (self-contained), accuracy-vs-size curves, frozen-depth heatmaps and line "
+                    "plots, learning curves, gain and best-configuration tables, a summary in words. Works "
+                    "on half-finished studies; configurations are chosen on validation, reported on test.",
+    )  # fmt: skip
+    p.add_argument("dir", help="study directory (the --dir of `transferlab study`)")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from transferlab.study.export import export_table
+
+    path = export_table(args.dir, args.format, args.output)
+    print(f"{args.format}: {path}")
+    return EXIT_OK
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="write the study's long table (one row per run) as CSV or Parquet",
+        description="Write one row per run (spec fields, status, error, metrics, timings, seed, code version) "
+                    "of the study in DIR. Parquet needs pyarrow (`pip install pyarrow`).",
+    )  # fmt: skip
+    p.add_argument("dir", help="study directory")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="file format (default csv)")
+    p.add_argument("-o", "--output", help="file to write (default DIR/runs.csv or DIR/runs.parquet)")
+    p.set_defaults(func=_cmd_export)
+
+
 # -------------------------------------------------------------------------------------- main
 
 # Each entry adds one top-level command to the parser; new commands append theirs here.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_datasets, _add_data, _add_split_info]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_datasets, _add_data, _add_split_info, _add_study, _add_run, _add_backbones, _add_cache, _add_report, _add_export]
 
 
-def build_parser() -> argparse.ArgumentParser:
+_SELECTED_COMMAND: str | None = None  # the command being parsed; lets heavy subparsers build only when chosen
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; ``argv`` names the command so that only its flags need heavy imports."""
     from transferlab import __version__
+
+    global _SELECTED_COMMAND
+    _SELECTED_COMMAND = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
 
     parser = _Parser(
         prog="transferlab",
@@ -200,7 +444,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     warnings.showwarning = _one_line_warning
     try:

@@ -6,7 +6,9 @@ Both directories are user-writable so that nothing needs root: ``$TRANSFERLAB_DA
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -25,3 +27,22 @@ def cache_dir() -> Path:
     """Directory for content-keyed caches (features, source models; not created here)."""
     env = os.environ.get("TRANSFERLAB_CACHE")
     return Path(env).expanduser() if env else _base() / "cache"
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an inter-process lock (``flock`` on ``lock_path``) for the block.
+
+    Shared artefacts (cached features, trained source models) are computed inside it after re-checking
+    the cache, so parallel workers of a study compute each one once and the others wait and read it.
+    The lock dies with its process: a SIGKILLed holder never blocks the next run.
+    """
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

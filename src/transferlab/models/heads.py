@@ -1,0 +1,293 @@
+"""Classifiers on cached features, following the scikit-learn estimator contract.
+
+``__init__`` only stores settings, ``fit(X, y)`` returns ``self``, learned state ends in ``_``, and
+``sklearn.base.clone`` makes an untrained copy, so a sweep can clone one configured head per run.
+X is float features: (N, D), or (N, C, H, W) spatial maps, which the FC, SVM and logistic heads flatten
+(as the VGG16 study flattened its 2x2x512 conv output to 2,048 inputs) and the GAP head averages.
+
+Heads (:func:`make_head` names):
+- ``fc1``/``fc2``/``fc3``: 1-3 fully connected hidden layers of 100 / 100, 50 / 100, 50, 25 units (the
+  VGG16 study; its parameter counts 205,607 / 210,307 / 211,407 for 2,048 inputs and 7 classes pin these
+  down), activation sigmoid / ELU / ReLU, uniform U(-0.05, 0.05) or PyTorch default init, L2 weight
+  decay, softmax + cross-entropy, Adam.
+- ``gap``: global average pooling over the spatial dims of a conv map, optional dropout, one linear
+  layer. Given already pooled (N, D) features there is nothing left to pool and it is exactly a linear
+  (softmax regression) head trained by Adam, with dropout on its inputs.
+- ``svm``: standardised features -> LinearSVC, C chosen by stratified k-fold cross-validation on the
+  training subset only.
+- ``logreg``: standardised features -> multinomial logistic regression (L-BFGS).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+from torch import nn
+
+from transferlab.errors import TransferlabError, TransferlabWarning, options_hint
+from transferlab.train import TrainConfig, predict_logits, seeded, train
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "elu": nn.ELU, "relu": nn.ReLU}
+INITS = ("uniform", "default")
+FC_HIDDEN: dict[str, tuple[int, ...]] = {"fc1": (100,), "fc2": (100, 50), "fc3": (100, 50, 25)}
+HEADS = ("fc1", "fc2", "fc3", "gap", "svm", "logreg")
+TORCH_HEADS = ("fc1", "fc2", "fc3", "gap")  # trained by the training loop: have lr, epochs, history
+UNIFORM_LIMIT = 0.05  # Keras' classic 'uniform' initializer, U(-0.05, 0.05), as the VGG16 study used
+
+
+def check_choice(what: str, value: str, options: Sequence[str]) -> str:
+    if value not in options:
+        raise TransferlabError(f"{what} {value!r} is unknown{options_hint(str(value), options)}")
+    return value
+
+
+def fc_stack(in_features: int, num_classes: int, hidden: Sequence[int], activation: str = "relu",
+             init: str = "uniform", dropout: float = 0.0) -> nn.Sequential:  # fmt: skip
+    """Linear -> activation (-> dropout) per hidden width, then Linear to ``num_classes`` logits.
+    Input (N, in_features) -> logits (N, num_classes). ``init="uniform"``: weights U(-0.05, 0.05), biases
+    0; ``"default"``: PyTorch's own (Kaiming-uniform)."""
+    check_choice("activation", activation, tuple(ACTIVATIONS))
+    check_choice("init", init, INITS)
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    stack = nn.Sequential(*layers)
+    if init == "uniform":
+        for layer in stack:
+            if isinstance(layer, nn.Linear):
+                nn.init.uniform_(layer.weight, -UNIFORM_LIMIT, UNIFORM_LIMIT)
+                nn.init.zeros_(layer.bias)
+    return stack
+
+
+class GlobalAveragePool(nn.Module):
+    """(N, C, H, W) -> (N, C) by averaging H and W; (N, D) passes through (already pooled)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)) if x.ndim == 4 else x
+
+
+def _as_float_array(X) -> np.ndarray:
+    X = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+    if X.ndim < 2 or len(X) == 0:
+        raise TransferlabError(f"features must be a non-empty array (N, D) or (N, C, H, W), got shape {X.shape}")
+    return X.astype(np.float32, copy=False)
+
+
+def _flat(X) -> np.ndarray:
+    X = _as_float_array(X)
+    return X.reshape(len(X), -1)
+
+
+def _per_class(scores: np.ndarray) -> np.ndarray:
+    """sklearn gives binary problems one score column (for the second class); make it (N, 2)."""
+    return np.stack([-scores, scores], 1) if scores.ndim == 1 else scores
+
+
+class _LabelledHead(ClassifierMixin, BaseEstimator):
+    """Shared label handling: ``classes_`` holds the sorted labels seen in fit; ``loss`` is cross-entropy."""
+
+    def _encode(self, y) -> np.ndarray:
+        y = np.asarray(y)
+        index = np.searchsorted(self.classes_, y)
+        index = np.clip(index, 0, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[index], y):
+            unseen = sorted(set(y.tolist()) - set(self.classes_.tolist()))
+            raise TransferlabError(f"labels {unseen} were not seen in fit (classes: {self.classes_.tolist()})")
+        return index.astype(np.int64)
+
+    def _start_fit(self, y) -> np.ndarray:
+        self.classes_ = np.unique(np.asarray(y))
+        if len(self.classes_) < 2:
+            raise TransferlabError(f"a head needs at least 2 classes in its training labels, got {self.classes_.tolist()}")
+        return self._encode(y)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.asarray(self.decision_function(X)).argmax(1)]
+
+    def loss(self, X, y) -> float | None:
+        """Mean cross-entropy (nats) of ``predict_proba`` on (X, y); None for heads without probabilities."""
+        if not hasattr(self, "predict_proba"):
+            return None
+        return float(log_loss(y, self.predict_proba(X), labels=self.classes_))
+
+
+class _TorchHead(_LabelledHead):
+    """A head trained by :func:`transferlab.train.train` on features (full batch in memory)."""
+
+    def _module(self, X: np.ndarray, num_classes: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _inputs(self, X) -> np.ndarray:
+        return _as_float_array(X)
+
+    def fit(self, X, y, eval_set: tuple | None = None):
+        """Train on features X with labels y. eval_set=(X_val, y_val): validation for the per-epoch
+        history and, with ``patience``, early stopping that keeps the best epoch. Returns self."""
+        X, y_index = self._inputs(X), self._start_fit(y)
+        config = TrainConfig(optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
+                             epochs=self.epochs, batch_size=self.batch_size, patience=self.patience,
+                             seed=self.seed, description=type(self).__name__)  # fmt: skip
+        with seeded(self.seed):
+            self.module_ = self._module(X, len(self.classes_))
+        val = {}
+        if eval_set is not None:
+            val = {"val_inputs": torch.from_numpy(self._inputs(eval_set[0])),
+                   "val_labels": torch.from_numpy(self._encode(eval_set[1]))}  # fmt: skip
+        outcome = train(self.module_, torch.from_numpy(X), torch.from_numpy(y_index), config, **val)
+        self.history_, self.best_epoch_ = outcome.history, outcome.best_epoch
+        self.n_features_in_ = int(np.prod(X.shape[1:]))
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """Logits (N, n_classes)."""
+        return predict_logits(self.module_, torch.from_numpy(self._inputs(X))).numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(self.decision_function(X)), 1).numpy()
+
+
+class FCHead(_TorchHead):
+    """Fully connected head. hidden: widths of the hidden layers, e.g. (100, 50) (``fc2``);
+    activation: sigmoid/elu/relu; init: uniform/default; dropout after each hidden layer (0 = none);
+    lr (Adam step size), weight_decay (L2 coefficient), epochs, batch_size, patience (early stopping
+    epochs or None), optimizer adam/sgd, seed. Learned: ``module_``, ``classes_``, ``history_``."""
+
+    def __init__(self, hidden=(100,), activation="relu", init="uniform", dropout=0.0, lr=1e-3,
+                 weight_decay=0.0, epochs=20, batch_size=50, patience=None, optimizer="adam", seed=0):  # fmt: skip
+        self.hidden = hidden
+        self.activation = activation
+        self.init = init
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.patience = patience
+        self.optimizer = optimizer
+        self.seed = seed
+
+    def _inputs(self, X) -> np.ndarray:
+        return _flat(X)
+
+    def _module(self, X: np.ndarray, num_classes: int) -> nn.Module:
+        return fc_stack(X.shape[1], num_classes, tuple(self.hidden), self.activation, self.init, self.dropout)
+
+
+class GAPHead(_TorchHead):
+    """Global average pooling (over H, W of (N, C, H, W) maps; nothing to pool for (N, D)) -> dropout
+    -> linear. Settings as :class:`FCHead` minus the hidden layers."""
+
+    def __init__(self, dropout=0.0, lr=1e-3, weight_decay=0.0, epochs=20, batch_size=50, patience=None,
+                 optimizer="adam", seed=0):  # fmt: skip
+        self.dropout = dropout
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.patience = patience
+        self.optimizer = optimizer
+        self.seed = seed
+
+    def _module(self, X: np.ndarray, num_classes: int) -> nn.Module:
+        if X.ndim not in (2, 4):
+            raise TransferlabError(f"the gap head needs (N, C, H, W) maps or (N, D) features, got shape {X.shape}")
+        return nn.Sequential(GlobalAveragePool(), nn.Dropout(self.dropout), nn.Linear(X.shape[1], num_classes))
+
+
+class SVMHead(_LabelledHead):
+    """Standardise -> LinearSVC, with C picked from ``Cs`` by stratified ``cv``-fold cross-validation
+    (accuracy) on the training data. With fewer than ``cv`` images in some class the folds shrink to
+    that count; with a single image per class no CV is possible and ``fallback_C`` is used (warned).
+    Learned: ``C_``, ``cv_folds_``, ``cv_scores_`` (mean CV accuracy per C), ``estimator_``."""
+
+    def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), cv=3, fallback_C=1.0, max_iter=5000, seed=0):
+        self.Cs = Cs
+        self.cv = cv
+        self.fallback_C = fallback_C
+        self.max_iter = max_iter
+        self.seed = seed
+
+    def fit(self, X, y, eval_set: tuple | None = None):
+        """eval_set is accepted for a uniform head interface and not used (C is chosen by CV on X)."""
+        X, y_index = _flat(X), self._start_fit(y)
+        folds = int(min(self.cv, np.bincount(y_index).min()))
+        self.cv_folds_ = folds if folds >= 2 else 0
+
+        def pipeline(C: float):
+            return make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=self.max_iter, random_state=self.seed))
+
+        if self.cv_folds_:
+            search = GridSearchCV(pipeline(1.0), {"linearsvc__C": list(self.Cs)}, scoring="accuracy",
+                                  cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed))  # fmt: skip
+            search.fit(X, y_index)
+            self.C_ = float(search.best_params_["linearsvc__C"])
+            self.cv_scores_ = {float(c): float(s) for c, s in zip(self.Cs, search.cv_results_["mean_test_score"], strict=True)}
+            self.estimator_ = search.best_estimator_
+        else:
+            warnings.warn(f"svm head: one image per class leaves nothing to cross-validate C on; using "
+                          f"C={self.fallback_C:g}", TransferlabWarning, stacklevel=2)  # fmt: skip
+            self.C_, self.cv_scores_ = float(self.fallback_C), {}
+            self.estimator_ = pipeline(self.fallback_C).fit(X, y_index)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """Signed margins (N, n_classes)."""
+        return _per_class(self.estimator_.decision_function(_flat(X)))
+
+
+class LogRegHead(_LabelledHead):
+    """Standardise -> multinomial logistic regression with inverse L2 strength ``C`` (L-BFGS up to
+    ``max_iter`` iterations). Learned: ``estimator_``."""
+
+    def __init__(self, C=1.0, max_iter=1000):
+        self.C = C
+        self.max_iter = max_iter
+
+    def fit(self, X, y, eval_set: tuple | None = None):
+        """eval_set is accepted for a uniform head interface and not used."""
+        X, y_index = _flat(X), self._start_fit(y)
+        self.estimator_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter))
+        self.estimator_.fit(X, y_index)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """Log-odds scores (N, n_classes)."""
+        return _per_class(self.estimator_.decision_function(_flat(X)))
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.estimator_.predict_proba(_flat(X))
+
+
+def make_head(name: str, *, activation: str = "relu", init: str = "uniform", dropout: float = 0.0,
+              lr: float = 1e-3, weight_decay: float = 0.0, epochs: int = 20, batch_size: int = 50,
+              patience: int | None = None, optimizer: str = "adam", seed: int = 0) -> _LabelledHead:  # fmt: skip
+    """An unfitted head by name (see module docstring). Training settings apply to the torch heads
+    (fc1-3, gap); svm and logreg choose their own regularisation."""
+    check_choice("head", name, HEADS)
+    training = dict(lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, patience=patience,
+                    optimizer=optimizer, seed=seed)  # fmt: skip
+    if name in FC_HIDDEN:
+        return FCHead(hidden=FC_HIDDEN[name], activation=activation, init=init, dropout=dropout, **training)
+    if name == "gap":
+        return GAPHead(dropout=dropout, **training)
+    if name == "svm":
+        return SVMHead(seed=seed)
+    return LogRegHead()

@@ -1,0 +1,129 @@
+"""Reports: the evidence a user reads, written from a study's store into ``DIR/report/``.
+
+:func:`write_report` writes, for any store content (finished, half-finished, only failed, empty):
+
+- ``report.html``: one self-contained page (figures embedded) with the run counts, the summary in
+  words, the figures, the tables, the failed runs with their reasons and the study spec;
+- each figure as PNG and PDF: accuracy vs training size, frozen-depth x size heatmaps of accuracy and
+  gain with their line-plot twins, learning curves at the smallest sizes;
+- the tables as CSV and LaTeX (``best_configs``, ``accuracy_by_role``, ``gains``; ``aggregates`` as CSV),
+  ``runs.csv`` (the long table) and ``summary.md``.
+
+Configurations are chosen on validation accuracy and reported with test accuracy (see
+:mod:`transferlab.report.aggregate`). The folder is replaced as a whole, so it never mixes two reports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from transferlab.report import figures as figs
+from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
+from transferlab.report.html import FigureFile, render
+from transferlab.report.summary import summarize, to_markdown
+from transferlab.report.tables import all_tables
+from transferlab.study.export import long_table, open_study, write_csv
+
+REPORT_FOLDER = "report"
+PNG_DPI = 130
+
+
+def write_report(study_dir: str | os.PathLike) -> Path:
+    """Write ``DIR/report/`` for the study in ``study_dir`` and return the path of ``report.html``.
+
+    Raises TransferlabError when ``study_dir`` does not exist or holds no study (``study.sqlite``)."""
+    from transferlab import __version__
+
+    with open_study(study_dir) as store:
+        study = load_study(store)
+        folder = study.directory / REPORT_FOLDER
+        staging = Path(tempfile.mkdtemp(prefix=f".{REPORT_FOLDER}-", dir=study.directory))
+        try:
+            with matplotlib.rc_context(figs.RC):
+                figures = _draw_figures(study, staging)
+            tables = [table for table in all_tables(study) if table.rows]
+            for table in tables:
+                table.write_csv(staging / f"{table.name}.csv")
+                if table.display:
+                    (staging / f"{table.name}.tex").write_text(table.latex(), encoding="utf-8")
+            write_csv(*long_table(store), staging / "runs.csv")
+            summary = summarize(study)
+            (staging / "summary.md").write_text(f"# {study.name}\n\n{to_markdown(summary)}", encoding="utf-8")
+            page = render(study, summary, figures, tables, __version__)
+            (staging / "report.html").write_text(page, encoding="utf-8")
+            _replace_folder(staging, folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return folder / "report.html"
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    """Put ``staging`` where ``folder`` is: the old report is moved aside first, then deleted."""
+    old = None
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{REPORT_FOLDER}-old-", dir=folder.parent))
+        os.replace(folder, old / REPORT_FOLDER)
+    os.replace(staging, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:48]
+
+
+def _save(figure: Figure, folder: Path, stem: str, title: str, caption: str) -> FigureFile:
+    png = folder / f"{stem}.png"
+    figure.savefig(png, dpi=PNG_DPI)
+    figure.savefig(folder / f"{stem}.pdf")
+    return FigureFile(stem, title, caption, png)
+
+
+def _tuned_text(fields: list[str]) -> str:
+    return f"the configuration chosen on validation among {', '.join(fields)}" if fields else "its configuration"
+
+
+def _draw_figures(study: StudyData, folder: Path) -> list[FigureFile]:
+    saved = []
+    for t, task in enumerate(study.tasks, start=1):
+        prefix = f"{t}-{_slug(task.label)}"
+        saved.append(_save(
+            figs.size_curves(task), folder, f"size_curves_{prefix}", f"{task.label}: accuracy vs training size",
+            f"Test accuracy (line: mean; band: 95% t-interval over repeats; n runs in the legend) against the "
+            f"number of training images on a log axis. One line per {', '.join(task.line_fields())}; at each "
+            f"size it shows {_tuned_text(task.tuned_fields())}. Dotted: chance level, 1/{task.n_classes}.",
+        ))  # fmt: skip
+        for s, sweep in enumerate(depth_sweeps(task), start=1):
+            stem = f"{prefix}-{s}-{_slug(sweep.title)}"
+            cell_text = (f"Each cell is {_tuned_text(sweep.tuned)}, reported with test accuracy (mean over "
+                         f"repeats). Gains are measured against {sweep.reference_label} at the same size.")  # fmt: skip
+            saved.append(_save(
+                figs.depth_heatmaps(sweep), folder, f"depth_heatmaps_{stem}", f"{task.label}: {sweep.title}, depth x size",
+                f"Rows: {sweep.depth_label}; columns: training size. Left: test accuracy; right: gain over the "
+                f"reference (colour and first number: accuracy points; second: % of the reference). {cell_text}",
+            ))  # fmt: skip
+            saved.append(_save(
+                figs.depth_lines(sweep), folder, f"depth_lines_{stem}", f"{task.label}: {sweep.title}, accuracy by depth",
+                f"The heatmaps' data as lines, one panel per training size: test accuracy (error bars: 95% "
+                f"t-interval) against {sweep.depth_label}; dashed with grey band: the reference. {cell_text}",
+            ))  # fmt: skip
+        curves = figs.learning_curves(task, study.history)
+        if curves is not None:
+            saved.append(_save(
+                curves, folder, f"learning_curves_{prefix}", f"{task.label}: learning curves at the smallest sizes",
+                "Validation error (solid) and training error (dashed) per epoch, mean over the runs of the "
+                "baseline, augmentation and transfer configurations chosen on validation at the "
+                f"{figs.LEARNING_CURVE_SIZES} smallest sizes; the star marks the lowest validation error.",
+            ))  # fmt: skip
+    return saved
+
+
+__all__ = ["write_report"]

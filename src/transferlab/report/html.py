@@ -1,0 +1,137 @@
+"""report.html: one self-contained page (figures embedded as base64 PNG, no external resources) with the
+run counts, the summary, the figures, the tables, the failed runs with their reasons and the study spec."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from transferlab.report.aggregate import ROLE_HELP, StudyData
+from transferlab.report.summary import Section
+from transferlab.report.tables import Table
+
+FAILED_ROWS_SHOWN = 300  # the rest are in runs.csv
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    """A saved figure: ``stem``.png and ``stem``.pdf in the report folder."""
+
+    stem: str
+    title: str
+    caption: str
+    png: Path
+
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+nav a { margin-right: 1em; }
+.meta { color: #666; font-size: 0.9em; }
+table.data { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
+table.data caption { caption-side: bottom; text-align: left; color: #555; padding-top: 0.4em; max-width: 70em; }
+table.data th, table.data td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+table.data th { background: #f3f3f3; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #444; font-size: 0.9em; max-width: 70em; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
+.empty { background: #fff6e0; border: 1px solid #f0d080; padding: 0.8em; }
+td.error { font-family: monospace; font-size: 0.9em; white-space: pre-wrap; max-width: 50em; }
+"""
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text))
+
+
+def render(study: StudyData, summary: list[Section], figures: list[FigureFile], tables: list[Table],
+           version: str) -> str:  # fmt: skip
+    """The whole page as one string."""
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>transferlab report: {_esc(study.name)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>Study: {_esc(study.name)}</h1>",
+        f"<p>{_esc(study.description)}</p>" if study.description else "",
+        f'<p class="meta">{_esc(study.directory)} · generated {generated} by transferlab {_esc(version)}</p>',
+        '<nav><a href="#runs">Runs</a><a href="#summary">Summary</a><a href="#figures">Figures</a>'
+        '<a href="#tables">Tables</a><a href="#failed">Failed runs</a><a href="#spec">Study spec</a></nav>',
+        _runs_section(study), _summary_section(summary), _figures_section(study, figures),
+        _tables_section(study, tables), _failed_section(study), _spec_section(study), "</body></html>",
+    ]  # fmt: skip
+    return "\n".join(p for p in parts if p)
+
+
+def _runs_section(study: StudyData) -> str:
+    counts = study.counts
+    cells = "".join(f"<tr><td>{_esc(k)}</td><td>{counts.get(k, 0)}</td></tr>"
+                    for k in ("done", "failed", "running", "pending"))  # fmt: skip
+    roles = "".join(f"<li><b>{_esc(role)}</b>: {_esc(text)}</li>" for role, text in ROLE_HELP.items())
+    return (f'<section id="runs"><h2>Runs</h2><table class="data"><thead><tr><th>status</th><th>runs</th></tr>'
+            f"</thead><tbody>{cells}<tr><th>total</th><th>{study.n_runs}</th></tr></tbody></table>"
+            f"<p>Usable finished runs (with a test accuracy): {study.n_usable}. Roles in the tables:</p>"
+            f"<ul>{roles}</ul></section>")  # fmt: skip
+
+
+def _summary_section(summary: list[Section]) -> str:
+    body = "".join(f"<h3>{_esc(s.title)}</h3><ul>" + "".join(f"<li>{_esc(p)}</li>" for p in s.points) + "</ul>"
+                   for s in summary)  # fmt: skip
+    return f'<section id="summary"><h2>Summary</h2>{body}</section>'
+
+
+def _figures_section(study: StudyData, figures: list[FigureFile]) -> str:
+    if not figures:
+        reason = "the study has no runs yet" if study.n_runs == 0 else "no run has finished with a test accuracy"
+        return f'<section id="figures"><h2>Figures</h2><p class="empty">No figures: {_esc(reason)}.</p></section>'
+    items = []
+    for figure in figures:
+        data = base64.b64encode(figure.png.read_bytes()).decode("ascii")
+        items.append(
+            f'<figure id="fig-{_esc(figure.stem)}"><img src="data:image/png;base64,{data}" alt="{_esc(figure.title)}">'
+            f"<figcaption><b>{_esc(figure.title)}.</b> {_esc(figure.caption)} "
+            f'Files: <a href="{_esc(figure.stem)}.png">PNG</a>, <a href="{_esc(figure.stem)}.pdf">PDF</a>.'
+            "</figcaption></figure>"
+        )
+    return f'<section id="figures"><h2>Figures</h2>{"".join(items)}</section>'
+
+
+def _tables_section(study: StudyData, tables: list[Table]) -> str:
+    if study.n_usable == 0:
+        return '<section id="tables"><h2>Tables</h2><p class="empty">No tables: no finished runs.</p></section>'
+    items = []
+    for table in tables:
+        files = f'<a href="{table.name}.csv">{table.name}.csv</a>'
+        if table.display:
+            files += f', <a href="{table.name}.tex">{table.name}.tex</a>'
+            items.append(f"<h3>{_esc(table.name)}</h3>{table.html()}<p>Files: {files}</p>")
+        else:
+            items.append(f"<h3>{_esc(table.name)}</h3><p>{_esc(table.caption)} {len(table.rows)} rows: {files}.</p>")
+    items.append('<p>Every run (the long table): <a href="runs.csv">runs.csv</a>.</p>')
+    return f'<section id="tables"><h2>Tables</h2>{"".join(items)}</section>'
+
+
+def _failed_section(study: StudyData) -> str:
+    if not study.failed:
+        return '<section id="failed"><h2>Failed runs</h2><p>None.</p></section>'
+    rows = []
+    for run in study.failed[:FAILED_ROWS_SHOWN]:
+        spec = run.spec
+        size = f"{spec['per_class']}/class" if spec.get("per_class") is not None else spec.get("size")
+        rows.append(f"<tr><td>{_esc(run.run_id)}</td><td>{_esc(spec.get('strategy'))}</td>"
+                    f"<td>{_esc(spec.get('dataset'))}</td><td>{_esc(size)}</td><td>{_esc(spec.get('seed'))}</td>"
+                    f'<td>{run.attempts}</td><td class="error">{_esc(run.error)}</td></tr>')  # fmt: skip
+    more = len(study.failed) - FAILED_ROWS_SHOWN
+    tail = f"<p>… and {more} more (see runs.csv).</p>" if more > 0 else ""
+    return ('<section id="failed"><h2>Failed runs</h2><table class="data"><thead><tr><th>run</th><th>strategy</th>'
+            "<th>dataset</th><th>size</th><th>seed</th><th>attempts</th><th>reason</th></tr></thead><tbody>"
+            f"{''.join(rows)}</tbody></table>{tail}</section>")  # fmt: skip
+
+
+def _spec_section(study: StudyData) -> str:
+    if not study.spec_toml:
+        return '<section id="spec"><h2>Study spec</h2><p>The study spec was not stored with this study.</p></section>'
+    return f'<section id="spec"><h2>Study spec</h2><pre>{_esc(study.spec_toml)}</pre></section>'

@@ -1,0 +1,157 @@
+"""What every strategy shares: the strategy record, the task's images, per-batch preprocessing +
+augmentation, and training a whole network and scoring it into a :class:`RunResult`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferlab.data.augment import Augmenter, parse_augment
+from transferlab.data.imageset import ImageSet
+from transferlab.data.splits import TaskSplit, class_split, make_task
+from transferlab.errors import TransferlabError
+from transferlab.runs import RunResult, RunSpec
+from transferlab.train import BatchTransform, TrainConfig, TrainOutcome, evaluate, train
+
+# Random source/target halves (neither side named) are drawn once with this seed, so that the repeats of
+# a study (different run seeds) vary the subset and the initialisation, never which classes are which.
+HALVES_SEED = 0
+PARTS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A registered strategy: ``fit_evaluate(spec, data, progress=False) -> RunResult`` on a resolved
+    spec; ``heads`` it takes (the first is the default); the backbone it uses when none is named."""
+
+    name: str
+    summary: str
+    fit_evaluate: Callable[..., RunResult]
+    heads: tuple[str, ...]
+    default_backbone: str
+
+    @property
+    def default_head(self) -> str:
+        return self.heads[0]
+
+
+@dataclass
+class TaskData:
+    """One side's images for a run: uint8 (N, H, W, C) tensors and re-indexed int64 labels per part."""
+
+    split: TaskSplit
+    images: dict[str, torch.Tensor]
+    labels: dict[str, torch.Tensor]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.split.classes)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TransferlabError("device 'cuda' was asked for but no CUDA GPU is available; use cpu or auto")
+    return torch.device(name)
+
+
+def sides(spec: RunSpec, data: ImageSet):
+    """The class split named by the spec (random halves drawn with HALVES_SEED when neither side is
+    given), or None when the spec uses every class."""
+    if spec.source is None and spec.target is None and not spec.swap and spec.strategy != "snt":
+        return None
+    return class_split(data, spec.source, spec.target, seed=HALVES_SEED, swap=spec.swap)
+
+
+def load_task(spec: RunSpec, data: ImageSet, classes: Sequence[int] | None, *, size: float | None = None,
+              per_class: int | None = None) -> TaskData:  # fmt: skip
+    """Train/val/test images of ``classes`` (None = all) with the spec's holdouts and seed; the training
+    subset is ``size``/``per_class`` if given, else the spec's."""
+    if size is None and per_class is None:
+        size, per_class = spec.size, spec.per_class
+    split = make_task(data, classes, size=size, per_class=per_class, val_size=spec.val_size,
+                      test_per_class=spec.test_per_class, seed=spec.seed)  # fmt: skip
+    images = {part: torch.from_numpy(np.ascontiguousarray(data.images[getattr(split, part)])) for part in PARTS}
+    labels = {part: torch.from_numpy(split.labels(data, part)) for part in PARTS}
+    return TaskData(split, images, labels)
+
+
+def target_task(spec: RunSpec, data: ImageSet) -> TaskData:
+    """The task a non-snt run learns: every class, or the spec's ``side`` of its source/target split."""
+    split = sides(spec, data)
+    return load_task(spec, data, None if split is None else split.side(spec.side))
+
+
+def image_transform(backbone: nn.Module, spec: RunSpec, device: torch.device) -> BatchTransform:
+    """uint8 (N, H, W, C) batch -> the backbone's normalised float (N, 3, S, S) on ``device``, plus the
+    spec's augmentation on training batches (applied after normalisation, see data/augment.py)."""
+    names = parse_augment(spec.augment)
+    side = spec.input_size or backbone.spec.input_size
+    augmenter = Augmenter.from_names(names, side)
+
+    def transform(batch: torch.Tensor, training: bool, generator: torch.Generator) -> torch.Tensor:
+        x = backbone.preprocess(batch, size=spec.input_size, device=device)
+        return augmenter(x, generator) if training and augmenter.active else x
+
+    return transform
+
+
+def train_config(spec: RunSpec, progress: bool, *, epochs: int | None = None, description: str = "") -> TrainConfig:
+    return TrainConfig(optimizer=spec.optimizer, lr=spec.lr, momentum=spec.momentum,
+                       weight_decay=spec.weight_decay, epochs=epochs or spec.epochs, batch_size=spec.batch_size,
+                       patience=spec.patience, bn_stats=spec.bn_stats, seed=spec.seed, progress=progress,
+                       description=description or f"{spec.strategy} {spec.backbone}")  # fmt: skip
+
+
+@dataclass
+class NetworkScore:
+    """A trained network's training record and held-out metrics."""
+
+    outcome: TrainOutcome
+    val_loss: float | None
+    val_accuracy: float | None
+    test_loss: float
+    test_accuracy: float
+    train_accuracy: float  # eval mode, the kept weights (the history's is a running mean in train mode)
+    eval_seconds: float
+
+
+def fit_network(model: nn.Module, task: TaskData, config: TrainConfig, transform: BatchTransform,
+                param_groups: Sequence[dict] | None = None) -> NetworkScore:  # fmt: skip
+    """Train ``model`` on the task's training images (validated every epoch) and score the kept weights on
+    the training and test images."""
+    outcome = train(model, task.images["train"], task.labels["train"], config,
+                    val_inputs=task.images["val"], val_labels=task.labels["val"],
+                    param_groups=param_groups, transform=transform)  # fmt: skip
+    best = outcome.history[outcome.best_epoch - 1]
+    started = time.perf_counter()
+    _, train_accuracy = evaluate(model, task.images["train"], task.labels["train"], transform=transform)
+    test_loss, test_accuracy = evaluate(model, task.images["test"], task.labels["test"], transform=transform)
+    return NetworkScore(outcome, best["val_loss"], best["val_accuracy"], test_loss, test_accuracy, train_accuracy,
+                        time.perf_counter() - started)  # fmt: skip
+
+
+def network_result(spec: RunSpec, task: TaskData, score: NetworkScore, **extra) -> RunResult:
+    """A RunResult for a trained network; ``extra`` sets further fields (hyperparameters, timings)."""
+    return RunResult(
+        spec=spec.to_dict(),
+        test_accuracy=score.test_accuracy, test_loss=score.test_loss,
+        val_accuracy=score.val_accuracy, val_loss=score.val_loss, train_accuracy=score.train_accuracy,
+        epochs_run=len(score.outcome.history), best_epoch=score.outcome.best_epoch,
+        history=score.outcome.history, fit_seconds=score.outcome.seconds, eval_seconds=score.eval_seconds,
+        **task_fields(task.split), **extra,
+    )  # fmt: skip
+
+
+def task_fields(split: TaskSplit) -> dict:
+    """The RunResult fields that describe the data a run saw."""
+    return {
+        "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
+        "n_classes": len(split.classes), "size_label": split.size_label, "indices_hash": split.indices_hash(),
+    }  # fmt: skip

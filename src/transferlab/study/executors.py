@@ -1,0 +1,181 @@
+"""Where runs execute: in this process, in a local process pool, or on a Ray cluster.
+
+All three hand back ``concurrent.futures.Future`` objects, so one driver loop (``drive``) claims runs in
+the store, keeps the executor busy, writes each result the moment it arrives and gives unfinished claims
+back on Ctrl-C. The driver, not the workers, owns the store: workers are pure functions of a run spec,
+which is what lets Ray workers on other machines take part without sharing the study directory.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from transferlab.errors import TransferlabError
+
+EXECUTORS = ("local", "ray")
+HEARTBEAT_SECONDS = 30.0
+
+_LOADED: dict = {}  # dataset name -> ImageSet, per worker process: load each dataset once per worker
+
+
+def execute_run(spec: dict) -> dict:
+    """Run one resolved spec (a dict) and return ``RunResult.to_dict()``. Never raises for a run's own
+    failure: bad input or a crash inside training comes back as status "failed" with the reason."""
+    from transferlab import strategies
+    from transferlab.data.datasets import load_dataset
+    from transferlab.runs import RunResult, RunSpec
+
+    run_spec = RunSpec.from_dict(spec)
+    try:
+        if run_spec.dataset not in _LOADED:
+            _LOADED[run_spec.dataset] = load_dataset(run_spec.dataset)
+        return strategies.run(run_spec, _LOADED[run_spec.dataset]).to_dict()
+    except TransferlabError as exc:
+        return RunResult(spec=spec, status="failed", error=str(exc)).to_dict()
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class InlineExecutor:
+    """Runs each spec in this process when submitted (workers=1: simplest, and easiest to debug)."""
+
+    capacity = 1
+
+    def submit(self, spec: dict) -> cf.Future:
+        future: cf.Future = cf.Future()
+        future.set_result(execute_run(spec))
+        return future
+
+    def shutdown(self, cancel: bool = False) -> None:
+        pass
+
+
+class LocalPoolExecutor:
+    """``workers`` processes (spawned: no forked torch state), each with cores // workers threads."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing as mp
+
+        self.capacity = workers
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        self._pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                            initializer=_init_worker, initargs=(threads,))  # fmt: skip
+
+    def submit(self, spec: dict) -> cf.Future:
+        return self._pool.submit(execute_run, spec)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+class RayExecutor:
+    """Ray tasks (one CPU each by default). ``address``: None starts a local Ray with ``workers`` CPUs;
+    "auto" or "HOST:PORT" joins a running cluster."""
+
+    def __init__(self, workers: int, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise TransferlabError("--executor ray needs Ray: pip install 'ray>=2.9'") from None
+        self._ray = ray
+        if not ray.is_initialized():
+            kwargs = {"address": address} if address else {"num_cpus": workers}
+            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        self.capacity = workers if not address else max(workers, int(ray.cluster_resources().get("CPU", 1)))
+        self._remote = ray.remote(num_cpus=1)(_ray_task)
+
+    def submit(self, spec: dict) -> cf.Future:
+        return self._remote.remote(spec).future()
+
+    def shutdown(self, cancel: bool = False) -> None:
+        pass  # a Ray runtime is shared: leave it to its owner (ray.shutdown() ends a local one)
+
+
+def _ray_task(spec: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    return execute_run(spec)
+
+
+def make_executor(kind: str, workers: int, address: str | None = None):
+    if kind not in EXECUTORS:
+        raise TransferlabError(f"executor {kind!r} is unknown; valid: {', '.join(EXECUTORS)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise TransferlabError(f"workers={workers!r} is invalid; give a whole number >= 1")
+    if kind == "ray":
+        return RayExecutor(workers, address)
+    return InlineExecutor() if workers == 1 else LocalPoolExecutor(workers)
+
+
+@dataclass
+class DriveOutcome:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  # claimed by another process meanwhile
+    results: list[dict] = field(default_factory=list)
+
+
+def drive(store, todo: list[tuple[str, dict]], executor, on_result: Callable[[str, dict], None] | None = None,
+          version: str = "") -> DriveOutcome:  # fmt: skip
+    """Claim and execute ``todo`` (run_id, spec) through ``executor``, recording every result in ``store``.
+
+    Ctrl-C: unfinished claims are released (pending again) before KeyboardInterrupt propagates, so the
+    same command resumes them. A worker process that dies takes only its own run down (recorded failed).
+    """
+    queue = deque(todo)
+    inflight: dict[cf.Future, str] = {}
+    outcome = DriveOutcome()
+    last_beat = time.monotonic()
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < executor.capacity:
+                rid, spec = queue.popleft()
+                if not store.claim(rid):
+                    outcome.skipped += 1
+                    continue
+                try:
+                    future = executor.submit(spec)  # the inline executor runs the whole run here
+                except BaseException:
+                    store.release([rid])
+                    raise
+                inflight[future] = rid
+            done, _ = cf.wait(list(inflight), timeout=HEARTBEAT_SECONDS, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                rid = inflight.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # the worker itself died (e.g. killed, out of memory)
+                    result = {"status": "failed", "error": f"worker failed: {type(exc).__name__}: {exc}"}
+                _record(store, rid, result, version, outcome)
+                if on_result:
+                    on_result(rid, result)
+            if time.monotonic() - last_beat > HEARTBEAT_SECONDS and inflight:
+                store.heartbeat(inflight.values())
+                last_beat = time.monotonic()
+    except BaseException:
+        store.release(inflight.values())
+        executor.shutdown(cancel=True)
+        raise
+    executor.shutdown()
+    return outcome
+
+
+def _record(store, rid: str, result: dict, version: str, outcome: DriveOutcome) -> None:
+    if result.get("status") == "ok":
+        history = result.pop("history", [])
+        store.finish(rid, result, history, version=version)
+        outcome.done += 1
+    else:
+        store.fail(rid, result.get("error") or "unknown failure", version=version)
+        outcome.failed += 1
+    outcome.results.append(result)

@@ -1,0 +1,173 @@
+"""``transferlab study``: expand a spec, open (or resume) its directory, run what is missing, report.
+
+A study directory holds ``spec.toml`` (the spec as given), ``study.sqlite`` (the store) and ``report/``.
+Resuming with a spec whose grid differs is refused: mixing runs of two grids in one report would
+silently answer a question nobody asked. The message says what changed and to use a new ``--dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from transferlab.errors import TransferlabError
+from transferlab.study.executors import drive, make_executor
+from transferlab.study.spec import StudySpec, load_study
+from transferlab.study.store import Store
+
+
+@dataclass
+class StudyOutcome:
+    directory: Path
+    total: int
+    done: int
+    failed: int
+    ran: int
+    seconds: float
+    report: Path | None = None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-")
+        probe.close()
+    except OSError as exc:
+        raise TransferlabError(f"study directory {directory} is not writable: {exc.strerror}") from None
+
+
+def open_study(study: StudySpec, directory: Path) -> Store:
+    """The store of ``directory`` for ``study``: created on first use, refused if it holds another grid."""
+    _check_writable(directory)
+    store = Store(directory)
+    known = store.get_meta("grid_hash")
+    if known is None:
+        _atomic_write(directory / "spec.toml", study.text)
+        for key, value in (("name", study.name), ("description", study.description), ("spec_toml", study.text),
+                           ("grid_hash", study.grid_hash), ("created", time.strftime("%Y-%m-%d %H:%M:%S"))):  # fmt: skip
+            store.set_meta(key, value)
+    elif known != study.grid_hash:
+        stored = {r["run_id"] for r in store.runs()}
+        new = {rid for rid, _ in study.runs}
+        store.close()
+        raise TransferlabError(
+            f"{directory} holds a study with a different grid ({len(new - stored)} runs would be added, "
+            f"{len(stored - new)} dropped): the spec changed since this study started. Run it in a new "
+            f"directory (--dir), or restore the original spec ({directory / 'spec.toml'})"
+        )
+    return store
+
+
+def _precheck_sizes(study: StudySpec) -> None:
+    """Every distinct data split of the grid is built once before any run starts, so that a size a class
+    cannot satisfy fails now, with its message, instead of as many failed runs."""
+    from transferlab.data.datasets import load_dataset
+    from transferlab.data.splits import make_task
+    from transferlab.strategies.base import sides
+
+    seen = set()
+    for _, spec in study.runs:
+        key = (spec.dataset, spec.source, spec.target, spec.swap, spec.side, spec.size, spec.per_class,
+               spec.val_size, spec.test_per_class, spec.strategy == "snt")  # fmt: skip
+        if key in seen:
+            continue
+        seen.add(key)
+        data = load_dataset(spec.dataset)
+        split = sides(spec, data)
+        classes = None if split is None else split.side("target" if spec.strategy == "snt" else spec.side)
+        try:
+            make_task(data, classes, size=spec.size, per_class=spec.per_class, val_size=spec.val_size,
+                      test_per_class=spec.test_per_class, seed=spec.seed)  # fmt: skip
+        except TransferlabError as exc:
+            size = f"per_class={spec.per_class}" if spec.per_class is not None else f"size={spec.size}"
+            raise TransferlabError(f"{spec.dataset} with {size}: {exc}") from None
+
+
+def _describe(spec: dict) -> str:
+    parts = [spec["strategy"], spec.get("backbone") or ""]
+    if spec.get("head"):
+        parts.append(spec["head"])
+    for key in ("frozen", "transfer", "layer"):
+        if spec.get(key) is not None:
+            parts.append(f"{key}={spec[key]}")
+    size = f"{spec['per_class']}/class" if spec.get("per_class") else f"{100 * spec['size']:g}%"
+    return f"{'/'.join(p for p in parts if p)} {size} seed={spec['seed']}"
+
+
+class _Progress:
+    """A rich progress bar with ETA and the best validation accuracy so far, or plain lines (--quiet,
+    or when stderr is not a terminal)."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.count, self.best = total, 0, None
+        self.plain = quiet or not sys.stderr.isatty()
+        if not self.plain:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), transient=False)  # fmt: skip
+            self._task = self._bar.add_task("runs", total=total)
+            self._bar.start()
+
+    def __call__(self, run_id: str, result: dict) -> None:
+        self.count += 1
+        spec = result.get("spec") or {}
+        if result.get("status") == "ok":
+            if self.best is None or result["val_accuracy"] > self.best[0]:
+                self.best = (result["val_accuracy"], _describe(spec))
+            line = f"val {result['val_accuracy']:.3f} test {result['test_accuracy']:.3f} ({result['total_seconds']:.1f} s)"
+        else:
+            line = f"FAILED: {result.get('error')}"
+        what = _describe(spec) if spec else run_id
+        if self.plain:
+            print(f"[{self.count}/{self.total}] {what}: {line}", file=sys.stderr, flush=True)
+        else:
+            best = f" | best val {self.best[0]:.3f}: {self.best[1]}" if self.best else ""
+            self._bar.update(self._task, advance=1, description=f"runs{best}")
+
+    def close(self) -> None:
+        if not self.plain:
+            self._bar.stop()
+
+
+def run_study(spec_path: str | Path, directory: str | Path | None = None, *, workers: int = 1,
+              executor: str = "local", address: str | None = None, retry_failed: bool = False,
+              quiet: bool = False, report: bool = True) -> StudyOutcome:  # fmt: skip
+    """Run every missing run of the study at ``spec_path`` in ``directory`` (default runs/<name>)."""
+    from transferlab import __version__
+
+    started = time.perf_counter()
+    study = load_study(spec_path)
+    directory = Path(directory) if directory is not None else Path("runs") / study.name
+    _precheck_sizes(study)
+    with open_study(study, directory) as store:
+        store.add_runs((rid, spec.to_dict()) for rid, spec in study.runs)
+        if retry_failed:
+            store.retry_failed()
+        todo = store.claimable()
+        progress = _Progress(len(todo), quiet)
+        try:
+            pool = make_executor(executor, workers, address)
+            outcome = drive(store, todo, pool, on_result=progress, version=__version__)
+        finally:
+            progress.close()
+        counts = store.counts()
+    report_path = None
+    if report:
+        from transferlab.report import write_report
+
+        report_path = write_report(directory)
+    return StudyOutcome(directory, total=len(study.runs), done=counts["done"], failed=counts["failed"],
+                        ran=outcome.done + outcome.failed, seconds=time.perf_counter() - started,
+                        report=report_path)  # fmt: skip

@@ -1,0 +1,131 @@
+"""Studies end to end on real data (digits, tiny CNN): resume after SIGKILL, no duplicates, executors agree."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from transferlab.errors import TransferlabError
+from transferlab.study.runner import run_study
+from transferlab.study.store import Store
+
+SPEC = """
+name = "tiny"
+description = "digits: a shallow CNN from scratch vs logistic regression on ImageNet lite0 features"
+repeats = 2
+
+[base]
+dataset = "digits"
+size = [0.3, 1.0]
+val_size = 0.2
+epochs = 3
+batch_size = 32
+
+[[runs]]
+strategy = "scratch"
+backbone = "shallow_cnn"
+input_size = 16
+
+[[runs]]
+strategy = "extract"
+backbone = "efficientnet_lite0.in1k"
+input_size = 32
+head = "logreg"
+"""
+
+
+def metrics(directory) -> dict:
+    with Store(directory) as store:
+        return {r["run_id"]: (r["status"], r["result"]["test_accuracy"], r["result"]["val_accuracy"])
+                for r in store.runs() if r["result"]}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted study, run once in this process."""
+    root = tmp_path_factory.mktemp("ref")
+    (root / "spec.toml").write_text(SPEC)
+    outcome = run_study(root / "spec.toml", root / "study", quiet=True, report=False)
+    return root, outcome
+
+
+def test_study_runs_everything_above_chance(reference):
+    root, outcome = reference
+    assert (outcome.total, outcome.done, outcome.failed) == (8, 8, 0)
+    with Store(root / "study") as store:
+        rows = store.table()
+        assert store.get_meta("name") == "tiny" and (root / "study" / "spec.toml").read_text() == SPEC
+    assert all(r["test_accuracy"] > 0.3 for r in rows)  # 10 classes: chance is 0.1
+    assert {r["strategy"] for r in rows} == {"scratch", "extract"}
+
+
+def test_rerun_does_nothing_and_changed_spec_is_refused(reference, tmp_path):
+    root, _ = reference
+    before = metrics(root / "study")
+    again = run_study(root / "spec.toml", root / "study", quiet=True, report=False)
+    assert again.ran == 0 and metrics(root / "study") == before
+    changed = tmp_path / "changed.toml"
+    changed.write_text(SPEC.replace("repeats = 2", "repeats = 3"))
+    with pytest.raises(TransferlabError, match=r"different grid \(4 runs would be added, 0 dropped\)"):
+        run_study(changed, root / "study", quiet=True, report=False)
+    assert metrics(root / "study") == before  # nothing harmed
+
+
+def test_sigkill_then_resume_gives_the_same_results(reference, tmp_path):
+    root, _ = reference
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    cmd = [sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(tmp_path / "s"), "--quiet",
+           "--no-report"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # kill as soon as the first run is recorded: the study is then half-way
+    for line in proc.stderr:
+        if line.startswith("[1/"):
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Store(tmp_path / "s") as store:
+        partial = store.counts()
+    assert 1 <= partial["done"] < 8
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert metrics(tmp_path / "s") == metrics(root / "study")  # same runs, bit-identical metrics
+
+
+def test_two_workers_match_one(reference, tmp_path):
+    root, _ = reference
+    (tmp_path / "spec.toml").write_text(SPEC)
+    run_study(tmp_path / "spec.toml", tmp_path / "w2", workers=2, quiet=True, report=False)
+    assert metrics(tmp_path / "w2") == metrics(root / "study")
+
+
+def test_ray_executor_matches_local(reference, tmp_path):
+    ray = pytest.importorskip("ray")
+    root, _ = reference
+    (tmp_path / "spec.toml").write_text(SPEC)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_study(tmp_path / "spec.toml", tmp_path / "ray", executor="ray", workers=2, quiet=True, report=False)
+    finally:
+        ray.shutdown()
+    assert metrics(tmp_path / "ray") == metrics(root / "study")
+
+
+def test_dry_run_and_cli_errors(cli, tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    code, out, _ = cli("study", str(spec), "--dry-run")
+    assert code == 0 and "8 runs" in out and "scratch" in out
+    assert not (tmp_path / "runs").exists()
+    spec.write_text(SPEC.replace("size = [0.3, 1.0]", "per_class = [500]"))
+    code, out, err = cli("study", str(spec), "--dir", str(tmp_path / "x"), "--quiet")
+    assert code == 2 and "per_class=500 is more than class" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    spec.write_text(SPEC)
+    code, _, err = cli("study", str(spec), "--dir", str(blocker / "sub"))
+    assert code == 2 and "not writable" in err

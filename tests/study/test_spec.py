@@ -1,0 +1,87 @@
+"""Study specs: grid expansion (conditional axes, no duplicates), and every spec error names key and line."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transferlab.errors import TransferlabError
+from transferlab.study.spec import parse_study
+
+SPEC = """
+name = "t"
+repeats = 2
+
+[base]
+dataset = "digits"
+size = [0.2, 0.5]
+epochs = 2
+
+[[runs]]
+strategy = "scratch"
+backbone = "shallow_cnn"
+
+[[runs]]
+strategy = "extract"
+backbone = "shallow_cnn"
+head = ["logreg", "fc1"]
+"""
+
+
+def test_expansion_counts_and_conditional_axes():
+    study = parse_study(SPEC)
+    # scratch: 2 sizes x 2 seeds; extract: 2 heads x 2 sizes x 2 seeds — the head axis does not touch scratch
+    assert study.count_by_strategy() == {"scratch": 4, "extract": 8}
+    assert {spec.seed for _, spec in study.runs} == {0, 1}
+    assert all(spec.epochs == 2 for _, spec in study.runs)
+    assert len({rid for rid, _ in study.runs}) == len(study.runs)
+
+
+def test_identical_runs_are_one_run_and_comments_do_not_change_the_grid():
+    doubled = SPEC + '\n[[runs]]\nstrategy = "scratch"\nbackbone = "shallow_cnn"\n'
+    assert len(parse_study(doubled).runs) == len(parse_study(SPEC).runs)
+    assert parse_study("# a comment\n" + SPEC).grid_hash == parse_study(SPEC).grid_hash
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.sampled_from([0.1, 0.2, 0.5, 1.0]), min_size=1, max_size=4, unique=True),
+    seeds=st.lists(st.integers(0, 50), min_size=1, max_size=3, unique=True),
+    heads=st.lists(st.sampled_from(["logreg", "fc1", "fc2", "svm"]), min_size=1, max_size=4, unique=True),
+    with_scratch=st.booleans(),
+)
+def test_grid_size_is_the_product_of_its_axes(sizes, seeds, heads, with_scratch):
+    text = (f'name = "h"\n[base]\ndataset = "digits"\nsize = {sizes}\nseed = {seeds}\n'
+            f'[[runs]]\nstrategy = "extract"\nbackbone = "shallow_cnn"\nhead = {heads!r}\n'.replace("'", '"'))  # fmt: skip
+    if with_scratch:
+        text += '[[runs]]\nstrategy = "scratch"\nbackbone = "shallow_cnn"\n'
+    study = parse_study(text)
+    expected = len(sizes) * len(seeds) * (len(heads) + (1 if with_scratch else 0))
+    assert len(study.runs) == expected
+    assert len({rid for rid, _ in study.runs}) == expected  # no duplicates
+    assert {spec.head for _, spec in study.runs if spec.strategy == "extract"} == set(heads)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name = "x"\nrepeat = 3\n', r"line 2 \(top level\): unknown key 'repeat' \(did you mean: repeats\?\)"),
+        ('[base]\ndataset = "digits"\nlearning_rate = 0.1\n', r"line 3 \(\[base\]\): unknown key 'learning_rate'"),
+        ('[base]\ndataset = "digits"\n[[runs]]\nstrategy = "scratch"\n[[runs]]\nstrategy = "extract"\nheads = ["fc1"]\n',
+         r"line 7 \(\[\[runs\]\] #2\): unknown key 'heads' \(did you mean: head\?\)"),
+        ('[base]\ndataset = "digits"\nstrategy = "scratch"\nepochs = "ten"\n',
+         r"line 4 \(\[base\]\): epochs = 'ten' has the wrong type str; expected int"),
+        ('[base]\ndataset = "digits"\nstrategy = "scratch"\nlr = [0.1, true]\n', r"lr = True has the wrong type bool"),
+        ('[base]\ndataset = "digits"\nstrategy = "scratch"\nlr = -1.0\n', r"lr=-1.0 is invalid; give a number > 0"),
+        ('[base]\ndataset = "digits"\nstrategy = "scratch"\nsize = []\n', r"size = \[\] is an empty axis"),
+        ('[base]\ndataset = "digits"\nstrategy = "scratch"\nhead = "svm"\n', r"head 'svm' is not taken by strategy 'scratch'"),
+        ('[base]\ndataset = "digits"\nstrategy = "bogus"\n', r"unknown strategy 'bogus'"),
+        ("name = 'bad name!'\n", r"name 'bad name!' must be"),
+        ("[base\n", r"is not valid TOML"),
+        ('repeats = 2\n[base]\ndataset = "digits"\nstrategy = "scratch"\nseed = [1]\n', r"either repeats or a seed axis"),
+    ],
+)
+def test_spec_errors_name_key_and_line(text, message):
+    with pytest.raises(TransferlabError, match=message):
+        parse_study(text, "spec.toml")
