@@ -453,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"transferlab: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("transferlab: interrupted", file=sys.stderr)
+        print("transferlab: interrupted; finished work is kept, run the same command to resume", file=sys.stderr)
         return 130
 
 

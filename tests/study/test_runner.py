@@ -130,3 +130,24 @@ def test_dry_run_and_cli_errors(cli, tmp_path):
     spec.write_text(SPEC)
     code, _, err = cli("study", str(spec), "--dir", str(blocker / "sub"))
     assert code == 2 and "not writable" in err
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(reference, tmp_path):
+    root, _ = reference
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    cmd = [sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(tmp_path / "s"), "--quiet",
+           "--no-report"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if line.startswith("[1/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130 and "interrupted" in err and "Traceback" not in err
+    with Store(tmp_path / "s") as store:
+        counts = store.counts()
+        # every unfinished run can be claimed again: released to pending, or owned by the exited process
+        assert counts["done"] >= 1 and len(store.claimable()) == 8 - counts["done"] - counts["failed"]
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+    assert metrics(tmp_path / "s") == metrics(root / "study")

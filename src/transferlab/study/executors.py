@@ -134,6 +134,7 @@ def drive(store, todo: list[tuple[str, dict]], executor, on_result: Callable[[st
     """
     queue = deque(todo)
     inflight: dict[cf.Future, str] = {}
+    claimed: set[str] = set()  # claimed and not yet recorded: what a stop must give back
     outcome = DriveOutcome()
     last_beat = time.monotonic()
     try:
@@ -143,12 +144,8 @@ def drive(store, todo: list[tuple[str, dict]], executor, on_result: Callable[[st
                 if not store.claim(rid):
                     outcome.skipped += 1
                     continue
-                try:
-                    future = executor.submit(spec)  # the inline executor runs the whole run here
-                except BaseException:
-                    store.release([rid])
-                    raise
-                inflight[future] = rid
+                claimed.add(rid)
+                inflight[executor.submit(spec)] = rid  # the inline executor runs the whole run here
             done, _ = cf.wait(list(inflight), timeout=HEARTBEAT_SECONDS, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 rid = inflight.pop(future)
@@ -157,13 +154,17 @@ def drive(store, todo: list[tuple[str, dict]], executor, on_result: Callable[[st
                 except Exception as exc:  # the worker itself died (e.g. killed, out of memory)
                     result = {"status": "failed", "error": f"worker failed: {type(exc).__name__}: {exc}"}
                 _record(store, rid, result, version, outcome)
+                claimed.discard(rid)
                 if on_result:
                     on_result(rid, result)
             if time.monotonic() - last_beat > HEARTBEAT_SECONDS and inflight:
                 store.heartbeat(inflight.values())
                 last_beat = time.monotonic()
     except BaseException:
-        store.release(inflight.values())
+        # A stop between a claim and its record leaves nothing half-done: unrecorded claims go back to
+        # pending (and a claim this misses, e.g. one interrupted inside claim() itself, belongs to a dead
+        # process once we exit, which makes it claimable again).
+        store.release(claimed)
         executor.shutdown(cancel=True)
         raise
     executor.shutdown()
