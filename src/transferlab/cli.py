@@ -191,7 +191,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         _print_table(sorted(counts.items()), ["strategy", "runs"])
         return EXIT_OK
     outcome = run_study(args.spec, args.dir, workers=args.workers, executor=args.executor, address=args.address,
-                        retry_failed=args.retry_failed, quiet=args.quiet, report=not args.no_report)  # fmt: skip
+                        threads=args.threads, retry_failed=args.retry_failed, quiet=args.quiet,
+                        report=not args.no_report)  # fmt: skip
     summary = {"directory": str(outcome.directory), "runs": outcome.total, "done": outcome.done,
                "failed": outcome.failed, "ran_now": outcome.ran, "seconds": round(outcome.seconds, 1),
                "report": str(outcome.report) if outcome.report else None}  # fmt: skip
@@ -214,6 +215,8 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="study spec (see examples/*.toml)")
     p.add_argument("--dir", help="study directory (default runs/<name from the spec>)")
     p.add_argument("--workers", type=int, default=1, help="parallel runs (default 1; threads are split between them)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: cores // workers); results are "
+                                               "bit-identical for equal threads, whatever the executor")
     p.add_argument("--executor", choices=["local", "ray"], default="local", help="local process pool or Ray")
     p.add_argument("--address", help="Ray cluster address (auto or HOST:PORT); default: a local Ray runtime")
     p.add_argument("--dry-run", action="store_true", help="print the run count by strategy and stop")

@@ -49,7 +49,9 @@ def reference(tmp_path_factory):
     """The uninterrupted study, run once in this process."""
     root = tmp_path_factory.mktemp("ref")
     (root / "spec.toml").write_text(SPEC)
-    outcome = run_study(root / "spec.toml", root / "study", quiet=True, report=False)
+    # one torch thread per run everywhere: results are bit-identical for equal thread counts (CPU reductions
+    # split by thread), and --workers 2 / Ray default to one thread per run on two cores
+    outcome = run_study(root / "spec.toml", root / "study", threads=1, quiet=True, report=False)
     return root, outcome
 
 
@@ -61,12 +63,13 @@ def test_study_runs_everything_above_chance(reference):
         assert store.get_meta("name") == "tiny" and (root / "study" / "spec.toml").read_text() == SPEC
     assert all(r["test_accuracy"] > 0.3 for r in rows)  # 10 classes: chance is 0.1
     assert {r["strategy"] for r in rows} == {"scratch", "extract"}
+    assert all(r["hyperparameters"]["torch_threads"] == 1 for r in rows)  # recorded with every result
 
 
 def test_rerun_does_nothing_and_changed_spec_is_refused(reference, tmp_path):
     root, _ = reference
     before = metrics(root / "study")
-    again = run_study(root / "spec.toml", root / "study", quiet=True, report=False)
+    again = run_study(root / "spec.toml", root / "study", threads=1, quiet=True, report=False)
     assert again.ran == 0 and metrics(root / "study") == before
     changed = tmp_path / "changed.toml"
     changed.write_text(SPEC.replace("repeats = 2", "repeats = 3"))
@@ -80,7 +83,7 @@ def test_sigkill_then_resume_gives_the_same_results(reference, tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC)
     cmd = [sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(tmp_path / "s"), "--quiet",
-           "--no-report"]  # fmt: skip
+           "--no-report", "--threads", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
     # kill as soon as the first run is recorded: the study is then half-way
     for line in proc.stderr:
@@ -137,7 +140,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(reference, tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC)
     cmd = [sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(tmp_path / "s"), "--quiet",
-           "--no-report"]  # fmt: skip
+           "--no-report", "--threads", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if line.startswith("[1/"):

@@ -23,26 +23,39 @@ HEARTBEAT_SECONDS = 30.0
 _LOADED: dict = {}  # dataset name -> ImageSet, per worker process: load each dataset once per worker
 
 
-def execute_run(spec: dict) -> dict:
-    """Run one resolved spec (a dict) and return ``RunResult.to_dict()``. Never raises for a run's own
-    failure: bad input or a crash inside training comes back as status "failed" with the reason."""
+def default_threads(workers: int) -> int:
+    """Torch threads per run: the machine's cores shared between the parallel runs."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def execute_run(spec: dict, threads: int) -> dict:
+    """Run one resolved spec (a dict) with ``threads`` torch threads; return ``RunResult.to_dict()``.
+
+    Never raises for a run's own failure: bad input or a crash inside training comes back as status
+    "failed" with the reason. The thread count is fixed per run and recorded (hyperparameters
+    ``torch_threads``) because CPU reductions split by thread: results are bit-identical for the same
+    spec and thread count, whichever executor ran them."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
     from transferlab import strategies
     from transferlab.data.datasets import load_dataset
     from transferlab.runs import RunResult, RunSpec
 
     run_spec = RunSpec.from_dict(spec)
-    try:
-        if run_spec.dataset not in _LOADED:
-            _LOADED[run_spec.dataset] = load_dataset(run_spec.dataset)
-        return strategies.run(run_spec, _LOADED[run_spec.dataset]).to_dict()
-    except TransferlabError as exc:
-        return RunResult(spec=spec, status="failed", error=str(exc)).to_dict()
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:  # BLAS/OpenMP pools too (numpy, scikit-learn heads): Ray caps them at 1, a plain process does not
+        with threadpool_limits(limits=threads):
+            if run_spec.dataset not in _LOADED:
+                _LOADED[run_spec.dataset] = load_dataset(run_spec.dataset)
+            result = strategies.run(run_spec, _LOADED[run_spec.dataset])
+    except TransferlabError as exc:
+        result = RunResult(spec=spec, status="failed", error=str(exc))
+    finally:
+        torch.set_num_threads(previous)
+    result.hyperparameters["torch_threads"] = threads
+    return result.to_dict()
 
 
 class InlineExecutor:
@@ -50,9 +63,12 @@ class InlineExecutor:
 
     capacity = 1
 
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
     def submit(self, spec: dict) -> cf.Future:
         future: cf.Future = cf.Future()
-        future.set_result(execute_run(spec))
+        future.set_result(execute_run(spec, self.threads))
         return future
 
     def shutdown(self, cancel: bool = False) -> None:
@@ -60,18 +76,16 @@ class InlineExecutor:
 
 
 class LocalPoolExecutor:
-    """``workers`` processes (spawned: no forked torch state), each with cores // workers threads."""
+    """``workers`` processes (spawned: no forked torch state), each run with ``threads`` threads."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, threads: int) -> None:
         import multiprocessing as mp
 
-        self.capacity = workers
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        self._pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                            initializer=_init_worker, initargs=(threads,))  # fmt: skip
+        self.capacity, self.threads = workers, threads
+        self._pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
 
     def submit(self, spec: dict) -> cf.Future:
-        return self._pool.submit(execute_run, spec)
+        return self._pool.submit(execute_run, spec, self.threads)
 
     def shutdown(self, cancel: bool = False) -> None:
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
@@ -81,7 +95,7 @@ class RayExecutor:
     """Ray tasks (one CPU each by default). ``address``: None starts a local Ray with ``workers`` CPUs;
     "auto" or "HOST:PORT" joins a running cluster."""
 
-    def __init__(self, workers: int, address: str | None = None) -> None:
+    def __init__(self, workers: int, threads: int, address: str | None = None) -> None:
         try:
             import ray
         except ImportError:
@@ -91,30 +105,30 @@ class RayExecutor:
             kwargs = {"address": address} if address else {"num_cpus": workers}
             ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
         self.capacity = workers if not address else max(workers, int(ray.cluster_resources().get("CPU", 1)))
-        self._remote = ray.remote(num_cpus=1)(_ray_task)
+        self.threads = threads
+        self._remote = ray.remote(num_cpus=1)(execute_run)
 
     def submit(self, spec: dict) -> cf.Future:
-        return self._remote.remote(spec).future()
+        return self._remote.remote(spec, self.threads).future()
 
     def shutdown(self, cancel: bool = False) -> None:
         pass  # a Ray runtime is shared: leave it to its owner (ray.shutdown() ends a local one)
 
 
-def _ray_task(spec: dict) -> dict:
-    import torch
-
-    torch.set_num_threads(1)
-    return execute_run(spec)
-
-
-def make_executor(kind: str, workers: int, address: str | None = None):
+def make_executor(kind: str, workers: int, address: str | None = None, threads: int | None = None):
+    """An executor for ``workers`` parallel runs of ``threads`` torch threads each (default: cores split
+    between the workers)."""
     if kind not in EXECUTORS:
         raise TransferlabError(f"executor {kind!r} is unknown; valid: {', '.join(EXECUTORS)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise TransferlabError(f"workers={workers!r} is invalid; give a whole number >= 1")
+    if threads is None:
+        threads = default_threads(workers)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise TransferlabError(f"threads={threads!r} is invalid; give a whole number >= 1")
     if kind == "ray":
-        return RayExecutor(workers, address)
-    return InlineExecutor() if workers == 1 else LocalPoolExecutor(workers)
+        return RayExecutor(workers, threads, address)
+    return InlineExecutor(threads) if workers == 1 else LocalPoolExecutor(workers, threads)
 
 
 @dataclass

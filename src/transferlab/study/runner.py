@@ -142,8 +142,8 @@ class _Progress:
 
 
 def run_study(spec_path: str | Path, directory: str | Path | None = None, *, workers: int = 1,
-              executor: str = "local", address: str | None = None, retry_failed: bool = False,
-              quiet: bool = False, report: bool = True) -> StudyOutcome:  # fmt: skip
+              executor: str = "local", address: str | None = None, threads: int | None = None,
+              retry_failed: bool = False, quiet: bool = False, report: bool = True) -> StudyOutcome:  # fmt: skip
     """Run every missing run of the study at ``spec_path`` in ``directory`` (default runs/<name>)."""
     from transferlab import __version__
 
@@ -158,7 +158,7 @@ def run_study(spec_path: str | Path, directory: str | Path | None = None, *, wor
         todo = store.claimable()
         progress = _Progress(len(todo), quiet)
         try:
-            pool = make_executor(executor, workers, address)
+            pool = make_executor(executor, workers, address, threads)
             outcome = drive(store, todo, pool, on_result=progress, version=__version__)
         finally:
             progress.close()
