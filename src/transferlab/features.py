@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -194,21 +192,6 @@ def _array_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    """write(file object) into a temp file beside ``path``, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _read_entry(key: FeatureKey, root: Path) -> tuple[np.ndarray | None, str]:
     """(features, "") on a valid hit; (None, why) when absent, torn or mismatched."""
     array_path, meta_path = _entry_paths(key.digest(), root)
@@ -233,8 +216,8 @@ def _write_entry(key: FeatureKey, array: np.ndarray, root: Path, seconds: float,
         "dataset_name": dataset_name, "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }  # fmt: skip
     # Array first, sidecar last: a sidecar only ever describes a complete array.
-    _atomic_write(array_path, lambda f: np.save(f, array, allow_pickle=False))
-    _atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    paths.atomic_write(array_path, lambda f: np.save(f, array, allow_pickle=False))
+    paths.atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
 
 
 def _indices_array(image_set: ImageSet, indices: np.ndarray | None) -> np.ndarray:

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -59,19 +56,6 @@ def source_key(spec: RunSpec, data: ImageSet, source_classes: tuple[int, ...]) -
     return f"{spec.backbone}-{digest}", settings
 
 
-def _write_atomically(path, write) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def source_model(spec: RunSpec, data: ImageSet, source_classes: tuple[int, ...], device: torch.device,
                  progress: bool) -> tuple[Backbone, dict]:  # fmt: skip
     """The trained source model (from the cache, or trained and cached now) and its record: key, source
@@ -104,8 +88,8 @@ def _train_source(model: Backbone, spec: RunSpec, data: ImageSet, source_classes
         "seconds": score.outcome.seconds + score.eval_seconds,
     }  # fmt: skip
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _write_atomically(weights_path, lambda tmp: torch.save(state, tmp))
-    _write_atomically(weights_path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+    paths.atomic_write(weights_path, lambda f: torch.save(state, f))
+    paths.atomic_write(weights_path.with_suffix(".json"), lambda f: f.write(json.dumps(record, indent=2).encode()))
     return model, {**record, "cached": False}
 
 

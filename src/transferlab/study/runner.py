@@ -7,13 +7,13 @@ silently answer a question nobody asked. The message says what changed and to us
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from transferlab import paths
 from transferlab.errors import TransferlabError
 from transferlab.study.executors import drive, make_executor
 from transferlab.study.spec import StudySpec, load_study
@@ -31,13 +31,6 @@ class StudyOutcome:
     report: Path | None = None
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _check_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -53,7 +46,7 @@ def open_study(study: StudySpec, directory: Path) -> Store:
     store = Store(directory)
     known = store.get_meta("grid_hash")
     if known is None:
-        _atomic_write(directory / "spec.toml", study.text)
+        paths.atomic_write(directory / "spec.toml", lambda f: f.write(study.text.encode()))
         for key, value in (("name", study.name), ("description", study.description), ("spec_toml", study.text),
                            ("grid_hash", study.grid_hash), ("created", time.strftime("%Y-%m-%d %H:%M:%S"))):  # fmt: skip
             store.set_meta(key, value)
