@@ -44,6 +44,21 @@ def metrics(directory) -> dict:
                 for r in store.runs() if r["result"]}  # fmt: skip
 
 
+def study_command(tmp_path) -> list[str]:
+    """The CLI command that runs SPEC in tmp_path/s with one thread per run (as the reference)."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    return [sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(tmp_path / "s"), "--quiet",
+            "--no-report", "--threads", "1"]  # fmt: skip
+
+
+def wait_for_first_run(proc: subprocess.Popen) -> None:
+    """Read the study's --quiet lines until the first finished run is reported."""
+    for line in proc.stderr:
+        if line.startswith("[1/"):
+            return
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted study, run once in this process."""
@@ -80,15 +95,9 @@ def test_rerun_does_nothing_and_changed_spec_is_refused(reference, tmp_path):
 
 def test_sigkill_then_resume_gives_the_same_results(reference, tmp_path):
     root, _ = reference
-    spec = tmp_path / "spec.toml"
-    spec.write_text(SPEC)
-    cmd = [sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(tmp_path / "s"), "--quiet",
-           "--no-report", "--threads", "1"]  # fmt: skip
+    cmd = study_command(tmp_path)
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    # kill as soon as the first run is recorded: the study is then half-way
-    for line in proc.stderr:
-        if line.startswith("[1/"):
-            break
+    wait_for_first_run(proc)  # kill as soon as the first run is recorded: the study is then half-way
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     with Store(tmp_path / "s") as store:
@@ -137,14 +146,9 @@ def test_dry_run_and_cli_errors(cli, tmp_path):
 
 def test_ctrl_c_stops_cleanly_and_resumes(reference, tmp_path):
     root, _ = reference
-    spec = tmp_path / "spec.toml"
-    spec.write_text(SPEC)
-    cmd = [sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(tmp_path / "s"), "--quiet",
-           "--no-report", "--threads", "1"]  # fmt: skip
+    cmd = study_command(tmp_path)
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if line.startswith("[1/"):
-            break
+    wait_for_first_run(proc)
     proc.send_signal(signal.SIGINT)
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 130 and "interrupted" in err and "Traceback" not in err
