@@ -54,24 +54,32 @@ def _evidence(
     """Maximised log evidence / n of y (N,) for one target, by the fixed point of You et al. 2021
     (Algorithm 1). With F = U diag(sqrt(s)) V^T (the r non-zero singular values), proj = U^T y (r,)."""
     alpha, beta = 1.0, 1.0
-    y_norm2 = float(y @ y)
-    for _ in range(max_iter):
-        gamma = float(np.sum(beta * s / (alpha + beta * s)))
-        # m = beta (alpha I + beta F^T F)^-1 F^T y, as coefficients on F's right singular vectors V.
-        coeffs = beta * np.sqrt(s) * proj / (alpha + beta * s)
-        m2 = float(coeffs @ coeffs)
-        residual2 = max(
-            y_norm2 - 2 * float(coeffs @ (np.sqrt(s) * proj)) + float((s * coeffs) @ coeffs), 1e-300
+    # The part of y outside F's column space: no choice of weights reaches it (0 when rank F = N).
+    outside = 0.0 if len(s) >= n else max(float(y @ y) - float(proj @ proj), 0.0)
+
+    def posterior(alpha: float, beta: float) -> tuple[float, float, float]:
+        """(gamma, m^T m, ||y - F m||^2); the residual as outside + sum (proj alpha / (alpha + beta s))^2,
+        free of the cancellation of ||y||^2 - 2 y^T F m + ||F m||^2 when beta is large."""
+        shrink = alpha + beta * s
+        coeffs = beta * np.sqrt(s) * proj / shrink  # m on F's right singular vectors
+        return (
+            float(np.sum(beta * s / shrink)),
+            float(coeffs @ coeffs),
+            outside + float(np.sum((proj * alpha / shrink) ** 2)),
         )
+
+    for _ in range(max_iter):
+        gamma, m2, residual2 = posterior(alpha, beta)
+        if n - gamma <= 1e-10 * n or residual2 <= 0.0:
+            # More features than images can interpolate y: the evidence then rises towards its limit as the
+            # noise precision beta grows without bound; stop at that limit (the value no longer changes).
+            break
         new_alpha, new_beta = gamma / max(m2, 1e-300), (n - gamma) / residual2
         done = abs(new_alpha / new_beta - alpha / beta) <= tol * (alpha / beta)
         alpha, beta = new_alpha, new_beta
         if done:
             break
-    gamma = float(np.sum(beta * s / (alpha + beta * s)))
-    coeffs = beta * np.sqrt(s) * proj / (alpha + beta * s)
-    m2 = float(coeffs @ coeffs)
-    residual2 = max(y_norm2 - 2 * float(coeffs @ (np.sqrt(s) * proj)) + float((s * coeffs) @ coeffs), 0.0)
+    _, m2, residual2 = posterior(alpha, beta)
     # log det(alpha I + beta F^T F): the D - r directions outside F's row space contribute log(alpha) each.
     logdet = float(np.sum(np.log(alpha + beta * s))) + (d - len(s)) * np.log(alpha)
     evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - logdet / 2 - beta / 2 * residual2
