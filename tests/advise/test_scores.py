@@ -51,7 +51,9 @@ def test_logme_matches_the_slow_reference(n, d):
     labels = np.arange(n) % 3
     features = rng.normal(size=(n, d))
     features[:, :3] += 1.5 * np.eye(3)[labels]  # every class has a direction: the optimum is interior
-    assert logme(features, labels, tol=1e-12) == pytest.approx(reference_logme(features, labels), rel=1e-6, abs=1e-8)
+    assert logme(features, labels, tol=1e-12) == pytest.approx(
+        reference_logme(features, labels), rel=1e-6, abs=1e-8
+    )
 
 
 def test_logme_prefers_informative_features_and_is_invariant_to_label_names():
@@ -112,7 +114,9 @@ def test_h_score_closed_form():
     noise = np.random.default_rng(4).normal(size=informative.shape)
     assert h_score(noise, y) < 0.5 < 2.0 < h_score(informative, y)
     assert h_score(informative, y, shrinkage=False) <= 4 + 1e-9  # plain covariance: at most K - 1
-    wide, y_wide = blobs(20, 5, 200, separation=1.0)  # D > N: singular plain covariance, shrinkage stays finite
+    wide, y_wide = blobs(
+        20, 5, 200, separation=1.0
+    )  # D > N: singular plain covariance, shrinkage stays finite
     assert 0 < h_score(wide, y_wide) < np.inf
 
 

@@ -130,7 +130,8 @@ class CurveFit:
         estimate = self._needed(self.params, target)
         draws = np.array([self._needed(p, target) for p in self.bootstrap])
         tail = 100 * (1 - CONFIDENCE) / 2
-        low, high = (float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail)))
+        # No interpolation between order statistics: some draws may be inf (target never reached).
+        low, high = (float(np.percentile(draws, q, method="inverted_cdf")) for q in (tail, 100 - tail))
         if math.isinf(estimate):
             return LabelsNeeded(target, estimate, low, high, math.inf, False,
                                 f"{100 * target:g}% is above the fitted ceiling {100 * self.ceiling:.1f}%: more labels "
