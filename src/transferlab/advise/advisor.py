@@ -212,6 +212,8 @@ def validate(study_dir: str | Path, *, size_label: str | None = None, progress: 
     from transferlab import paths
     from transferlab.data.datasets import load_dataset
     from transferlab.report.aggregate import best_by_validation, load_study
+    from transferlab.runs import RunSpec
+    from transferlab.strategies.base import sides
     from transferlab.study.export import open_study
 
     with open_study(study_dir) as store:
@@ -245,12 +247,16 @@ def validate(study_dir: str | Path, *, size_label: str | None = None, progress: 
         data = load_dataset(spec0["dataset"])
         table = []
         for name, cell, spec in rows:
-            settings = SourceSettings(epochs=spec.get("source_epochs") or spec.get("epochs") or 5,
-                                      size=spec.get("source_size", 1.0), lr=spec.get("lr", 1e-3),
-                                      input_size=spec.get("input_size"), seed=0)  # fmt: skip
-            advice = advise(data, candidates=[name], target=spec.get("target"), source=spec.get("source"),
-                            size=spec.get("size"), per_class=spec.get("per_class"), val_size=spec.get("val_size", 0.1),
-                            settings=settings, with_similarity=False, progress=progress)  # fmt: skip
+            settings = SourceSettings(input_size=spec.get("input_size"), seed=0,
+                                      run_spec=spec if name.endswith("@source") else None)  # fmt: skip
+            target, source = spec.get("target"), spec.get("source")
+            if name.endswith("@source") and target is None and source is None:
+                # snt with random halves: the same halves (and direction) the run learned.
+                halves = sides(RunSpec.from_dict(spec), data)
+                target, source = ",".join(map(str, halves.target)), ",".join(map(str, halves.source))
+            advice = advise(data, candidates=[name], target=target, source=source, size=spec.get("size"),
+                            per_class=spec.get("per_class"), val_size=spec.get("val_size", 0.1), settings=settings,
+                            with_similarity=False, progress=progress)  # fmt: skip
             scores = advice.candidates[0].scores
             table.append({"candidate": name, **scores, "accuracy_mean": cell.test.mean, "accuracy_std": cell.test.std,
                           "n": cell.test.n, "configuration": task.describe(cell.config)})  # fmt: skip

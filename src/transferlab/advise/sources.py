@@ -39,6 +39,7 @@ class SourceSettings:
     lr: float = 1e-3
     input_size: int | None = None
     seed: int = 0
+    run_spec: dict | None = None  # a study's snt spec: its source model exactly (every training setting)
 
 
 @dataclass
@@ -131,9 +132,12 @@ def _trained_source(architecture: str, data: ImageSet, classes: tuple[int, ...],
     from transferlab.strategies.base import resolve_device
     from transferlab.strategies.snt import source_model
 
-    spec = RunSpec(strategy="snt", dataset=data.name, backbone=architecture, transfer=1, lr=settings.lr,
-                   source_size=settings.size, source_epochs=settings.epochs, epochs=settings.epochs,
-                   input_size=settings.input_size, seed=settings.seed).resolved()  # fmt: skip
+    if settings.run_spec is not None:
+        spec = RunSpec.from_dict({**settings.run_spec, "seed": settings.seed}).resolved()
+    else:
+        spec = RunSpec(strategy="snt", dataset=data.name, backbone=architecture, transfer=1, lr=settings.lr,
+                       source_size=settings.size, source_epochs=settings.epochs, epochs=settings.epochs,
+                       input_size=settings.input_size, seed=settings.seed).resolved()  # fmt: skip
     return source_model(spec, data, classes, resolve_device("cpu"), progress)
 
 

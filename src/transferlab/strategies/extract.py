@@ -28,7 +28,7 @@ def _layer(value: str | None) -> int | str | None:
     return int(value) if value is not None and value.isdigit() else value
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
     """Features of the task's train/val/test images from ``spec.backbone`` at ``spec.layer``, then
     ``spec.head`` fitted on the training features and scored on validation and test. ``keep``: a dict
     that receives the fitted ``head`` and the ``task`` (for ``transferlab fit``)."""

@@ -46,7 +46,7 @@ def split_groups(model, spec: RunSpec) -> list[dict]:
     ]
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
     """Fine-tune ``spec.backbone`` (pretrained) with units 1..``spec.frozen`` frozen and a new head.
     ``keep``: a dict that receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
     device = resolve_device(spec.device)

@@ -18,7 +18,7 @@ from transferlab.strategies.base import (
 from transferlab.train import seeded
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
     """Train ``spec.backbone`` from random init on the task (with ``spec.augment`` if any) and score it.
     ``keep``: a dict that receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
     device = resolve_device(spec.device)

@@ -114,7 +114,7 @@ def target_model(spec: RunSpec, source: Backbone | None, num_classes: int, devic
     return model, groups
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
     """Transfer units 1..``spec.transfer`` of a source model into a fresh target model, freeze units
     1..``spec.frozen``, train on the target subset, score on the target test set. ``keep``: a dict that
     receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
