@@ -67,7 +67,8 @@ def test_candidate_grammar_errors(digits):
         advise(digits, candidates=["cifar_cnn@nosuchdata"], per_class=5, settings=SETTINGS)
 
 
-def test_validate_against_a_study_and_the_report_shows_it(tmp_path, digits):
+def test_validate_against_a_study_and_the_report_shows_it(tmp_path, digits, capsys):
+    from transferlab.cli import main
     from transferlab.report import write_report
 
     builder = StudyBuilder(tmp_path / "study")
@@ -93,6 +94,16 @@ def test_validate_against_a_study_and_the_report_shows_it(tmp_path, digits):
     ).statistic
     assert task["kendall_tau"]["logme"] == pytest.approx(expected) and abs(expected) == 1.0
     assert json.loads((tmp_path / "study" / "advise_validation.json").read_text()) == result
+    capsys.readouterr()
+    assert (
+        main(["advise", "--validate", str(tmp_path / "study")]) == 0
+    )  # the CLI's table, from cached features
+    out = capsys.readouterr().out
+    assert (
+        "Kendall tau with the mean test accuracy (2 candidates): logme" in out
+        and "0.805 ± 0.007 (n=2)" in out
+    )
+    assert main(["advise"]) == 2 and "advise needs --dataset D" in capsys.readouterr().err
     write_report(tmp_path / "study")
     page = (tmp_path / "study" / "report" / "report.html").read_text()
     assert "advise_validation" in page and "efficientnet_lite0.in1k" in page
