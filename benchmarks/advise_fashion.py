@@ -5,7 +5,7 @@ Usage:
     python benchmarks/advise_fashion.py [--out benchmarks/results/advise_fashion.json]
 
 Target: Fashion-MNIST classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle boot) at 1% of each class's pool
-(54 images per class, 270 in all), validation 50 per class, test capped at 300 per class (the protocol of
+(60 images per class, 300 in all), validation 50 per class, test capped at 300 per class (the protocol of
 strategies_fashion.py). Candidates (5): ImageNet efficientnet_lite0 and lite1 (64 px), a cifar_cnn trained
 on the other Fashion-MNIST classes 0-4 (``cifar_cnn@source``), a cifar_cnn trained on MNIST
 (``cifar_cnn@mnist``), and cifar_cnn from random init (``cifar_cnn@random``); the cifar_cnn models at their

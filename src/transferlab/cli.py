@@ -458,7 +458,8 @@ def _cmd_advise(args: argparse.Namespace) -> int:
     if not args.dataset:
         raise TransferlabError("advise needs --dataset D (to rank sources) or --validate DIR (to check a ranking)")
     candidates = [c.strip() for c in args.backbones.split(",") if c.strip()] if args.backbones else None
-    settings = SourceSettings(epochs=args.source_epochs, size=args.source_size, input_size=args.input_size, seed=args.seed)
+    settings = SourceSettings(epochs=args.source_epochs, size=args.source_size, input_size=args.input_size,
+                              trained_input_size=args.source_input_size, seed=args.seed)  # fmt: skip
     advice = advise(args.dataset, candidates=candidates, target=args.target, source=args.source, size=args.size,
                     per_class=args.per_class, val_size=args.val_size, settings=settings,
                     with_similarity=not args.no_similarity, progress=not args.json and sys.stderr.isatty())  # fmt: skip
@@ -506,7 +507,9 @@ def _add_advise(sub: argparse._SubParsersAction) -> None:
     size.add_argument("--size", type=_fraction, help="training fraction of each class, e.g. 1%% (default: all)")
     size.add_argument("--per-class", type=int, help="training images per class")
     p.add_argument("--val-size", type=_holdout, default=0.1, help="validation carve, as in run (default 0.1)")
-    p.add_argument("--input-size", type=int, help="input side in pixels (default: each backbone's own)")
+    p.add_argument("--input-size", type=int, help="input side in pixels of pretrained backbones (default: each one's own)")
+    p.add_argument("--source-input-size", type=int, help="input side of @random/@source/@DATASET models (default: "
+                                                         "the architecture's own, e.g. 32 for cifar_cnn)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and of source models (default 0)")
     p.add_argument("--source-epochs", type=int, default=5, help="epochs of @source/@DATASET training (default 5)")
     p.add_argument("--source-size", type=_fraction, default=0.2,

@@ -18,7 +18,7 @@ from transferlab.runs import RunSpec
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from report.conftest import StudyBuilder, spec  # noqa: E402
 
-SETTINGS = SourceSettings(epochs=1, size=0.3, input_size=32, seed=0)
+SETTINGS = SourceSettings(epochs=1, size=0.3, input_size=32, trained_input_size=16, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -86,14 +86,13 @@ def assess(source: Source, data: ImageSet, train_indices: np.ndarray, labels: np
     from transferlab.features import cached_features
 
     started = time.perf_counter()
-    features = cached_features(data, train_indices, source.backbone, size=settings.input_size, device="cpu")
+    side = settings.side(source.kind)
+    features = cached_features(data, train_indices, source.backbone, size=side, device="cpu")
     probs = source_probabilities(source.backbone, features)
     scores = score_all(labels, features=features, source_probs=probs)
     sim = None
     if with_similarity and source.reference is not None:
-        reference = cached_features(
-            source.reference, None, source.backbone, size=settings.input_size, device="cpu"
-        )
+        reference = cached_features(source.reference, None, source.backbone, size=side, device="cpu")
         sim = similarity(reference, features, seed=settings.seed)
     placement = place(per_class, None if sim is None else sim["domain_accuracy"])
     return CandidateAdvice(source.name, source.kind, scores, sim, placement, source.reference_note,
@@ -169,11 +168,12 @@ def advise(dataset: str | ImageSet, *, candidates: list[str] | None = None, targ
         )
     ranked = sorted(assessed, key=lambda c: -c.scores[RANK_BY])
     usable = [c for c in ranked if c.kind != "dataset"]
-    recommendation = (recommend(usable[0], units[usable[0].name], settings.input_size) if usable else
+    recommendation = (recommend(usable[0], units[usable[0].name], settings.side(usable[0].kind)) if usable else
                       {"candidate": None, "run": None, "why": "every candidate was trained on another dataset; no "
                        "strategy transfers from another dataset yet (use snt within one dataset)"})  # fmt: skip
     task_info = {"classes": list(task.class_names), "n_train": len(task.train), "per_class": per_class_count,
-                 "size": task.size_label, "seed": settings.seed, "input_size": settings.input_size}  # fmt: skip
+                 "size": task.size_label, "seed": settings.seed, "input_size": settings.input_size,
+                 "trained_input_size": settings.trained_input_size}  # fmt: skip
     return Advice(data.name, task_info, RANK_BY, ranked, recommendation)
 
 
@@ -247,7 +247,7 @@ def validate(study_dir: str | Path, *, size_label: str | None = None, progress: 
         data = load_dataset(spec0["dataset"])
         table = []
         for name, cell, spec in rows:
-            settings = SourceSettings(input_size=spec.get("input_size"), seed=0,
+            settings = SourceSettings(input_size=spec.get("input_size"), trained_input_size=spec.get("input_size"), seed=0,
                                       run_spec=spec if name.endswith("@source") else None)  # fmt: skip
             target, source = spec.get("target"), spec.get("source")
             if name.endswith("@source") and target is None and source is None:

@@ -31,8 +31,10 @@ PHOTO_CROPS = 24  # random square crops per photo
 
 @dataclass(frozen=True)
 class SourceSettings:
-    """How ``@source`` / ``@DATASET`` models are trained (passed to the snt strategy's source model):
-    epochs, fraction of the source's training pool, learning rate, input side, seed."""
+    """Input sides and how ``@source`` / ``@DATASET`` models are trained (by the snt strategy's source
+    model code): epochs, fraction of the source's training pool, learning rate, seed. ``input_size``:
+    side in pixels for pretrained backbones (None: each one's own, e.g. 224); ``trained_input_size``: for
+    @random/@source/@DATASET models (None: the architecture's own, e.g. cifar_cnn's 32)."""
 
     epochs: int = 5
     size: float = 0.2
@@ -40,6 +42,11 @@ class SourceSettings:
     input_size: int | None = None
     seed: int = 0
     run_spec: dict | None = None  # a study's snt spec: its source model exactly (every training setting)
+    trained_input_size: int | None = None
+
+    def side(self, kind: str) -> int | None:
+        """The input side for a candidate of ``kind``."""
+        return self.input_size if kind == "pretrained" else self.trained_input_size
 
 
 @dataclass
@@ -137,7 +144,7 @@ def _trained_source(architecture: str, data: ImageSet, classes: tuple[int, ...],
     else:
         spec = RunSpec(strategy="snt", dataset=data.name, backbone=architecture, transfer=1, lr=settings.lr,
                        source_size=settings.size, source_epochs=settings.epochs, epochs=settings.epochs,
-                       input_size=settings.input_size, seed=settings.seed).resolved()  # fmt: skip
+                       input_size=settings.trained_input_size, seed=settings.seed).resolved()  # fmt: skip
     return source_model(spec, data, classes, resolve_device("cpu"), progress)
 
 
