@@ -51,7 +51,8 @@ def test_advise_ranks_scores_places_and_recommends(digits_advice):
     assert by_name["cifar_cnn@source"].source_record["n_train"] > 0
     rec = advice.recommendation
     assert rec["candidate"] == advice.candidates[0].name
-    RunSpec(dataset="digits", target="0,1,2,3,4", **rec["run"]).resolved()
+    assert rec["run"]["target"] == "0,1,2,3,4"
+    RunSpec(dataset="digits", **rec["run"]).resolved()
     json.dumps(advice.to_dict())  # the --json output is plain JSON
 
 

@@ -171,6 +171,8 @@ def advise(dataset: str | ImageSet, *, candidates: list[str] | None = None, targ
     recommendation = (recommend(usable[0], units[usable[0].name], settings.side(usable[0].kind)) if usable else
                       {"candidate": None, "run": None, "why": "every candidate was trained on another dataset; no "
                        "strategy transfers from another dataset yet (use snt within one dataset)"})  # fmt: skip
+    if recommendation["run"] is not None:  # the same task: the recommended run learns the same classes
+        recommendation["run"].update({k: v for k, v in (("target", target), ("source", source)) if v})
     task_info = {"classes": list(task.class_names), "n_train": len(task.train), "per_class": per_class_count,
                  "size": task.size_label, "seed": settings.seed, "input_size": settings.input_size,
                  "trained_input_size": settings.trained_input_size}  # fmt: skip
