@@ -74,12 +74,13 @@ def test_validate_against_a_study_and_the_report_shows_it(tmp_path, digits, caps
 
     builder = StudyBuilder(tmp_path / "study")
     common = {"dataset": "digits", "per_class": 10, "size": None, "input_size": 32}
-    accuracies = {"efficientnet_lite0.in1k": 0.8, "cifar_cnn@random": 0.5}
+    accuracies = {"efficientnet_lite0.in1k": 0.8, "efficientnet_lite1.in1k": 0.5}
     for seed in (0, 1):
-        builder.add(spec(strategy="extract", backbone="efficientnet_lite0.in1k", head="logreg", seed=seed, **common),
-                    accuracies["efficientnet_lite0.in1k"] + 0.01 * seed, 0.8, 100, 10)  # fmt: skip
-        builder.add(spec(strategy="scratch", backbone="cifar_cnn", seed=seed, **common),
-                    accuracies["cifar_cnn@random"] + 0.01 * seed, 0.5, 100, 10)  # fmt: skip
+        for name, accuracy in accuracies.items():
+            builder.add(spec(strategy="extract", backbone=name, head="logreg", seed=seed, **common),
+                        accuracy + 0.01 * seed, accuracy, 100, 10)  # fmt: skip
+        # Not a transfer candidate (its accuracy is what training from scratch learns): left out.
+        builder.add(spec(strategy="scratch", backbone="cifar_cnn", seed=seed, **common), 0.9, 0.9, 100, 10)
     builder.close()
     result = validate(tmp_path / "study")
     (task,) = result["tasks"]
@@ -87,7 +88,7 @@ def test_validate_against_a_study_and_the_report_shows_it(tmp_path, digits, caps
     assert set(rows) == set(accuracies) and task["size"] == "10/class"
     assert (
         rows["efficientnet_lite0.in1k"]["accuracy_mean"] == pytest.approx(0.805)
-        and rows["cifar_cnn@random"]["n"] == 2
+        and rows["efficientnet_lite1.in1k"]["n"] == 2
     )
     names = list(rows)
     expected = kendalltau(
@@ -119,3 +120,8 @@ def test_validate_needs_finished_runs(tmp_path):
         validate(tmp_path / "study")
     with pytest.raises(TransferlabError, match="does not exist"):
         validate(tmp_path / "nothing")
+    only_scratch = StudyBuilder(tmp_path / "scratch")
+    only_scratch.add(spec(strategy="scratch", dataset="digits", per_class=10, size=None), 0.9, 0.9, 100, 10)
+    only_scratch.close()
+    with pytest.raises(TransferlabError, match="no transfer candidate to validate"):
+        validate(tmp_path / "scratch")

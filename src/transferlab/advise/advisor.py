@@ -183,15 +183,15 @@ def advise(dataset: str | ImageSet, *, candidates: list[str] | None = None, targ
 
 
 def _candidate_of(spec: dict) -> str | None:
-    """The candidate a study run stands for: extract/finetune -> its backbone; snt -> '@source' (or
-    '@random' for transfer 0); scratch -> '@random'; anything else -> None."""
+    """The candidate a study run measures: extract/finetune -> its pretrained backbone; snt with
+    transfer > 0 -> 'NAME@source'; None for the rest. Training from scratch (scratch, augment, snt base)
+    is not mapped to 'NAME@random': that candidate's score rates random *features*, while a scratch run's
+    accuracy is what training the whole network learns, so the two would not measure the same thing."""
     strategy = spec.get("strategy")
     if strategy in ("extract", "finetune"):
         return spec["backbone"]
-    if strategy == "snt":
-        return f"{spec['backbone']}@{'source' if spec.get('transfer') else 'random'}"
-    if strategy == "scratch":
-        return f"{spec['backbone']}@random"
+    if strategy == "snt" and spec.get("transfer"):
+        return f"{spec['backbone']}@source"
     return None
 
 
@@ -269,7 +269,7 @@ def validate(study_dir: str | Path, *, size_label: str | None = None, progress: 
         tasks.append({"task": task.label, "size": size.label, "rows": table, "kendall_tau": taus})
     if not tasks:
         raise TransferlabError(
-            "the study has no extract, finetune, snt or scratch runs: no candidate to validate"
+            "the study has no extract, finetune or snt (transfer > 0) runs: no transfer candidate to validate"
         )
     result = {"study": str(study_dir), "rank_by": RANK_BY, "tasks": tasks}
     paths.atomic_write(
