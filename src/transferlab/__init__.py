@@ -1,8 +1,8 @@
 """transferlab: how much does transfer learning buy you, with which backbone, frozen how deep, and how
 does that change as you get more labels?
 
-Public surface (see DESIGN.md): :func:`load_dataset`, :class:`ImageSet`, and (from the backbone layer)
-``create_backbone``.
+Public surface (see DESIGN.md): :func:`load_dataset`, :class:`ImageSet`, (from the backbone layer)
+``create_backbone``, and ``load_model`` for a model file written by ``transferlab fit``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "ImageSet", "TransferlabError", "TransferlabWarning", "create_backbone", "list_backbones", "list_datasets",
-    "load_dataset", "__version__",
+    "load_dataset", "load_model", "__version__",
 ]  # fmt: skip
 
-_LAZY = {"create_backbone": "transferlab.models.registry", "list_backbones": "transferlab.models.registry"}
+_LAZY = {"create_backbone": "transferlab.models.registry", "list_backbones": "transferlab.models.registry",
+         "load_model": "transferlab.model"}  # fmt: skip
 
 
 def __getattr__(name: str):

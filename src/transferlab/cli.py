@@ -240,14 +240,10 @@ def _run_flag_type(annotation: str):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from transferlab.runs import RunSpec
     from transferlab.strategies import run
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunSpec)}
-    given = {k: v for k, v in values.items() if v is not None and v is not False}
-    spec = RunSpec.from_dict(given)
+    spec = RunSpec.from_dict(_spec_from_flags(args))
     result = run(spec, progress=not (args.quiet or args.json) and sys.stderr.isatty())
     if args.json:
         _emit_json(result.to_dict())
@@ -265,17 +261,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_RUN_FAILED
 
 
-def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "run", help="train and evaluate one run (any strategy) and print its result",
-        description="One run: split the dataset, train the strategy on the training subset, score it on "
-                    "the held-out validation and test sets. Every setting a study can sweep is a flag; "
-                    "unset flags take the strategy's defaults (saved resolved in the result). Exit 1 if "
-                    "the run failed (e.g. the loss diverged), 2 on bad input.",
-    )  # fmt: skip
-    p.set_defaults(func=_cmd_run)
-    if _SELECTED_COMMAND != "run":
-        return  # its flags come from RunSpec, which imports torch: only pay for that when running
+def _add_spec_flags(p: argparse.ArgumentParser, required: Sequence[str]) -> None:
+    """One flag per RunSpec field (``--per-class`` for per_class, ...), typed from its annotation."""
     import dataclasses
 
     from transferlab.runs import RunSpec
@@ -288,8 +275,31 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
             target.add_argument(flag, action="store_true", help=help_text)
             continue
         kind = _RUN_FLAG_TYPES.get(f.name) or _run_flag_type(str(f.type))
-        target.add_argument(flag, type=kind, required=f.name in ("strategy", "dataset"),
-                            metavar=f.name.upper(), help=help_text)  # fmt: skip
+        target.add_argument(flag, type=kind, required=f.name in required, metavar=f.name.upper(), help=help_text)
+
+
+def _spec_from_flags(args: argparse.Namespace) -> dict:
+    """The RunSpec fields given on the command line (unset flags are left to the strategy's defaults)."""
+    import dataclasses
+
+    from transferlab.runs import RunSpec
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunSpec)}
+    return {k: v for k, v in values.items() if v is not None and v is not False}
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="train and evaluate one run (any strategy) and print its result",
+        description="One run: split the dataset, train the strategy on the training subset, score it on "
+                    "the held-out validation and test sets. Every setting a study can sweep is a flag; "
+                    "unset flags take the strategy's defaults (saved resolved in the result). Exit 1 if "
+                    "the run failed (e.g. the loss diverged), 2 on bad input.",
+    )  # fmt: skip
+    p.set_defaults(func=_cmd_run)
+    if _SELECTED_COMMAND != "run":
+        return  # its flags come from RunSpec, which imports torch: only pay for that when running
+    _add_spec_flags(p, required=("strategy", "dataset"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the full result (metrics, history, spec) as JSON")
 
@@ -414,10 +424,205 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_export)
 
 
+# ------------------------------------------------------------------------- advise, fit, predict
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _print_validation(result: dict) -> None:
+    from transferlab.advise.scores import SCORES
+
+    for task in result["tasks"]:
+        print(f"{task['task']} at {task['size']}: ranking by score vs real test accuracy (configuration chosen on validation)")
+        rows = [[r["candidate"], *(_fmt(r[s]) for s in SCORES),
+                 f"{r['accuracy_mean']:.3f} ± {_fmt(r['accuracy_std'])} (n={r['n']})"] for r in task["rows"]]  # fmt: skip
+        _print_table(rows, ["candidate", *SCORES, "test accuracy"])
+        taus = ", ".join(f"{s} {_fmt(v, 2)}" for s, v in task["kendall_tau"].items())
+        print(f"Kendall tau with the mean test accuracy ({len(task['rows'])} candidates): {taus}\n")
+
+
+def _cmd_advise(args: argparse.Namespace) -> int:
+    from transferlab.advise import SourceSettings, advise, validate
+    from transferlab.advise.scores import SCORES
+
+    if args.validate:
+        result = validate(args.validate, size_label=args.at, progress=not args.json and sys.stderr.isatty())
+        if args.json:
+            _emit_json(result)
+        else:
+            _print_validation(result)
+            print(f"written to {args.validate}/advise_validation.json (the report shows it)")
+        return EXIT_OK
+    if not args.dataset:
+        raise TransferlabError("advise needs --dataset D (to rank sources) or --validate DIR (to check a ranking)")
+    candidates = [c.strip() for c in args.backbones.split(",") if c.strip()] if args.backbones else None
+    settings = SourceSettings(epochs=args.source_epochs, size=args.source_size, input_size=args.input_size,
+                              trained_input_size=args.source_input_size, seed=args.seed)  # fmt: skip
+    advice = advise(args.dataset, candidates=candidates, target=args.target, source=args.source, size=args.size,
+                    per_class=args.per_class, val_size=args.val_size, settings=settings,
+                    with_similarity=not args.no_similarity, progress=not args.json and sys.stderr.isatty())  # fmt: skip
+    if args.json:
+        _emit_json(advice.to_dict())
+        return EXIT_OK
+    task = advice.task
+    print(f"{advice.dataset}: {task['n_train']} labelled training images ({task['per_class']:.0f} per class, "
+          f"{task['size']}, seed {task['seed']}), classes {', '.join(task['classes'])}")  # fmt: skip
+    rows = [[c.name, *(_fmt(c.scores[s]) for s in SCORES),
+             _fmt(c.similarity["domain_accuracy"], 2) if c.similarity else "n/a",
+             _fmt(c.similarity["frechet"], 1) if c.similarity else "n/a", f"Q{c.placement.quadrant}"]
+            for c in advice.candidates]  # fmt: skip
+    _print_table(rows, ["candidate (best first)", *SCORES, "domain acc", "Frechet", "matrix"])
+    print(f"\nranked by {advice.rank_by}; higher is better for every score. Similarity references:")
+    for c in advice.candidates:
+        print(f"  {c.name}: {c.reference}")
+    rec = advice.recommendation
+    if rec["run"]:
+        top = next(c for c in advice.candidates if c.name == rec["candidate"])
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in rec["run"].items())
+        print(f"\n{top.placement.label} ({top.placement.reason})")
+        print(f"recommendation: {rec['why']}\n  transferlab fit --dataset {advice.dataset} {flags} -o model.pt")
+    else:
+        print(f"\nno recommendation: {rec['why']}")
+    return EXIT_OK
+
+
+def _add_advise(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "advise", help="rank candidate sources by transferability scores before training; recommend a run",
+        description="Score candidate sources on the target's labelled images without fine-tuning (LogME, LEEP, "
+                    "NCE, H-score, kNN accuracy), measure how alike their images are (Frechet distance, MMD, "
+                    "domain-classifier accuracy), place the task in the size-similarity matrix and recommend a "
+                    "strategy, freeze depth and head. --validate DIR checks the ranking against a finished "
+                    "study's real accuracies (Kendall tau).",
+    )  # fmt: skip
+    p.add_argument("--dataset", help="built-in name or URI of the target data")
+    p.add_argument("--backbones", help="comma-separated candidates: NAME (pretrained), NAME@random, NAME@source "
+                                       "(trained on the other classes), NAME@DATASET (trained on another dataset); "
+                                       "default: every pretrained backbone present + cifar_cnn@random")  # fmt: skip
+    p.add_argument("--target", help="target classes (names or indices); the others are the @source classes")
+    p.add_argument("--source", help="source classes for @source candidates (default: every non-target class)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--size", type=_fraction, help="training fraction of each class, e.g. 1%% (default: all)")
+    size.add_argument("--per-class", type=int, help="training images per class")
+    p.add_argument("--val-size", type=_holdout, default=0.1, help="validation carve, as in run (default 0.1)")
+    p.add_argument("--input-size", type=int, help="input side in pixels of pretrained backbones (default: each one's own)")
+    p.add_argument("--source-input-size", type=int, help="input side of @random/@source/@DATASET models (default: "
+                                                         "the architecture's own, e.g. 32 for cifar_cnn)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset and of source models (default 0)")
+    p.add_argument("--source-epochs", type=int, default=5, help="epochs of @source/@DATASET training (default 5)")
+    p.add_argument("--source-size", type=_fraction, default=0.2,
+                   help="fraction of the source pool @source/@DATASET models learn (default 0.2)")  # fmt: skip
+    p.add_argument("--no-similarity", action="store_true", help="skip the similarity measures (scores only)")
+    p.add_argument("--validate", metavar="DIR", help="compare the ranking with the finished study in DIR")
+    p.add_argument("--at", metavar="SIZE", help="with --validate: the size label to compare at, e.g. 1%% or "
+                                                "5/class (default: the study's smallest)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.set_defaults(func=_cmd_advise)
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from transferlab.model import best_spec, fit
+    from transferlab.runs import RunSpec
+
+    given = _spec_from_flags(args)
+    if args.from_study:
+        if not args.best:
+            raise TransferlabError("--from-study DIR needs --best (train the configuration chosen on validation)")
+        chosen = best_spec(args.from_study)
+        # "All training data": the study's size is dropped unless --size/--per-class is given.
+        chosen.update(size=None, per_class=None)
+        spec = RunSpec.from_dict({**chosen, **given})
+        if not args.json:
+            print(f"best configuration of {args.from_study} (chosen on validation): {spec.strategy} "
+                  f"{spec.backbone} head={spec.head}", file=sys.stderr)  # fmt: skip
+    else:
+        missing = [flag for flag in ("strategy", "dataset") if flag not in given]
+        if missing:
+            raise TransferlabError(f"fit needs --{' and --'.join(missing)} (or --from-study DIR --best)")
+        spec = RunSpec.from_dict(given)
+    model, result = fit(spec, progress=not (args.quiet or args.json) and sys.stderr.isatty())
+    path = model.save(args.output)
+    metrics = model.provenance["metrics"]
+    if args.json:
+        _emit_json({"model": str(path), "class_names": model.classes_.tolist(), "outputs": model.outputs,
+                    **{k: v for k, v in model.provenance.items() if k != "spec"}, "spec": model.provenance["spec"]})  # fmt: skip
+    else:
+        print(f"model: {path} ({path.stat().st_size / 1e6:.1f} MB) — {spec.strategy} {model.payload['architecture']}, "
+              f"{len(model.classes_)} classes, trained on {metrics['n_train']} images ({metrics['size_label']})")  # fmt: skip
+        print(f"held out: val_accuracy {_fmt(metrics['val_accuracy'], 4)} ({metrics['n_val']} images), "
+              f"test_accuracy {_fmt(metrics['test_accuracy'], 4)} ({metrics['n_test']} images)")  # fmt: skip
+    return EXIT_OK
+
+
+def _add_fit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fit", help="train one configuration on all training data and save it as one model file",
+        description="Train a configuration (the same flags as `run`, or the best of a finished study) on the "
+                    "whole training pool (minus the validation carve early stopping uses; the test split "
+                    "stays held out and is reported) and save one self-contained file: weights, "
+                    "preprocessing, class names and provenance. Use it with `transferlab predict`.",
+    )  # fmt: skip
+    p.set_defaults(func=_cmd_fit)
+    p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
+    p.add_argument("--from-study", metavar="DIR", help="take the configuration from the finished study in DIR")
+    p.add_argument("--best", action="store_true", help="with --from-study: the configuration with the best "
+                                                       "validation accuracy at the study's largest size")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the model's provenance and metrics as JSON")
+    if _SELECTED_COMMAND == "fit":  # RunSpec imports torch: only when fitting
+        _add_spec_flags(p, required=())
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+
+    from transferlab.model import load_model, predict_files
+
+    model = load_model(args.model)
+    rows, notes = predict_files(model, args.inputs)
+    for note in notes:
+        print(f"transferlab: note: {note}", file=sys.stderr)
+    if model.outputs == "scores":
+        print("transferlab: note: this model's head is an SVM: the numbers are softmax-normalised margins, "
+              "not calibrated probabilities", file=sys.stderr)  # fmt: skip
+    if args.json:
+        _emit_json(rows)
+    elif args.csv:
+        writer = csv.writer(sys.stdout)
+        names = [str(c) for c in model.classes_]
+        writer.writerow(["path", "class", "probability", *names])
+        for r in rows:
+            writer.writerow([r["path"], r["class"], f"{r['probability']:.6f}",
+                             *(f"{r['probabilities'][n]:.6f}" for n in names)])  # fmt: skip
+    else:
+        _print_table([[r["path"], r["class"], f"{r['probability']:.3f}",
+                       ", ".join(f"{c} {p:.2f}" for c, p in sorted(r["probabilities"].items(), key=lambda i: -i[1])[1:3])]
+                      for r in rows], ["image", "class", "probability", "next most probable"])  # fmt: skip
+    return EXIT_OK
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict", help="classify image files with a model written by `transferlab fit`",
+        description="Print the most probable class and the probabilities for each image file (PNG, JPEG, ...) "
+                    "given or found in the folders given. Images of another size or channel count are brought "
+                    "to the training images' size and channels first (a note on stderr says so).",
+    )  # fmt: skip
+    p.add_argument("model", help="model file (transferlab fit -o FILE)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    out.add_argument("--csv", action="store_true", help="CSV on stdout: path, class, probability, one column per class")
+    p.set_defaults(func=_cmd_predict)
+
+
 # -------------------------------------------------------------------------------------- main
 
 # Each entry adds one top-level command to the parser; new commands append theirs here.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_datasets, _add_data, _add_split_info, _add_study, _add_run, _add_backbones, _add_cache, _add_report, _add_export]
+COMMANDS += [_add_advise, _add_fit, _add_predict]
 
 
 _SELECTED_COMMAND: str | None = None  # the command being parsed; lets heavy subparsers build only when chosen

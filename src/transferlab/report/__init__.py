@@ -25,6 +25,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from transferlab.report import figures as figs
+from transferlab.report import learning_fit
 from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
 from transferlab.report.html import FigureFile, render
 from transferlab.report.summary import summarize, to_markdown
@@ -46,9 +47,12 @@ def write_report(study_dir: str | os.PathLike) -> Path:
         folder = study.directory / REPORT_FOLDER
         staging = Path(tempfile.mkdtemp(prefix=f".{REPORT_FOLDER}-", dir=study.directory))
         try:
+            fits = learning_fit.all_fits(study, {run["run_id"]: run["result"] or {} for run in store.runs("done")})
             with matplotlib.rc_context(figs.RC):
                 figures = _draw_figures(study, staging)
-            tables = [table for table in all_tables(study) if table.rows]
+                figures += learning_fit.figures(study, fits, staging, _save, _slug)
+            extra_tables = learning_fit.tables(study, fits)
+            tables = [table for table in [*all_tables(study), *extra_tables] if table.rows]
             for table in tables:
                 table.write_csv(staging / f"{table.name}.csv")
                 if table.display:

@@ -28,9 +28,10 @@ def _layer(value: str | None) -> int | str | None:
     return int(value) if value is not None and value.isdigit() else value
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunResult:
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
     """Features of the task's train/val/test images from ``spec.backbone`` at ``spec.layer``, then
-    ``spec.head`` fitted on the training features and scored on validation and test."""
+    ``spec.head`` fitted on the training features and scored on validation and test. ``keep``: a dict
+    that receives the fitted ``head`` and the ``task`` (for ``transferlab fit``)."""
     split = sides(spec, data)
     task = make_task(data, None if split is None else split.side(spec.side), size=spec.size,
                      per_class=spec.per_class, val_size=spec.val_size, test_per_class=spec.test_per_class,
@@ -51,6 +52,8 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
     started = time.perf_counter()
     head.fit(features["train"], labels["train"], eval_set=(features["val"], labels["val"]))
     fit_seconds = time.perf_counter() - started
+    if keep is not None:
+        keep.update(head=head, task=task)
     started = time.perf_counter()
     has_val = len(labels["val"]) > 0
     metrics = {

@@ -46,8 +46,9 @@ def split_groups(model, spec: RunSpec) -> list[dict]:
     ]
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunResult:
-    """Fine-tune ``spec.backbone`` (pretrained) with units 1..``spec.frozen`` frozen and a new head."""
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
+    """Fine-tune ``spec.backbone`` (pretrained) with units 1..``spec.frozen`` frozen and a new head.
+    ``keep``: a dict that receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
     device = resolve_device(spec.device)
     task = target_task(spec, data)
     with seeded(spec.seed):
@@ -64,6 +65,8 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
     score = fit_network(model, task, train_config(spec, progress), image_transform(model, spec, device),
                         split_groups(model, spec))  # fmt: skip
     hyper = {"frozen_units": units[: spec.frozen], "weights_sha256": model.weights_sha256}
+    if keep is not None:
+        keep.update(model=model, task=task.split)
     return network_result(spec, task, score, hyperparameters=hyper)
 
 

@@ -114,9 +114,10 @@ def target_model(spec: RunSpec, source: Backbone | None, num_classes: int, devic
     return model, groups
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunResult:
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
     """Transfer units 1..``spec.transfer`` of a source model into a fresh target model, freeze units
-    1..``spec.frozen``, train on the target subset, score on the target test set."""
+    1..``spec.frozen``, train on the target subset, score on the target test set. ``keep``: a dict that
+    receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
     device = resolve_device(spec.device)
     classes = sides(spec, data)
     units = list(create_backbone(spec.backbone, pretrained=False).units)
@@ -133,6 +134,8 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
     source_seconds = time.perf_counter() - started
     model, groups = target_model(spec, source, task.num_classes, device)
     score = fit_network(model, task, train_config(spec, progress), image_transform(model, spec, device), groups)
+    if keep is not None:
+        keep.update(model=model, task=task.split)
     mode = "base" if spec.transfer == 0 else "SnT" if spec.frozen == spec.transfer else "SnT+" if spec.frozen == 0 else "partly frozen"
     hyper = {
         "mode": mode, "transferred_units": units[: spec.transfer], "frozen_units": units[: spec.frozen],

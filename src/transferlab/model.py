@@ -1,0 +1,404 @@
+"""The deliverable: a trained model in one self-contained file, and predictions from image files.
+
+``fit(spec)`` trains a :class:`~transferlab.runs.RunSpec` configuration with its strategy (the same code
+as ``transferlab run``) and returns a :class:`TrainedModel`; ``save(path)`` writes one file;
+``load_model(path)`` reads it back; ``predict(images)`` gives class names, ``predict_proba`` the
+probabilities. The file is ``torch.save`` of a plain dict of tensors, strings and numbers (loadable with
+``weights_only=True``, so opening a model never runs code from it):
+
+- ``format`` / ``format_version``: "transferlab-model" / 1;
+- ``architecture``, ``kind`` ("network": the whole trained backbone is the classifier; "features": a
+  frozen backbone's pooled features at ``layer``/``pool`` feed a separate ``head``), ``num_classes``;
+- ``state_dict``: every weight (the backbone's included, so no weight package is needed to load it);
+- ``preprocessing``: the ImageTransform's settings; ``image``: the training images' height, width and
+  channels (inputs are brought to these first, as the training images were);
+- ``class_names``; ``outputs``: "probabilities" (softmax) or "scores" (an SVM's margins through a
+  softmax: uncalibrated, said so);
+- ``provenance``: dataset name and fingerprint, the resolved spec, transferlab and torch versions, the
+  metrics of the fit (validation/test accuracy on the held-out parts), creation time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferlab.data.imageset import ImageSet
+from transferlab.data.transforms import ImageTransform, as_uint8_nhwc
+from transferlab.errors import TransferlabError, TransferlabWarning
+
+FORMAT, FORMAT_VERSION = "transferlab-model", 1
+KINDS = ("network", "features")
+# ITU-R BT.601 luma, the weights PIL's convert("L") uses: how an RGB input becomes grey for a grey model.
+LUMA = (0.299, 0.587, 0.114)
+
+
+class Standardize(nn.Module):
+    """(x - mean) / scale per feature: sklearn's StandardScaler as a module (buffers, not parameters)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+
+def _linear_head(dim: int, num_classes: int) -> nn.Sequential:
+    return nn.Sequential(Standardize(dim), nn.Linear(dim, num_classes))
+
+
+def _sklearn_head_module(head, dim: int, num_classes: int) -> nn.Sequential:
+    """A fitted logreg/svm head (StandardScaler + linear model) as the equivalent torch module."""
+    scaler, linear_model = head.estimator_[0], head.estimator_[-1]
+    module = _linear_head(dim, num_classes)
+    module[0].mean.copy_(torch.as_tensor(scaler.mean_, dtype=torch.float32))
+    module[0].scale.copy_(torch.as_tensor(scaler.scale_, dtype=torch.float32))
+    coef, intercept = np.atleast_2d(linear_model.coef_), np.atleast_1d(linear_model.intercept_)
+    if coef.shape[0] == 1:  # binary: sklearn keeps one row w for class 1
+        if head.__class__.__name__ == "LogRegHead":  # P(1) = sigmoid(z) = softmax([0, z])[1]
+            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
+        else:  # the svm head's scores are [-z, z] (models/heads.py _per_class)
+            coef, intercept = np.vstack([-coef, coef]), np.array([-intercept[0], intercept[0]])
+    module[1].weight.data.copy_(torch.as_tensor(coef, dtype=torch.float32))
+    module[1].bias.data.copy_(torch.as_tensor(intercept, dtype=torch.float32))
+    return module
+
+
+def _build_head(spec: dict, dim: int, num_classes: int) -> nn.Module:
+    """An untrained module of the extract head's shape (its weights come from the file)."""
+    from transferlab.models.heads import FC_HIDDEN, GlobalAveragePool, fc_stack
+
+    head = spec["head"]
+    if head in FC_HIDDEN:
+        return fc_stack(dim, num_classes, FC_HIDDEN[head], spec["activation"], spec["init"], spec["dropout"])
+    if head == "gap":
+        return nn.Sequential(GlobalAveragePool(), nn.Dropout(spec["dropout"]), nn.Linear(dim, num_classes))
+    return _linear_head(dim, num_classes)  # logreg, svm
+
+
+class _FeaturesAndHead(nn.Module):
+    """A frozen backbone's pooled features at ``layer`` -> head -> logits."""
+
+    def __init__(self, backbone, head: nn.Module, layer: int | str | None, pool: str) -> None:
+        super().__init__()
+        self.backbone, self.head, self.layer, self.pool = backbone, head, layer, pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.forward_features(x, self.layer, self.pool))
+
+
+def _rebuild_network(spec: dict, num_classes: int):
+    """The untrained network of a resolved spec (scratch, augment, finetune, snt), weights from the file."""
+    from transferlab.models.registry import create_backbone
+    from transferlab.runs import RunSpec
+    from transferlab.strategies.finetune import attach_head
+
+    model = create_backbone(spec["backbone"], pretrained=False, num_classes=num_classes)
+    if spec["strategy"] == "finetune":
+        attach_head(model, RunSpec.from_dict(spec), num_classes)
+    return model
+
+
+def _layer(value: str | None) -> int | str | None:
+    return int(value) if value is not None and str(value).isdigit() else value
+
+
+@dataclass
+class InputNote:
+    """What was done to the inputs to match the training images (said to the user)."""
+
+    resized: int = 0  # images brought from another size to the training height x width
+    to_grey: int = 0  # RGB images converted to grey (the model learned grey images)
+    sizes: tuple = ()  # the distinct input sizes seen (H, W)
+
+    def messages(self, image: dict) -> list[str]:
+        out = []
+        if self.resized:
+            seen = ", ".join(f"{h}x{w}" for h, w in self.sizes[:3]) + (", ..." if len(self.sizes) > 3 else "")
+            out.append(
+                f"resized {self.resized} image(s) ({seen}) to the training size {image['height']}x{image['width']}"
+            )
+        if self.to_grey:
+            out.append(
+                f"converted {self.to_grey} RGB image(s) to grey (the model was trained on grey images)"
+            )
+        return out
+
+
+class TrainedModel:
+    """A trained classifier with its preprocessing: ``predict(images)`` -> class names,
+    ``predict_proba(images)`` -> (N, K) probabilities. images: uint8 (N, H, W, C), any H, W, C in {1, 3}."""
+
+    def __init__(self, module: nn.Module, payload: dict) -> None:
+        self.module = module.eval()
+        self.payload = payload
+        self.classes_ = np.array(payload["class_names"])
+        p = payload["preprocessing"]
+        self.transform = ImageTransform(
+            p["resize"], p["crop"], tuple(p["mean"]), tuple(p["std"]), p["interpolation"]
+        )
+
+    @property
+    def provenance(self) -> dict:
+        return self.payload["provenance"]
+
+    @property
+    def outputs(self) -> str:
+        return self.payload["outputs"]
+
+    def prepare(self, images: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, InputNote]:
+        """Bring uint8 (N, H, W, C) inputs to the training images' size and channels (as uint8 NHWC)."""
+        pixels = as_uint8_nhwc(images)
+        image = self.payload["image"]
+        note = InputNote()
+        if pixels.shape[3] == 3 and image["channels"] == 1:
+            luma = torch.tensor(LUMA).view(1, 1, 1, 3)
+            pixels = (pixels.float() * luma).sum(3, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+            note.to_grey = len(pixels)
+        if tuple(pixels.shape[1:3]) != (image["height"], image["width"]):
+            note.resized, note.sizes = len(pixels), (tuple(pixels.shape[1:3]),)
+            x = pixels.permute(0, 3, 1, 2).float()
+            x = nn.functional.interpolate(x, size=(image["height"], image["width"]), mode="bilinear",
+                                          antialias=True, align_corners=False)  # fmt: skip
+            pixels = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        return pixels, note
+
+    def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """float (N, K) scores before the softmax."""
+        pixels, note = self.prepare(images)
+        for message in note.messages(self.payload["image"]):
+            warnings.warn(message, TransferlabWarning, stacklevel=3)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(pixels), batch_size):
+                out.append(self.module(self.transform(pixels[start : start + batch_size])).float())
+        return torch.cat(out).numpy() if out else np.empty((0, len(self.classes_)), np.float32)
+
+    def predict_proba(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        """float (N, K) softmax over the classes (see ``outputs`` for an SVM's uncalibrated scores)."""
+        return torch.softmax(torch.from_numpy(self.logits(images)), 1).numpy()
+
+    def predict(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Class names (N,) of the most probable class."""
+        return self.classes_[self.logits(images).argmax(1)]
+
+    # ------------------------------------------------------------------------------------- files
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model to ``path`` atomically (a reader never sees half a file); returns the path."""
+        from transferlab import paths
+
+        path = Path(path)
+        payload = {
+            **self.payload,
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()},
+        }
+        paths.atomic_write(path, lambda f: torch.save(payload, f))
+        return path
+
+
+def _payload(spec: dict, data: ImageSet, class_names: list[str], kind: str, num_classes: int, transform: ImageTransform,
+             outputs: str, result) -> dict:  # fmt: skip
+    from transferlab import __version__
+
+    metrics = {k: getattr(result, k) for k in ("val_accuracy", "test_accuracy", "train_accuracy", "n_train", "n_val",
+                                                 "n_test", "size_label", "indices_hash", "best_epoch", "epochs_run")}  # fmt: skip
+    payload = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": spec["backbone"], "kind": kind,
+        "num_classes": num_classes, "layer": spec.get("layer"), "pool": spec.get("pool") or "avg",
+        "preprocessing": {"resize": transform.resize, "crop": transform.crop, "mean": list(transform.mean),
+                          "std": list(transform.std), "interpolation": transform.interpolation},
+        "image": {"height": data.resolution[0], "width": data.resolution[1], "channels": data.channels},
+        "class_names": list(class_names), "outputs": outputs,
+        "provenance": {"dataset": data.name, "dataset_source": data.source, "dataset_fingerprint": data.fingerprint(),
+                       "spec": spec, "transferlab_version": __version__, "torch_version": torch.__version__,
+                       "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    }  # fmt: skip
+    # Plain JSON types only (numpy scalars would make the file unloadable with weights_only=True).
+    return json.loads(json.dumps(payload, default=_plain))
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not a plain value")
+
+
+def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[TrainedModel, object]:
+    """Train ``spec`` (a RunSpec) with its strategy and return (the model, the RunResult of that run:
+    validation and test accuracy on the held-out parts). Bad input raises TransferlabError; a run that
+    fails while training raises it too (nothing to save)."""
+    import inspect
+
+    from transferlab.data.datasets import load_dataset
+    from transferlab.models.registry import create_backbone
+    from transferlab.strategies import get_strategy
+
+    spec = spec.resolved()
+    strategy = get_strategy(spec.strategy)
+    if "keep" not in inspect.signature(strategy.fit_evaluate).parameters:
+        raise TransferlabError(f"strategy {spec.strategy!r} cannot produce a model file yet; fit takes extract, "
+                               "finetune, scratch, augment and snt")  # fmt: skip
+    data = data if data is not None else load_dataset(spec.dataset)
+    kept: dict = {}
+    result = strategy.fit_evaluate(spec, data, progress=progress, keep=kept)
+    if not result.ok:
+        raise TransferlabError(f"training failed, no model to save: {result.error}")
+    task = kept["task"]
+    class_names = list(task.class_names)
+    spec_dict = spec.to_dict()
+    if spec.strategy == "extract":
+        head = kept["head"]
+        backbone = create_backbone(spec.backbone, pretrained=True)
+        dim = int(head.n_features_in_)
+        if spec.head in ("logreg", "svm"):
+            head_module = _sklearn_head_module(head, dim, len(class_names))
+        else:
+            head_module = head.module_
+        module = _FeaturesAndHead(backbone, head_module, _layer(spec.layer), spec.pool)
+        kind, outputs = "features", "scores" if spec.head == "svm" else "probabilities"
+        transform = backbone.transform(spec.input_size)
+    else:
+        module, kind, outputs = kept["model"].cpu(), "network", "probabilities"
+        transform = module.transform(spec.input_size)
+    payload = _payload(spec_dict, data, class_names, kind, len(class_names), transform, outputs, result)
+    return TrainedModel(module.cpu().eval(), payload), result
+
+
+def load_model(path: str | os.PathLike) -> TrainedModel:
+    """Read a model file written by ``TrainedModel.save`` / ``transferlab fit``. A file that is not one
+    raises TransferlabError saying what it is instead."""
+    path = Path(path)
+    if not path.is_file():
+        raise TransferlabError(
+            f"model file {str(path)!r} does not exist (write one with `transferlab fit ... -o FILE`)"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file at all, truncated, or holding arbitrary Python objects
+        why = ("it holds Python objects beyond tensors and plain values, which are never unpickled"
+               if "weights_only" in str(exc).lower() or "weights only" in str(exc).lower()
+               else f"unreadable as a torch file: {type(exc).__name__}")  # fmt: skip
+        raise TransferlabError(f"{str(path)!r} is not a transferlab model file ({why}); write one with "
+                               "`transferlab fit ... -o FILE`") from None  # fmt: skip
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        what = "a state_dict or other torch file" if isinstance(payload, dict) else type(payload).__name__
+        raise TransferlabError(f"{str(path)!r} is not a transferlab model file (it holds {what}); write one with "
+                               "`transferlab fit ... -o FILE`")  # fmt: skip
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise TransferlabError(f"{str(path)!r} has model format version {payload.get('format_version')!r}; this "
+                               f"transferlab reads version {FORMAT_VERSION}")  # fmt: skip
+    spec, k = payload["provenance"]["spec"], payload["num_classes"]
+    state = payload.pop("state_dict")
+    if payload["kind"] == "features":
+        from transferlab.models.registry import create_backbone
+
+        backbone = create_backbone(payload["architecture"], pretrained=False)
+        dim = state[next(key for key in state if key.startswith("head.") and key.endswith("weight") and
+                         state[key].ndim == 2)].shape[1]  # fmt: skip
+        module = _FeaturesAndHead(
+            backbone, _build_head(spec, dim, k), _layer(payload["layer"]), payload["pool"]
+        )
+    else:
+        module = _rebuild_network(spec, k)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise TransferlabError(
+            f"{str(path)!r}: its weights do not fit a {payload['architecture']} ({str(exc)[:200]})"
+        ) from None
+    return TrainedModel(module, payload)
+
+
+# ------------------------------------------------------------------------------------ image files
+
+
+def image_paths(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Image files named directly or found in folders (recursively, sorted); raises when none is found."""
+    from transferlab.data.readers import IMAGE_EXTENSIONS
+
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                raise TransferlabError(
+                    f"folder {str(item)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+                )
+            found += files
+        elif item.is_file():
+            if item.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise TransferlabError(
+                    f"{str(item)!r} is not an image file; valid: {', '.join(IMAGE_EXTENSIONS)}"
+                )
+            found.append(item)
+        else:
+            raise TransferlabError(
+                f"input {str(item)!r} does not exist (give image files or folders of images)"
+            )
+    return found
+
+
+def predict_files(model: TrainedModel, inputs: list[str | os.PathLike]) -> tuple[list[dict], list[str]]:
+    """(one row per image: path, class, probability, every class's probability; the conversion notes)."""
+    from transferlab.data.readers import _decode
+
+    files = image_paths(inputs)
+    image = model.payload["image"]
+    decoded = [_decode(p)[0] for p in files]
+    note = InputNote()
+    arrays = []
+    sizes = set()
+    for array in decoded:  # one by one: files may differ in size and channels
+        prepared, one = model.prepare(array[None])
+        note.resized += one.resized
+        note.to_grey += one.to_grey
+        sizes.update(one.sizes)
+        if prepared.shape[3] == 1 and image["channels"] == 3:
+            prepared = prepared.expand(
+                -1, -1, -1, 3
+            )  # grey input, colour model: the transform repeats it anyway
+        arrays.append(prepared)
+    note.sizes = tuple(sorted(sizes))
+    pixels = torch.cat(arrays)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TransferlabWarning)  # already converted; the notes say so once
+        probs = model.predict_proba(pixels)
+    rows = []
+    for path, p in zip(files, probs, strict=True):
+        best = int(p.argmax())
+        rows.append({"path": str(path), "class": str(model.classes_[best]), "probability": float(p[best]),
+                     "probabilities": {str(c): float(v) for c, v in zip(model.classes_, p, strict=True)}})  # fmt: skip
+    return rows, note.messages(image)
+
+
+def best_spec(study_dir: str | os.PathLike) -> dict:
+    """The resolved spec (a dict) of the configuration with the best validation accuracy at the largest
+    training size of a finished study (its first task when it has several). Raises when none finished."""
+    from transferlab.report.aggregate import best_by_validation, load_study
+    from transferlab.study.export import open_study
+
+    with open_study(study_dir) as store:
+        study = load_study(store)
+        specs = {run["run_id"]: run["spec"] for run in store.runs("done")}
+    if study.n_usable == 0 or not study.tasks:
+        raise TransferlabError(f"study {str(study_dir)!r} has no finished runs with a test accuracy: nothing to pick "
+                               "the best configuration from")  # fmt: skip
+    task = study.tasks[0]
+    best = best_by_validation(task.at(task.sizes[-1]))
+    if best is None:
+        raise TransferlabError(f"study {str(study_dir)!r} recorded no validation accuracy at {task.sizes[-1].label}: "
+                               "the best configuration cannot be chosen without looking at test")  # fmt: skip
+    spec = dict(specs[best.run_ids[0]])
+    spec.pop("seed", None)  # a fresh fit: the seed is the caller's (default 0), not one repeat's
+    return spec

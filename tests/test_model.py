@@ -1,0 +1,157 @@
+"""fit -> save -> load -> predict: identical predictions after the round trip, the file's accuracy equals
+the run's, predict on a folder of PNGs of another size and channel count (said), and the bad inputs: a
+file that is not a model, an empty folder, a study with no finished runs for fit --best."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import transferlab
+from transferlab.cli import main
+from transferlab.data.splits import make_task
+from transferlab.errors import TransferlabError
+from transferlab.model import fit, load_model
+from transferlab.runs import RunSpec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from report.conftest import StudyBuilder, spec  # noqa: E402
+
+SPECS = {
+    "extract": dict(strategy="extract", dataset="digits", backbone="efficientnet_lite0.in1k", input_size=32, head="logreg",
+                    per_class=40, test_per_class=20),
+    "scratch": dict(strategy="scratch", dataset="digits", backbone="shallow_cnn", epochs=2),
+}  # fmt: skip
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`transferlab ARGS` in this process (no interpreter start-up per call): (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def scratch_model(digits, tmp_path_factory):
+    """A shallow CNN fitted on digits (2 epochs) and saved: (model, result, path)."""
+    model, result = fit(RunSpec(**SPECS["scratch"]), digits)
+    return model, result, model.save(tmp_path_factory.mktemp("model") / "scratch.pt")
+
+
+def held_out(digits, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The test images (uint8 NHWC) and class names a run with ``settings`` is scored on."""
+    split = make_task(digits, None, size=None if "per_class" in settings else 1.0, per_class=settings.get("per_class"),
+                      val_size=0.1, test_per_class=settings.get("test_per_class"), seed=0)  # fmt: skip
+    return digits.images[split.test], np.array(digits.class_names)[digits.labels[split.test]]
+
+
+@pytest.fixture(scope="module")
+def test_images(digits):
+    return held_out(digits, SPECS["scratch"])
+
+
+@pytest.mark.parametrize("kind", sorted(SPECS))
+def test_fit_save_load_predict_round_trip(kind, digits, scratch_model, tmp_path):
+    if kind == "scratch":
+        model, result, path = scratch_model
+    else:
+        model, result = fit(RunSpec(**SPECS[kind]), digits)
+        path = model.save(tmp_path / "model.pt")
+    loaded = transferlab.load_model(path)
+    images, names = held_out(digits, SPECS[kind])
+    assert np.array_equal(model.predict_proba(images), loaded.predict_proba(images))  # bit-identical
+    assert np.mean(loaded.predict(images) == names) == pytest.approx(
+        result.test_accuracy
+    )  # the run's own number
+    assert result.test_accuracy > 0.5  # far above chance (0.1)
+    provenance = loaded.provenance
+    assert (
+        provenance["dataset_fingerprint"] == digits.fingerprint() and provenance["spec"]["strategy"] == kind
+    )
+    assert provenance["transferlab_version"] == transferlab.__version__
+    assert list(loaded.classes_) == digits.class_names and loaded.payload["image"] == {
+        "height": 8,
+        "width": 8,
+        "channels": 1,
+    }
+    raw = torch.load(path, weights_only=True)  # plain contents: no code runs when a model is opened
+    assert raw["format"] == "transferlab-model" and isinstance(raw["state_dict"], dict)
+
+
+def _write_pngs(folder: Path, images: np.ndarray, size: int) -> None:
+    folder.mkdir(parents=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image[..., 0]).resize((size, size), Image.Resampling.BILINEAR).convert("RGB").save(
+            folder / f"{i:02d}.png"
+        )
+
+
+def test_cli_predict_on_a_folder_of_pngs(capsys, scratch_model, tmp_path, test_images):
+    images, names = test_images
+    model_path = scratch_model[2]
+    # RGB 40x40 PNGs in a nested folder: another size and channel count than the 8x8 grey training images.
+    _write_pngs(tmp_path / "pngs" / "nested", images[:12], size=40)
+    code, out, err = run_cli(capsys, "predict", str(model_path), str(tmp_path / "pngs"), "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == 12 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
+    assert (
+        "resized 12 image(s) (40x40) to the training size 8x8" in err
+        and "converted 12 RGB image(s) to grey" in err
+    )
+    assert np.mean([r["class"] == n for r, n in zip(rows, names[:12], strict=True)]) >= 0.5
+    code, out, _ = run_cli(
+        capsys, "predict", str(model_path), str(tmp_path / "pngs" / "nested" / "00.png"), "--csv"
+    )
+    table = list(csv.reader(io.StringIO(out)))
+    assert table[0][:3] == ["path", "class", "probability"] and len(table[0]) == 13 and len(table) == 2
+
+
+def test_bad_inputs(capsys, scratch_model, tmp_path):
+    not_a_model = tmp_path / "weights.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, not_a_model)  # a torch file, but a bare state_dict
+    with pytest.raises(TransferlabError, match="is not a transferlab model file .it holds a state_dict"):
+        load_model(not_a_model)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    code, _, err = run_cli(capsys, "predict", str(text), str(tmp_path))
+    assert code == 2 and "is not a transferlab model file" in err
+    (tmp_path / "empty").mkdir()
+    model_path = str(scratch_model[2])
+    code, _, err = run_cli(capsys, "predict", model_path, str(tmp_path / "empty"))
+    assert code == 2 and "holds no images" in err
+    code, _, err = run_cli(capsys, "predict", model_path, str(tmp_path / "missing.png"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_cli_fit_from_study_best(capsys, tmp_path):
+    builder = StudyBuilder(tmp_path / "study")
+    common = {"dataset": "digits", "backbone": "shallow_cnn", "epochs": 1, "per_class": 10, "size": None}
+    builder.add(spec(strategy="scratch", lr=1e-3, **common), 0.6, 0.7, 100, 10)
+    # Better test accuracy but worse validation: never chosen.
+    builder.add(spec(strategy="scratch", lr=1e-2, **common), 0.9, 0.5, 100, 10)
+    builder.close()
+    study, output = str(tmp_path / "study"), str(tmp_path / "b.pt")
+    code, out, err = run_cli(capsys, "fit", "--from-study", study, "--best", "-o", output, "--json")
+    assert code == 0, err
+    chosen = json.loads(out)["spec"]
+    # Chosen on validation, trained on all training data.
+    assert chosen["lr"] == 1e-3 and chosen["size"] == 1.0 and chosen["per_class"] is None
+    empty = StudyBuilder(tmp_path / "empty")
+    empty.fail(spec(strategy="scratch", dataset="digits"), "boom")
+    empty.close()
+    code, _, err = run_cli(
+        capsys, "fit", "--from-study", str(tmp_path / "empty"), "--best", "-o", str(tmp_path / "c.pt")
+    )
+    assert code == 2 and "no finished runs" in err and not (tmp_path / "c.pt").exists()
+    code, _, err = run_cli(capsys, "fit", "-o", str(tmp_path / "d.pt"))
+    assert code == 2 and "fit needs --strategy and --dataset" in err
