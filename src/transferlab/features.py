@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferlab import paths
+from transferlab import faults, paths
 from transferlab.data.imageset import ImageSet
 from transferlab.data.transforms import as_uint8_nhwc
 from transferlab.errors import TransferlabError, TransferlabWarning
@@ -147,6 +147,7 @@ def extract_features(
             if out is None:
                 out = np.empty((len(pixels), features.shape[1]), dtype=np.float32)
             out[start : start + len(features)] = features
+            faults.checkpoint("extract-batch")
             if bar:
                 bar.update(task, advance=len(features))
     if out is None:  # no images: the width is still well defined

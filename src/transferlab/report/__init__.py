@@ -24,6 +24,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from transferlab import faults
 from transferlab.report import figures as figs
 from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
 from transferlab.report.html import FigureFile, render
@@ -83,6 +84,7 @@ def _slug(text: str) -> str:
 def _save(figure: Figure, folder: Path, stem: str, title: str, caption: str) -> FigureFile:
     png = folder / f"{stem}.png"
     figure.savefig(png, dpi=PNG_DPI)
+    faults.checkpoint("report-figure")
     figure.savefig(folder / f"{stem}.pdf")
     return FigureFile(stem, title, caption, png)
 

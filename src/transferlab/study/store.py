@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from transferlab import faults
 from transferlab.errors import TransferlabError
 
 STATUSES = ("pending", "running", "done", "failed")
@@ -196,6 +197,7 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(run_id, i + 1, *(h.get(f) for f in HISTORY_FIELDS)) for i, h in enumerate(history or [])],
             )
+            faults.checkpoint("store-commit")
             return True
 
     def fail(self, run_id: str, error: str, owner: str | None = None, version: str = "") -> bool:
