@@ -24,7 +24,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-from transferlab import faults
+from transferlab import faults, paths
 from transferlab.report import figures as figs
 from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
 from transferlab.report.html import FigureFile, render
@@ -42,7 +42,9 @@ def write_report(study_dir: str | os.PathLike) -> Path:
     Raises TransferlabError when ``study_dir`` does not exist or holds no study (``study.sqlite``)."""
     from transferlab import __version__
 
-    with open_study(study_dir) as store:
+    # One report writer at a time (two `transferlab study` processes on one directory both end with a
+    # report): each reads the store under the lock, so the last one written holds every recorded run.
+    with open_study(study_dir) as store, paths.exclusive(store.directory / ".report.lock"):
         study = load_study(store)
         folder = study.directory / REPORT_FOLDER
         staging = Path(tempfile.mkdtemp(prefix=f".{REPORT_FOLDER}-", dir=study.directory))
