@@ -319,7 +319,11 @@ def cached_features(
         started = time.perf_counter()
         array = extract_features(backbone, image_set.images[idx], layer, pool=pool, size=size,
                                  batch_size=batch_size, progress=progress)  # fmt: skip
-        _write_entry(key, array, root, time.perf_counter() - started, image_set.name)
+        try:
+            _write_entry(key, array, root, time.perf_counter() - started, image_set.name)
+        except OSError as exc:  # a full disk costs the cache entry, not the run (an array alone is never read)
+            warnings.warn(f"feature cache entry {key.digest()[:12]} could not be written ({exc}); not cached",
+                          TransferlabWarning, stacklevel=2)  # fmt: skip
     return array
 
 

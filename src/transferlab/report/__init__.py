@@ -25,6 +25,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from transferlab import faults, paths
+from transferlab.errors import TransferlabError
 from transferlab.report import figures as figs
 from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
 from transferlab.report.html import FigureFile, render
@@ -62,8 +63,10 @@ def write_report(study_dir: str | os.PathLike) -> Path:
             page = render(study, summary, figures, tables, __version__)
             (staging / "report.html").write_text(page, encoding="utf-8")
             _replace_folder(staging, folder)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError):  # disk full, a file size limit: the previous report stays as it was
+                raise TransferlabError(f"cannot write the report into {folder}: {exc}") from None
             raise
     return folder / "report.html"
 
