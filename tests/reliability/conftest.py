@@ -73,10 +73,16 @@ def spec_file(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference(tmp_path_factory) -> dict:
-    """results() of the uninterrupted study."""
+def reference_study(tmp_path_factory) -> Path:
+    """The directory of the uninterrupted study (no report); copy it before changing anything."""
     root = tmp_path_factory.mktemp("reference")
     (root / "tiny.toml").write_text(SPEC)
     outcome = run_study(root / "tiny.toml", root / "study", threads=1, quiet=True, report=False)
     assert (outcome.total, outcome.done, outcome.failed) == (RUNS, RUNS, 0)
-    return results(root / "study")
+    return root / "study"
+
+
+@pytest.fixture(scope="session")
+def reference(reference_study) -> dict:
+    """results() of the uninterrupted study."""
+    return results(reference_study)
