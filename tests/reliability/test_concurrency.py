@@ -13,7 +13,14 @@ from transferlab.study.store import Store
 from .conftest import RUNS, fresh_env, results, study_command
 
 
-def test_two_processes_on_one_directory_share_the_runs(reference, spec_file, tmp_path):
+def cache_checksums(cache) -> dict[str, str]:
+    """cache entry -> sha256 of its feature array, as recorded beside it."""
+    return {p.stem: json.loads(p.read_text())["sha256"] for p in (cache / "features").glob("??/*.json")}
+
+
+def test_two_processes_on_one_directory_share_the_runs(
+    reference, reference_study, private_cache, spec_file, tmp_path
+):
     directory = tmp_path / "study"
     command, env = study_command(spec_file, directory, "--json"), fresh_env(tmp_path / "cache")
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -27,6 +34,12 @@ def test_two_processes_on_one_directory_share_the_runs(reference, spec_file, tmp
     assert results(directory) == reference
     with Store(directory) as store:
         assert {run["attempts"] for run in store.runs()} == {1}
+        histories = {run["run_id"]: store.history(run["run_id"]) for run in store.runs()}
+    with Store(reference_study) as store:
+        assert histories == {run["run_id"]: store.history(run["run_id"]) for run in store.runs()}
+    # the features both processes extracted (cold cache) are bit-identical to the reference's
+    fresh, shared = cache_checksums(tmp_path / "cache"), cache_checksums(private_cache)
+    assert fresh and all(shared[key] == checksum for key, checksum in fresh.items())
     with open(directory / "report" / "runs.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == RUNS and {row["status"] for row in rows} == {"done"}
