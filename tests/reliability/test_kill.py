@@ -108,6 +108,7 @@ def test_sigkill_at_random_moments_loses_nothing(reference, spec_file, tmp_path)
     stderr.append(final.stderr)
     assert results(directory) == reference  # all runs, once each, bit-identical
     assert (directory / "report" / "report.html").is_file()
+    assert not list(directory.glob(".report-*"))  # the killed report's staging folder was cleared
     assert torn, "the test-set features were never cached between two extract runs"
     later = "".join(stderr[torn[0] :])
     assert "is unreadable" in later and "recomputing" in later

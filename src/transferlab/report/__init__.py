@@ -48,6 +48,8 @@ def write_report(study_dir: str | os.PathLike) -> Path:
     with open_study(study_dir) as store, paths.exclusive(store.directory / ".report.lock"):
         study = load_study(store)
         folder = study.directory / REPORT_FOLDER
+        for stale in study.directory.glob(f".{REPORT_FOLDER}-*"):  # left by a killed writer (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{REPORT_FOLDER}-", dir=study.directory))
         try:
             with matplotlib.rc_context(figs.RC):
