@@ -45,7 +45,7 @@ def write_report(study_dir: str | os.PathLike) -> Path:
 
     # One report writer at a time (two `transferlab study` processes on one directory both end with a
     # report): each reads the store under the lock, so the last one written holds every recorded run.
-    with open_study(study_dir) as store, paths.exclusive(store.directory / ".report.lock"):
+    with open_study(study_dir) as store, paths.exclusive(store.directory / ".lock-report"):
         study = load_study(store)
         folder = study.directory / REPORT_FOLDER
         for stale in study.directory.glob(f".{REPORT_FOLDER}-*"):  # left by a killed writer (we hold the lock)
