@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferlab import paths
+from transferlab import faults, paths
 from transferlab.data.imageset import ImageSet
 from transferlab.data.transforms import as_uint8_nhwc
 from transferlab.errors import TransferlabError, TransferlabWarning
@@ -147,6 +147,7 @@ def extract_features(
             if out is None:
                 out = np.empty((len(pixels), features.shape[1]), dtype=np.float32)
             out[start : start + len(features)] = features
+            faults.checkpoint("extract-batch")
             if bar:
                 bar.update(task, advance=len(features))
     if out is None:  # no images: the width is still well defined
@@ -318,7 +319,11 @@ def cached_features(
         started = time.perf_counter()
         array = extract_features(backbone, image_set.images[idx], layer, pool=pool, size=size,
                                  batch_size=batch_size, progress=progress)  # fmt: skip
-        _write_entry(key, array, root, time.perf_counter() - started, image_set.name)
+        try:
+            _write_entry(key, array, root, time.perf_counter() - started, image_set.name)
+        except OSError as exc:  # a full disk costs the cache entry, not the run (an array alone is never read)
+            warnings.warn(f"feature cache entry {key.digest()[:12]} could not be written ({exc}); not cached",
+                          TransferlabWarning, stacklevel=2)  # fmt: skip
     return array
 
 

@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from transferlab import faults
+
 
 def _base() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -59,6 +61,7 @@ def atomic_write(path: Path, write: Callable) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        faults.checkpoint("atomic-write")
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from transferlab import faults
 from transferlab.errors import TransferlabError, options_hint
 
 OPTIMIZERS = ("adam", "sgd")
@@ -282,6 +283,7 @@ def train(
             record["seconds"] = time.perf_counter() - epoch_start
             outcome.history.append(record)
             outcome.best_epoch = epoch
+            faults.checkpoint("train-epoch")
             if config.patience is not None:
                 if record["val_loss"] < best_loss:
                     best_loss, since_best = record["val_loss"], 0

@@ -39,8 +39,10 @@ head = "logreg"
 
 
 def metrics(directory) -> dict:
+    """run_id -> (status, every stored number of its result but the timings, its per-epoch history)."""
     with Store(directory) as store:
-        return {r["run_id"]: (r["status"], r["result"]["test_accuracy"], r["result"]["val_accuracy"])
+        return {r["run_id"]: (r["status"], {k: v for k, v in r["result"].items() if not k.endswith("_seconds")},
+                              store.history(r["run_id"]))
                 for r in store.runs() if r["result"]}  # fmt: skip
 
 
@@ -111,7 +113,7 @@ def test_sigkill_then_resume_gives_the_same_results(reference, tmp_path):
 def test_two_workers_match_one(reference, tmp_path):
     root, _ = reference
     (tmp_path / "spec.toml").write_text(SPEC)
-    run_study(tmp_path / "spec.toml", tmp_path / "w2", workers=2, quiet=True, report=False)
+    run_study(tmp_path / "spec.toml", tmp_path / "w2", workers=2, threads=1, quiet=True, report=False)
     assert metrics(tmp_path / "w2") == metrics(root / "study")
 
 
@@ -122,7 +124,8 @@ def test_ray_executor_matches_local(reference, tmp_path):
     (tmp_path / "spec.toml").write_text(SPEC)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        run_study(tmp_path / "spec.toml", tmp_path / "ray", executor="ray", workers=2, quiet=True, report=False)
+        run_study(tmp_path / "spec.toml", tmp_path / "ray", executor="ray", workers=2, threads=1, quiet=True,
+                  report=False)  # fmt: skip
     finally:
         ray.shutdown()
     assert metrics(tmp_path / "ray") == metrics(root / "study")

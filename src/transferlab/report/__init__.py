@@ -24,6 +24,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from transferlab import faults, paths
+from transferlab.errors import TransferlabError
 from transferlab.report import figures as figs
 from transferlab.report import learning_fit
 from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
@@ -42,9 +44,13 @@ def write_report(study_dir: str | os.PathLike) -> Path:
     Raises TransferlabError when ``study_dir`` does not exist or holds no study (``study.sqlite``)."""
     from transferlab import __version__
 
-    with open_study(study_dir) as store:
+    # One report writer at a time (two `transferlab study` processes on one directory both end with a
+    # report): each reads the store under the lock, so the last one written holds every recorded run.
+    with open_study(study_dir) as store, paths.exclusive(store.directory / ".lock-report"):
         study = load_study(store)
         folder = study.directory / REPORT_FOLDER
+        for stale in study.directory.glob(f".{REPORT_FOLDER}-*"):  # left by a killed writer (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{REPORT_FOLDER}-", dir=study.directory))
         try:
             fits = learning_fit.all_fits(study, {run["run_id"]: run["result"] or {} for run in store.runs("done")})
@@ -63,8 +69,10 @@ def write_report(study_dir: str | os.PathLike) -> Path:
             page = render(study, summary, figures, tables, __version__)
             (staging / "report.html").write_text(page, encoding="utf-8")
             _replace_folder(staging, folder)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError):  # disk full, a file size limit: the previous report stays as it was
+                raise TransferlabError(f"cannot write the report into {folder}: {exc}") from None
             raise
     return folder / "report.html"
 
@@ -87,6 +95,7 @@ def _slug(text: str) -> str:
 def _save(figure: Figure, folder: Path, stem: str, title: str, caption: str) -> FigureFile:
     png = folder / f"{stem}.png"
     figure.savefig(png, dpi=PNG_DPI)
+    faults.checkpoint("report-figure")
     figure.savefig(folder / f"{stem}.pdf")
     return FigureFile(stem, title, caption, png)
 

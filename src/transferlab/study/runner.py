@@ -87,6 +87,26 @@ def _precheck_sizes(study: StudySpec) -> None:
             raise TransferlabError(f"{spec.dataset} with {size}: {exc}") from None
 
 
+PRETRAINED_STRATEGIES = ("extract", "finetune")  # they start from a backbone's pretrained weights
+
+
+def _precheck_backbones(study: StudySpec) -> None:
+    """Every backbone of the grid exists and, for a strategy that starts from pretrained weights, its
+    weight file is here and intact (sha256): one error now instead of every such run failing."""
+    from transferlab.models.registry import get_backbone_entry, list_backbones
+
+    for name, strategy in sorted({(s.backbone, s.strategy) for _, s in study.runs}):
+        entry = get_backbone_entry(name)
+        if strategy not in PRETRAINED_STRATEGIES:
+            continue
+        if not entry.pretrained:
+            raise TransferlabError(
+                f"strategy {strategy!r} starts from pretrained weights, but backbone {name!r} has none (random "
+                f"init); pretrained backbones: {', '.join(list_backbones(pretrained=True))}"
+            )
+        entry.find_weights()
+
+
 def _describe(spec: dict) -> str:
     parts = [spec["strategy"], spec.get("backbone") or ""]
     if spec.get("head"):
@@ -144,6 +164,7 @@ def run_study(spec_path: str | Path, directory: str | Path | None = None, *, wor
     study = load_study(spec_path)
     directory = Path(directory) if directory is not None else Path("runs") / study.name
     _precheck_sizes(study)
+    _precheck_backbones(study)
     with open_study(study, directory) as store:
         store.add_runs((rid, spec.to_dict()) for rid, spec in study.runs)
         if retry_failed:

@@ -17,9 +17,10 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from transferlab import faults
 from transferlab.errors import TransferlabError
 
 STATUSES = ("pending", "running", "done", "failed")
@@ -90,8 +91,13 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=120000")
             self._db.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS); runs in its own transaction
-        except (OSError, sqlite3.OperationalError) as exc:
-            raise TransferlabError(f"cannot open the study store {self.path}: {exc}") from None
+        except sqlite3.OperationalError as exc:  # e.g. "disk I/O error" creating the WAL index
+            raise self._write_error(exc, "open") from None
+        except (OSError, sqlite3.DatabaseError) as exc:  # DatabaseError: e.g. "file is not a database"
+            raise TransferlabError(
+                f"cannot open the study store {self.path}: {exc} (a corrupt file, or not a transferlab "
+                "study? it is left as it is: move it aside to start the study afresh)"
+            ) from None
 
     def close(self) -> None:
         self._db.close()
@@ -105,13 +111,26 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front, so read-then-write cannot race."""
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise self._write_error(exc) from None
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            with suppress(sqlite3.Error):  # a failed COMMIT may already have ended the transaction
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise self._write_error(exc) from None
             raise
-        self._db.execute("COMMIT")
+
+    def _write_error(self, exc: sqlite3.DatabaseError, action: str = "write") -> TransferlabError:
+        """A write the disk refused (full, a file size limit, read-only): nothing of it was stored."""
+        return TransferlabError(
+            f"cannot {action} the study store {self.path}: {exc} (disk full, a file size limit or a read-only "
+            "directory?); every finished run is kept: make room and run the same command to resume"
+        )
 
     # ------------------------------------------------------------------------------ meta
 
@@ -196,6 +215,7 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(run_id, i + 1, *(h.get(f) for f in HISTORY_FIELDS)) for i, h in enumerate(history or [])],
             )
+            faults.checkpoint("store-commit")
             return True
 
     def fail(self, run_id: str, error: str, owner: str | None = None, version: str = "") -> bool:

@@ -1,0 +1,408 @@
+"""A catalogue of bad inputs, one test each: the one-line message, the exit code (2 = bad input, 1 = a
+run failed) and a study directory left exactly as it was (same files, spec and results).
+
+Most commands run in this process (``transferlab.cli.main``) against a copy of the finished reference
+study, so that "unharmed" is checked on a real study; the full-disk case needs a subprocess (a file size
+limit) and the Ctrl-C case stops this very process with SIGINT at a known moment (the fault hook).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import pickle
+import resource
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from transferlab import paths
+from transferlab.cli import main
+from transferlab.data.datasets import load_dataset
+from transferlab.errors import TransferlabWarning
+from transferlab.faults import FAULT_ENV
+from transferlab.features import cached_features
+from transferlab.models.registry import get_backbone_entry
+from transferlab.models.weights import WEIGHTS_DIR_ENV
+from transferlab.study.store import Store
+
+from .conftest import RUNS, SPEC, results
+
+STUDY_FLAGS = ("--quiet", "--threads", "1", "--no-report")
+BACKBONE = "efficientnet_lite0.in1k"
+
+
+def snapshot(directory):
+    """What must not change: the visible files, the spec as saved and every run's status and result."""
+    files = sorted(p.name for p in directory.iterdir() if not p.name.startswith((".", "study.sqlite-")))
+    return files, (directory / "spec.toml").read_bytes(), results(directory)
+
+
+class Victim:
+    """A copy of the finished reference study that a bad command is pointed at."""
+
+    def __init__(self, directory):
+        self.dir, self.before = directory, snapshot(directory)
+
+    def unharmed(self) -> bool:
+        return snapshot(self.dir) == self.before
+
+
+@pytest.fixture
+def victim(reference_study, tmp_path) -> Victim:
+    shutil.copytree(reference_study, tmp_path / "study")
+    return Victim(tmp_path / "study")
+
+
+@pytest.fixture
+def transferlab(capsys):
+    """The CLI in this process: (exit code, stderr); ``call.stdout`` keeps the last stdout."""
+
+    def call(*argv) -> tuple[int, str]:
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+        captured = capsys.readouterr()
+        call.stdout = captured.out
+        return code, captured.err
+
+    return call
+
+
+def study_on(tmp_path, victim: Victim, transferlab, text: str) -> tuple[int, str]:
+    """`transferlab study` of ``text`` in the victim's directory."""
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    return transferlab("study", spec, "--dir", victim.dir, *STUDY_FLAGS)
+
+
+def with_dataset(uri) -> str:
+    return SPEC.replace('dataset = "digits"', f'dataset = "{uri}"')
+
+
+def png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_folder(root, per_class: int = 3, classes=("a", "b")):
+    """root/<class>/<i>.png, 8x8 grey images."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            (root / name / f"{i}.png").write_bytes(png(rng.integers(0, 256, (8, 8), dtype=np.uint8)))
+    return root
+
+
+# ----------------------------------------------------------------------------------------- data files
+
+
+def test_corrupt_image(tmp_path, victim, transferlab):
+    folder = image_folder(tmp_path / "images")
+    (folder / "b" / "bad.png").write_bytes(b"\x89PNG this is not an image at all" * 4)
+    code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"folder:{folder}"))
+    assert code == 2 and f"cannot decode image {folder / 'b' / 'bad.png'}" in err and "Traceback" not in err
+    assert victim.unharmed()
+
+
+def test_truncated_image(tmp_path, victim, transferlab):
+    folder = image_folder(tmp_path / "images")
+    whole = png(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    (folder / "a" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"folder:{folder}"))
+    assert code == 2 and f"cannot decode image {folder / 'a' / 'cut.png'}" in err and "truncated" in err
+    assert victim.unharmed()
+
+
+def idx_file(path, array: np.ndarray, cut: int = 0) -> None:
+    """An IDX file of uint8 ``array``, minus its last ``cut`` bytes."""
+    data = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+    data += array.astype(np.uint8).tobytes()
+    path.write_bytes(data[: len(data) - cut])
+
+
+def test_truncated_idx(tmp_path, victim, transferlab):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    idx_file(folder / "train-images-idx3-ubyte", np.zeros((20, 8, 8)), cut=100)
+    idx_file(folder / "train-labels-idx1-ubyte", np.arange(20) % 2)
+    code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"idx:{folder}"))
+    assert code == 2 and "train-images-idx3-ubyte: IDX header says shape (20, 8, 8) (1280 bytes of data) but " \
+        "the file holds 1180 (truncated or corrupt)" in err  # fmt: skip
+    assert victim.unharmed()
+
+
+def test_idx_with_a_bad_magic_number(tmp_path, victim, transferlab):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    (folder / "train-images-idx3-ubyte").write_bytes(b"GIF89a not an idx file")
+    code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"idx:{folder}"))
+    assert code == 2 and "train-images-idx3-ubyte is not an IDX file (bad magic number 47494638)" in err
+    assert victim.unharmed()
+
+
+def test_corrupt_cifar_pickle(tmp_path, victim, transferlab):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(b"\x00\x01garbage, not a pickle")
+    code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"cifar10:{tmp_path}"))
+    assert code == 2 and f"cannot read CIFAR pickle {folder / 'data_batch_1'}" in err and "corrupt" in err
+    assert victim.unharmed()
+
+
+def test_truncated_cifar_pickle(tmp_path, victim, transferlab):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    batch = {b"data": np.zeros((10, 3072), np.uint8), b"labels": list(range(10))}
+    whole = pickle.dumps(batch, protocol=2)
+    (folder / "data_batch_1").write_bytes(whole[: len(whole) // 2])
+    code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"cifar10:{folder}"))
+    assert code == 2 and f"cannot read CIFAR pickle {folder / 'data_batch_1'}" in err and "truncated" in err
+    assert victim.unharmed()
+
+
+def test_empty_class_folder(tmp_path, victim, transferlab):
+    folder = image_folder(tmp_path / "images")
+    (folder / "c").mkdir()
+    code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"folder:{folder}"))
+    assert code == 2 and f"class folder {folder / 'c'} holds no images (.png, .jpg" in err
+    assert victim.unharmed()
+
+
+def test_class_folder_of_non_image_files(tmp_path, victim, transferlab):
+    folder = image_folder(tmp_path / "images")
+    (folder / "c").mkdir()
+    (folder / "c" / "notes.txt").write_text("labels to do")
+    (folder / "c" / "scan.pdf").write_bytes(b"%PDF-1.4")
+    code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"folder:{folder}"))
+    assert "warning: " in err and "skipped 2 non-image file(s) (notes.txt, scan.pdf)" in err
+    assert code == 2 and f"class folder {folder / 'c'} holds no images" in err
+    assert victim.unharmed()
+
+
+def test_mixed_grey_rgba_16bit_and_palette_images_decode_alike(tmp_path, transferlab):
+    """Not an error: every mode becomes the same uint8 RGB, 16-bit scaled (not clipped), alpha dropped."""
+    folder = tmp_path / "mixed"
+    for c, name in enumerate(("a", "b")):
+        (folder / name).mkdir(parents=True)
+        level = 60 + 120 * c
+        for i in range(5):
+            (folder / name / f"grey{i}.png").write_bytes(png(np.full((8, 8), level, np.uint8)))
+            rgba = np.dstack([np.full((8, 8), level, np.uint8)] * 3 + [np.zeros((8, 8), np.uint8)])
+            (folder / name / f"rgba{i}.png").write_bytes(png(rgba, "RGBA"))
+            deep = Image.fromarray(np.full((8, 8), level * 257, np.uint16))  # 16-bit, same brightness
+            deep.save(folder / name / f"deep{i}.png")
+            palette = Image.fromarray(np.full((8, 8, 3), level, np.uint8)).convert(
+                "P", palette=Image.Palette.ADAPTIVE
+            )
+            palette.save(folder / name / f"palette{i}.png")
+    data = load_dataset(f"folder:{folder}")
+    assert data.images.shape == (40, 8, 8, 3) and data.images.dtype == np.uint8
+    for c in (0, 1):
+        assert set(np.unique(data.images[data.labels == c])) == {60 + 120 * c}
+    code, err = transferlab("run", "--dataset", f"folder:{folder}", "--strategy", "scratch", "--backbone",
+                            "shallow_cnn", "--input-size", "8", "--epochs", "3", "--per-class", "8", "--val-size",
+                            "0", "--quiet")  # fmt: skip
+    assert code == 0, err
+
+
+# ------------------------------------------------------------------------------------ sizes and specs
+
+
+def test_too_small_fraction(tmp_path, victim, transferlab):
+    text = SPEC.replace("per_class = [10, 20]", "size = [0.001, 0.1]")
+    code, err = study_on(tmp_path, victim, transferlab, text)
+    assert code == 2 and "digits with size=0.001: size=0.001 gives 0.13 images for class '8'" in err
+    assert "fewer than one per class. Use a fraction of at least 0.0037, or --per-class N" in err
+    assert victim.unharmed()
+
+
+def test_per_class_above_available(tmp_path, victim, transferlab):
+    text = SPEC.replace("per_class = [10, 20]", "per_class = [10, 900]")
+    code, err = study_on(tmp_path, victim, transferlab, text)
+    assert code == 2 and "digits with per_class=900: per_class=900 is more than class" in err
+    assert victim.unharmed()
+
+
+def test_unknown_top_level_key(tmp_path, victim, transferlab):
+    code, err = study_on(tmp_path, victim, transferlab, SPEC.replace("repeats = 2", "repeat = 2"))
+    assert code == 2 and "bad.toml line 4 (top level): unknown key 'repeat' (did you mean: repeats?)" in err
+    assert victim.unharmed()
+
+
+def test_mistyped_run_key(tmp_path, victim, transferlab):
+    code, err = study_on(tmp_path, victim, transferlab, SPEC.replace('head = "logreg"', 'heads = "logreg"'))
+    assert code == 2 and "([[runs]] #2): unknown key 'heads' (did you mean: head?)" in err
+    assert victim.unharmed()
+
+
+def test_wrong_type(tmp_path, victim, transferlab):
+    code, err = study_on(tmp_path, victim, transferlab, SPEC.replace("epochs = 2", 'epochs = "2"'))
+    assert code == 2 and "([base]): epochs = '2' has the wrong type str; expected int" in err
+    assert victim.unharmed()
+
+
+@pytest.mark.parametrize("lr", ["0.0", "-1e-3"])
+def test_learning_rate_not_positive(tmp_path, victim, transferlab, lr):
+    code, err = study_on(tmp_path, victim, transferlab, SPEC.replace("epochs = 2", f"epochs = 2\nlr = {lr}"))
+    assert code == 2 and f"lr={float(lr)!r} is invalid; give a number > 0" in err
+    assert victim.unharmed()
+
+
+def test_unknown_backbone(tmp_path, victim, transferlab):
+    code, err = study_on(tmp_path, victim, transferlab, SPEC.replace('"shallow_cnn"', '"shalow_cnn"'))
+    assert code == 2 and "unknown backbone 'shalow_cnn' (did you mean: shallow_cnn" in err
+    assert victim.unharmed()
+
+
+def test_missing_weights(tmp_path, victim, transferlab, monkeypatch):
+    """Checked once before any run, instead of every extract run failing with the same reason."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no hub cache here, whatever the machine has
+    text = SPEC.replace("efficientnet_lite0.in1k", "resnet18.tv_in1k")
+    code, err = study_on(tmp_path, victim, transferlab, text)
+    assert code == 2 and "resnet18.tv_in1k: weight file resnet18-" in err and "not found (searched" in err
+    assert victim.unharmed()
+
+
+def test_mismatched_weights(tmp_path, victim, transferlab, monkeypatch):
+    """A file under the official name that is not the published one (another model, a torn download)."""
+    entry = get_backbone_entry("efficientnet_lite0.in1k")
+    (tmp_path / "weights").mkdir()
+    impostor = tmp_path / "weights" / entry.spec.file
+    impostor.write_bytes(entry.find_weights().read_bytes()[:-1000])
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path / "weights"))  # searched first
+    code, err = study_on(tmp_path, victim, transferlab, SPEC)
+    assert code == 2 and f"weight file {impostor} has sha256" in err
+    assert "it is corrupt, truncated or a different file" in err
+    assert victim.unharmed()
+
+
+def test_random_init_backbone_for_a_pretrained_strategy(tmp_path, victim, transferlab):
+    code, err = study_on(tmp_path, victim, transferlab, SPEC.replace("efficientnet_lite0.in1k", "cifar_cnn"))
+    assert code == 2 and "'extract' starts from pretrained weights, but backbone 'cifar_cnn' has none" in err
+    assert victim.unharmed()
+
+
+def test_spec_edited_between_resumes(tmp_path, victim, transferlab):
+    code, err = study_on(tmp_path, victim, transferlab, SPEC.replace("repeats = 2", "repeats = 3"))
+    assert code == 2 and "holds a study with a different grid (4 runs would be added, 0 dropped)" in err
+    assert victim.unharmed()
+    code, err = study_on(tmp_path, victim, transferlab, "# comments do not change the grid\n" + SPEC)
+    assert code == 0 and "8/8 runs done, 0 failed (0 ran now" in transferlab.stdout
+    assert victim.unharmed()
+
+
+def test_bad_command_line_values(tmp_path, victim, transferlab):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    code, err = transferlab("study", spec, "--dir", victim.dir, "--workers", "0")
+    assert code == 2 and err.strip() == "transferlab: error: workers=0 is invalid; give a whole number >= 1"
+    code, err = transferlab("study", spec, "--dir", victim.dir, "--workers", "two")
+    assert code == 2 and "argument --workers: invalid int value: 'two'" in err
+    assert victim.unharmed()
+
+
+# ------------------------------------------------------------------------------- runs and directories
+
+
+def test_diverging_training_is_a_failed_run_with_its_reason(tmp_path, transferlab):
+    text = SPEC.replace("repeats = 2", "repeats = 1").replace("per_class = [10, 20]", "per_class = 10")
+    text = text.replace("input_size = 8\n", 'input_size = 8\noptimizer = "sgd"\nlr = [1e-2, 1e12]\n')
+    spec = tmp_path / "diverge.toml"
+    spec.write_text(text)
+    code, err = transferlab("study", spec, "--dir", tmp_path / "study", *STUDY_FLAGS)
+    assert code == 1, err  # a run failed; the study went on
+    with Store(tmp_path / "study") as store:
+        runs = {(r["spec"]["strategy"], r["spec"]["lr"]): r for r in store.runs()}
+    assert len(runs) == 3 and runs["scratch", 1e12]["status"] == "failed"
+    assert "training diverged: try a smaller learning rate" in runs["scratch", 1e12]["error"]
+    assert "(lr=1e+12, optimizer=sgd)" in runs["scratch", 1e12]["error"]
+    assert runs["scratch", 1e-2]["status"] == runs["extract", 1e-3]["status"] == "done"
+
+
+def test_unwritable_study_directory(tmp_path, transferlab):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")  # chmod cannot stop root; a file in the path stops everyone
+    code, err = transferlab("study", spec, "--dir", blocker / "study", *STUDY_FLAGS)
+    assert code == 2 and f"study directory {blocker / 'study'} is not writable" in err
+    assert blocker.read_text() == "not a directory"
+
+
+def test_corrupt_study_store(tmp_path, victim, transferlab):
+    (victim.dir / "study.sqlite").write_bytes(b"not a database, whatever it was" * 200)
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    code, err = transferlab("study", spec, "--dir", victim.dir, *STUDY_FLAGS)
+    assert code == 2 and f"open the study store {victim.dir / 'study.sqlite'}: file is not a database" in err
+    garbage = (victim.dir / "study.sqlite").read_bytes()
+    assert garbage == b"not a database, whatever it was" * 200  # left as it was
+
+
+def test_full_cache_directory_costs_the_cache_entry_not_the_run(tmp_path, monkeypatch):
+    digits = load_dataset("digits")
+    expected = cached_features(digits, np.arange(8), BACKBONE, size=32, cache=tmp_path / "ok")
+
+    def disk_full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(paths, "atomic_write", disk_full)
+    with pytest.warns(TransferlabWarning, match=r"could not be written \(\[Errno 28\] No space left"):
+        features = cached_features(digits, np.arange(8), BACKBONE, size=32, cache=tmp_path / "full")
+    np.testing.assert_array_equal(features, expected)
+    assert not list((tmp_path / "full").rglob("*.npy"))
+
+
+def _file_size_limit(limit: int):
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_full_study_directory(tmp_path, victim, transferlab, reference):
+    """A disk that refuses writes (here a 32 kB file size limit, which root obeys too: the store's WAL
+    outgrows it within a run or two) stops the study with a clear error; every finished run is intact
+    and the same command resumes once there is room."""
+    with sqlite3.connect(victim.dir / "study.sqlite") as db:  # a half-finished study: the last 4 runs to do
+        db.execute("UPDATE runs SET status = 'pending', result = NULL, owner = NULL WHERE position >= 4")
+        db.execute("DELETE FROM history WHERE run_id NOT IN (SELECT run_id FROM runs WHERE status = 'done')")
+    db.close()
+    half = {rid: r for rid, r in results(victim.dir).items() if r[0] == "done"}
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    proc = subprocess.run([sys.executable, "-m", "transferlab.cli", "study", spec, "--dir", victim.dir, *STUDY_FLAGS],
+                          preexec_fn=_file_size_limit(32768), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    store = victim.dir / "study.sqlite"
+    assert f"cannot write the study store {store}: disk I/O error (disk full" in proc.stderr
+    assert "every finished run is kept: make room and run the same command to resume" in proc.stderr
+    after = results(victim.dir)
+    assert all(after[rid] == r for rid, r in half.items())  # nothing lost
+    assert all(r == reference[rid] for rid, r in after.items() if r[0] == "done")  # nothing half-written
+    code, err = transferlab("study", spec, "--dir", victim.dir, *STUDY_FLAGS)
+    assert code == 0, err
+    assert results(victim.dir) == reference
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, transferlab, monkeypatch, reference):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    monkeypatch.setenv(FAULT_ENV, "store-commit:3:INT")  # Ctrl-C while the third result is being stored
+    code, err = transferlab("study", spec, "--dir", tmp_path / "study", *STUDY_FLAGS)
+    assert code == 130 and "interrupted; finished work is kept, run the same command to resume" in err
+    assert "Traceback" not in err
+    with Store(tmp_path / "study") as store:
+        counts = store.counts()  # the interrupted run's claim was given back
+    assert counts == {"pending": RUNS - 2, "running": 0, "done": 2, "failed": 0}
+    monkeypatch.delenv(FAULT_ENV)
+    code, err = transferlab("study", spec, "--dir", tmp_path / "study", *STUDY_FLAGS)
+    assert code == 0, err
+    assert results(tmp_path / "study") == reference
