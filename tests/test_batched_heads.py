@@ -25,7 +25,9 @@ def digit_sets(digits):
         return features[index], task.labels(digits, name)
 
     tasks = {size: make_task(digits, None, size=size, val_size=0.2, seed=0) for size in (1.0, 0.3)}
-    return {size: {name: part(task, name) for name in ("train", "val", "test")} for size, task in tasks.items()}
+    return {
+        size: {name: part(task, name) for name in ("train", "val", "test")} for size, task in tasks.items()
+    }
 
 
 def _weights(head) -> list[torch.Tensor]:
@@ -87,7 +89,9 @@ def test_a_diverging_configuration_fails_alone_with_the_single_message(digit_set
     assert isinstance(errors[0], TrainingFailed) and errors[0].reason == single.value.reason
     assert len(errors[0].history) == len(single.value.history)
     healthy = clone(heads[1]).fit(*sets["train"], eval_set=sets["val"])
-    assert errors[1] is None and heads[1].score(*sets["test"]) == pytest.approx(healthy.score(*sets["test"]), abs=0.01)
+    assert errors[1] is None and heads[1].score(*sets["test"]) == pytest.approx(
+        healthy.score(*sets["test"]), abs=0.01
+    )
 
 
 def test_unbatchable_heads_and_bad_settings_take_the_single_path(digit_sets):

@@ -139,7 +139,9 @@ class _Stack:
         C, (_, h1) = self.size, self.widths[0]
         z = torch.addmm(self.params[1], x, self.params[0]).view(len(x), C, h1).transpose(0, 1)
         for depth in range(1, len(self.widths)):
-            z = torch.baddbmm(self.params[2 * depth + 1].unsqueeze(1), self._activate(z), self.params[2 * depth])
+            z = torch.baddbmm(
+                self.params[2 * depth + 1].unsqueeze(1), self._activate(z), self.params[2 * depth]
+            )
         return z
 
     def weights_of(self, k: int) -> list[torch.Tensor]:
@@ -164,7 +166,9 @@ class _Optimizer:
             momentum = torch.tensor([c.config.momentum for c in stack.configs], dtype=torch.float32)
             for p, (view, scalar) in zip(stack.params, stack.views, strict=True):
                 state = [torch.zeros(view), torch.zeros(view)] if kind == "adam" else [None]
-                self.slots.append((p, view, lr.view(scalar), decay.view(scalar), momentum.view(scalar), state))
+                self.slots.append(
+                    (p, view, lr.view(scalar), decay.view(scalar), momentum.view(scalar), state)
+                )
 
     @torch.no_grad()
     def step(self) -> None:
@@ -229,7 +233,9 @@ def _train_pass(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val:
                 total = total + loss.sum()
                 loss_sums[s] += loss.detach().double() * len(batch)
                 correct[s] += (logits.detach().argmax(2) == yb).sum(1)
-            if not bool(torch.isfinite(torch.cat(losses)).all()):  # one check per step; details only on failure
+            if not bool(
+                torch.isfinite(torch.cat(losses)).all()
+            ):  # one check per step; details only on failure
                 for s, _, k, c in members:
                     value = losses[s][k].item()
                     if c.active and not math.isfinite(value):
@@ -277,7 +283,9 @@ def _train_pass(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val:
 
 
 @torch.no_grad()
-def _evaluate(stacks: list[_Stack], x: torch.Tensor, y: torch.Tensor) -> list[tuple[list[float], list[float]]]:
+def _evaluate(
+    stacks: list[_Stack], x: torch.Tensor, y: torch.Tensor
+) -> list[tuple[list[float], list[float]]]:
     """Per stack: (mean cross-entropy per configuration, accuracy per configuration) on (x, y)."""
     out = []
     for stack in stacks:
@@ -346,7 +354,9 @@ def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_set
                 raise _NotBatchable
             has_val = eval_set is not None and len(eval_set[1]) > 0
             if config.patience is not None and not has_val:
-                raise TransferlabError("early stopping (patience) needs validation data; set val_size > 0 or patience=None")
+                raise TransferlabError(
+                    "early stopping (patience) needs validation data; set val_size > 0 or patience=None"
+                )
             # The same arrays give the same tensors; labels are re-encoded per head (same classes_, same codes).
             x_train = tensor(X, head._inputs)
             y_train = torch.from_numpy(y_index)
@@ -366,7 +376,9 @@ def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_set
     for key, configs in passes.items():
         if len(configs) < min_pass:  # nothing to share: the single path itself
             c = configs[0]
-            errors[c.index] = _fit_one(c.head, train_sets[c.index][0], train_sets[c.index][1], eval_sets[c.index])
+            errors[c.index] = _fit_one(
+                c.head, train_sets[c.index][0], train_sets[c.index][1], eval_sets[c.index]
+            )
             continue
         seconds = _train_pass(configs, *data[key])
         for c in configs:
