@@ -16,13 +16,15 @@ would see:
   object, the same seed (the single run's batch order is ``randperm(n, generator(seed))`` per epoch),
   batch size and optimizer. Within a pass each step draws one batch, and every configuration's loss is
   the mean cross-entropy over that batch, exactly its single run's loss;
-- per-configuration optimizer state and step sizes: Adam (torch's formula, with per-configuration lr and
-  L2 weight decay) or SGD with momentum;
+- per-configuration optimizer state and step sizes: torch's Adam or SGD over parameters that alias each
+  configuration's slice of the stacks, one parameter group per (lr, weight decay);
 - per-epoch validation with the single run's rules: the history record, early stopping after
   ``patience`` epochs without a lower validation loss with the best epoch's weights restored, a NaN loss
   failing that configuration only (the others go on), and each configuration's own number of epochs.
 Layers are stacked per architecture (same layer widths); hidden activations may differ within a stack.
-The first layer of a stack reads the shared batch once: one (B, D) x (D, C*H) product for C heads.
+Adam runs as torch's fused CPU kernel: one pass over each parameter instead of a dozen elementwise
+passes over stacked tensors that no longer fit in cache (measured: 1.5 ms vs 74 ms per step for 18 fc
+heads on 1,280 features).
 
 What is not batched (trained by ``head.fit`` one by one, with the same results): dropout > 0 (its random
 masks come from the global RNG stream of the single run), gap heads on (N, C, H, W) maps, and anything
@@ -47,7 +49,6 @@ from transferlab.errors import TransferlabError
 from transferlab.models.heads import GlobalAveragePool, _TorchHead
 from transferlab.train import TrainConfig, TrainingFailed, seeded
 
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the single path uses
 EVAL_ROWS = 1024  # validation rows per forward chunk (bounds the (C, rows, H) activations)
 ACTIVATION_TYPES = (nn.Sigmoid, nn.ELU, nn.ReLU)
 
@@ -92,35 +93,23 @@ def _stack_layers(module: nn.Module) -> tuple[list[nn.Linear], nn.Module | None]
 
 
 class _Stack:
-    """The stacked weights of C configurations with the same layer widths in one pass.
-
-    Layer 1 weight: (D, C*H1) so the shared batch (B, D) meets every configuration in one product;
-    later layers: (C, in, out) for ``baddbmm``; biases (C*H1) and (C, out). Configurations are ordered
-    by activation so each activation applies to one contiguous slice."""
+    """The stacked weights of C configurations with the same layer widths in one pass: layer l's weight
+    (C, in, out) and bias (C, out), each configuration's slice contiguous (its optimizer parameters alias
+    these slices). The shared batch (B, D) meets every first layer in one batched product.
+    Configurations are ordered by activation so each activation applies to one contiguous slice."""
 
     def __init__(self, configs: list[_Config]) -> None:
         self.configs = sorted(configs, key=lambda c: repr(c.activation))
         self.size = len(self.configs)
-        widths = [(layer.in_features, layer.out_features) for layer in self.configs[0].linears]
-        self.widths = widths
+        self.depth = len(self.configs[0].linears)
         with torch.no_grad():
-            first = [c.linears[0] for c in self.configs]
-            self.params: list[torch.Tensor] = [
-                torch.cat([layer.weight.t() for layer in first], 1).contiguous(),
-                torch.cat([layer.bias for layer in first]).contiguous(),
-            ]
-            for depth in range(1, len(widths)):
+            self.params: list[torch.Tensor] = []
+            for depth in range(self.depth):
                 layers = [c.linears[depth] for c in self.configs]
                 self.params.append(torch.stack([layer.weight.t() for layer in layers]).contiguous())
                 self.params.append(torch.stack([layer.bias for layer in layers]).contiguous())
         for p in self.params:
             p.requires_grad_(True)
-        C, (D, H1) = self.size, widths[0]
-        # Each parameter viewed with an explicit configuration axis, and the broadcast shape of per-
-        # configuration scalars (learning rate, weight decay) against that view.
-        self.views = [((D, C, H1), (1, C, 1)), ((C, H1), (C, 1))]
-        for i, o in widths[1:]:
-            self.views += [((C, i, o), (C, 1, 1)), ((C, o), (C, 1))]
         self.segments: list[tuple[int, int, nn.Module | None]] = []
         for k, c in enumerate(self.configs):
             if self.segments and repr(self.segments[-1][2]) == repr(c.activation):
@@ -136,9 +125,8 @@ class _Stack:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, D) shared by every configuration -> logits (C, B, K)."""
-        C, (_, h1) = self.size, self.widths[0]
-        z = torch.addmm(self.params[1], x, self.params[0]).view(len(x), C, h1).transpose(0, 1)
-        for depth in range(1, len(self.widths)):
+        z = torch.baddbmm(self.params[1].unsqueeze(1), x.expand(self.size, -1, -1), self.params[0])
+        for depth in range(1, self.depth):
             z = torch.baddbmm(
                 self.params[2 * depth + 1].unsqueeze(1), self._activate(z), self.params[2 * depth]
             )
@@ -147,47 +135,40 @@ class _Stack:
     def weights_of(self, k: int) -> list[torch.Tensor]:
         """Configuration k's weights in nn.Linear layout: [W1 (H1, D), b1, W2 (H2, H1), b2, ...], copies."""
         with torch.no_grad():
-            D, C, H1 = self.views[0][0]
-            out = [self.params[0].view(D, C, H1)[:, k, :].t().clone(), self.params[1].view(C, H1)[k].clone()]
-            for depth in range(1, len(self.widths)):
-                out += [self.params[2 * depth][k].t().clone(), self.params[2 * depth + 1][k].clone()]
-        return out
+            return [p[k].t().clone() if p.ndim == 3 else p[k].clone() for p in self.params]
 
 
 class _Optimizer:
-    """Adam or SGD (torch's update rules) over every stack of a pass, with per-configuration step sizes."""
+    """torch's own Adam (fused CPU kernel where available) or SGD over every configuration of a pass:
+    each configuration's parameters are leaf tensors aliasing its slices of the stacks, grouped by
+    (lr, weight decay, momentum), so every configuration has its own state and step size."""
 
     def __init__(self, stacks: list[_Stack], kind: str) -> None:
-        self.kind, self.step_count = kind, 0
-        self.slots = []  # (parameter, view shape, lr, weight decay, momentum, state...)
+        groups: dict[tuple, list[nn.Parameter]] = {}
+        self.aliases: list[tuple[nn.Parameter, torch.Tensor, int]] = []  # (alias, stacked tensor, slice)
         for stack in stacks:
-            lr = torch.tensor([c.config.lr for c in stack.configs], dtype=torch.float32)
-            decay = torch.tensor([c.config.weight_decay for c in stack.configs], dtype=torch.float32)
-            momentum = torch.tensor([c.config.momentum for c in stack.configs], dtype=torch.float32)
-            for p, (view, scalar) in zip(stack.params, stack.views, strict=True):
-                state = [torch.zeros(view), torch.zeros(view)] if kind == "adam" else [None]
-                self.slots.append(
-                    (p, view, lr.view(scalar), decay.view(scalar), momentum.view(scalar), state)
-                )
+            for k, c in enumerate(stack.configs):
+                key = (c.config.lr, c.config.weight_decay, c.config.momentum)
+                for p in stack.params:
+                    alias = nn.Parameter(p.data[k])  # shares p's storage: updating it updates the stack
+                    groups.setdefault(key, []).append(alias)
+                    self.aliases.append((alias, p, k))
+        settings = [{"params": params, "lr": lr, "weight_decay": decay, **({"momentum": momentum} if kind == "sgd" else {})}
+                    for (lr, decay, momentum), params in groups.items()]  # fmt: skip
+        if kind == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(settings)
+        else:
+            try:  # one vectorised kernel per group instead of a dozen elementwise passes per tensor
+                self.optimizer = torch.optim.Adam(settings, fused=True)
+            except RuntimeError:  # a torch build without the fused CPU kernel: the plain implementation
+                self.optimizer = torch.optim.Adam(settings)
 
-    @torch.no_grad()
     def step(self) -> None:
-        self.step_count += 1
-        beta1, beta2 = ADAM_BETAS
-        correction1, correction2 = 1 - beta1**self.step_count, 1 - beta2**self.step_count
-        for p, view, lr, decay, momentum, state in self.slots:
-            weight, grad = p.view(view), p.grad.view(view)
-            grad = grad + decay * weight  # L2 as torch adds it: grad += weight_decay * w
-            if self.kind == "adam":
-                exp_avg, exp_avg_sq = state
-                exp_avg.lerp_(grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (exp_avg_sq.sqrt() / math.sqrt(correction2)).add_(ADAM_EPS)
-                weight.add_(-(lr / correction1) * exp_avg / denom)
-            else:
-                buffer = state[0] = grad.clone() if state[0] is None else state[0].mul_(momentum).add_(grad)
-                weight.add_(-lr * buffer)
-            p.grad = None
+        for alias, stacked, k in self.aliases:
+            alias.grad = stacked.grad[k]
+        self.optimizer.step()
+        for _, stacked, _ in self.aliases:
+            stacked.grad = None
 
 
 def _record_failure(config: _Config, reason: str, history: list[dict]) -> None:
