@@ -3,12 +3,17 @@
 Claim: a study pays for the convolutional base once per (images, backbone weights, layer, transform);
 every head, learning rate and size subset then reads float32 (N, D) features from the cache.
 
-Fast path (evidence: ``benchmarks/extract.py``): the feature function is traced and frozen with
-TorchScript (``torch.jit.freeze`` folds BatchNorm into the convolutions) and fed channels-last batches.
-Filling the cache with 2,000 Fashion-MNIST images at 64 px through EfficientNet-Lite0 on 1 CPU thread:
-413 images/s (batch 64) against 208 for a plain batched timm loop, 1.99x, 42% of the float32 matmul peak.
-It is checked against eager mode on the first batch and dropped (eager fallback, with a warning) if it
-fails to trace or disagrees; it is only worth its ~1-3 s of tracing for a few batches or more.
+Fast path (evidence: ``benchmarks/extract.py``, figures in benchmarks/README.md): the feature function
+is traced with TorchScript and passed through ``torch.jit.optimize_for_inference`` (freezing, BatchNorm
+folded into the convolutions, oneDNN convolutions with fused activations; plain ``torch.jit.freeze`` if
+that fails), fed channels-last batches of 32 (small batches keep a layer's activations in cache: 32
+beat 16, 64 and 256). Measured on the 2-core machine under heavy load from other processes, 1 thread:
+1.5x the traced+frozen path of before and 3.3x a plain eager NCHW timm loop at batch 256 (see the README
+for the idle figures). ``torch.compile`` (inductor, with freezing) was 14% faster still but took ~100 s
+to compile, more than it saves on any cache fill of a study. The fast function is checked against eager
+mode on the first batch and dropped (eager fallback, with a warning) if it fails to trace or disagrees;
+tracing costs ~2-4 s, so a call takes the fast path from 4 batches on, or whenever a trace of the same
+backbone is already kept (named backbones and their traces are built once per process).
 
 Cache layout: ``<cache_dir()>/features/<key[:2]>/<key>.npy`` plus ``<key>.json`` (the key fields,
 shape, dtype and the array's sha256). The key is the sha256 of: dataset fingerprint, image indices,
@@ -38,7 +43,7 @@ from transferlab.data.transforms import as_uint8_nhwc
 from transferlab.errors import TransferlabError, TransferlabWarning
 from transferlab.models.backbone import POOLS, Backbone
 
-DEFAULT_BATCH_SIZE = 64  # best of 32/64/128/512 for Lite0 at 64 px on 2 cores (larger batches leave cache)
+DEFAULT_BATCH_SIZE = 32  # best of 16/32/64/256 for Lite0 at 64 px (larger batches leave cache)
 FAST_PATH_MIN_BATCHES = 4  # below this, tracing costs more than it saves
 FAST_PATH_TOLERANCE = 1e-3  # max |traced - eager| relative to max |eager| (BN folding moves ~1e-5)
 
@@ -57,10 +62,13 @@ class _FeatureFunction(nn.Module):
         return self.backbone.forward_features(x, self.layer, self.pool)
 
 
-def _trace_frozen(function: _FeatureFunction, example: torch.Tensor, optimize: bool = True):
+FAST_PATH_OPTIMIZE = True  # optimize_for_inference after tracing; False: trace + freeze only (the benchmark's "before")
+
+
+def _trace_frozen(function: _FeatureFunction, example: torch.Tensor):
     """TorchScript trace of ``function`` (in eval mode) on ``example``, then
     ``torch.jit.optimize_for_inference`` (freeze, fold BatchNorm, oneDNN convolutions with fused
-    activations), or plain ``torch.jit.freeze`` when ``optimize`` is off or that fails."""
+    activations), or plain ``torch.jit.freeze`` when ``FAST_PATH_OPTIMIZE`` is off or that fails."""
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # Tracing warns that padding sizes become constants: true and intended, the input side is fixed.
         # torch >= 2.10 marks torch.jit deprecated; the eager fallback covers its eventual removal.
@@ -68,7 +76,7 @@ def _trace_frozen(function: _FeatureFunction, example: torch.Tensor, optimize: b
         warnings.simplefilter("ignore", FutureWarning)
         # Inference-mode tensors cannot be traced; a clone made outside inference mode can.
         traced = torch.jit.trace(function.eval(), example.clone(), check_trace=False)
-        if optimize:
+        if FAST_PATH_OPTIMIZE:
             try:
                 return torch.jit.optimize_for_inference(traced)
             except Exception:  # e.g. a build without oneDNN: freezing alone still folds BatchNorm
@@ -154,12 +162,12 @@ def extract_features(
                 traced = True  # one attempt: a failure falls back to eager for the whole call
                 key = (layer_index, pool, tuple(x.shape[1:]), str(device))
                 if traced_cache is not None and key in traced_cache:
-                    run = traced_cache[key]
+                    fast_run = traced_cache[key]  # None: tracing failed before, eager again
                 else:
-                    run = _fast_function(function, x.contiguous(memory_format=torch.channels_last))
-                    run = run or function
+                    fast_run = _fast_function(function, x.contiguous(memory_format=torch.channels_last))
                     if traced_cache is not None:
-                        traced_cache[key] = run
+                        traced_cache[key] = fast_run
+                run = fast_run or function
             if run is not function:
                 x = x.contiguous(memory_format=torch.channels_last)
             features = run(x).float().cpu().numpy()
