@@ -49,7 +49,7 @@ from transferlab.errors import TransferlabError
 from transferlab.models.heads import GlobalAveragePool, _TorchHead
 from transferlab.train import TrainConfig, TrainingFailed, seeded
 
-EVAL_ROWS = 1024  # validation rows per forward chunk (bounds the (C, rows, H) activations)
+EVAL_ROWS = 512  # validation rows per forward chunk (bounds the (C, rows, D) batched input)
 ACTIVATION_TYPES = (nn.Sigmoid, nn.ELU, nn.ReLU)
 
 
@@ -214,9 +214,8 @@ def _train_pass(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val:
                 total = total + loss.sum()
                 loss_sums[s] += loss.detach().double() * len(batch)
                 correct[s] += (logits.detach().argmax(2) == yb).sum(1)
-            if not bool(
-                torch.isfinite(torch.cat(losses)).all()
-            ):  # one check per step; details only on failure
+            # One finiteness check per step; the per-configuration look only when something diverged.
+            if not bool(torch.isfinite(torch.cat(losses)).all()):
                 for s, _, k, c in members:
                     value = losses[s][k].item()
                     if c.active and not math.isfinite(value):

@@ -199,6 +199,9 @@ def drive(store, todo: list[tuple[str, dict]], executor, on_result: Callable[[st
           version: str = "") -> DriveOutcome:  # fmt: skip
     """Claim and execute ``todo`` (run_id, spec) through ``executor``, recording every result in ``store``.
 
+    Runs that share work (:func:`group_runs`: extract heads on the same cached features) are claimed
+    together and submitted as one batch; each is still recorded on its own the moment the batch returns,
+    heartbeats cover every run of a batch in flight, and a stop releases all of them.
     Ctrl-C: unfinished claims are released (pending again) before KeyboardInterrupt propagates, so the
     same command resumes them. A worker process that dies takes only its own run down (recorded failed).
     """
