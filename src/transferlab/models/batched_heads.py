@@ -93,9 +93,13 @@ def _stack_layers(module: nn.Module) -> tuple[list[nn.Linear], nn.Module | None]
 
 
 class _Stack:
-    """The stacked weights of C configurations with the same layer widths in one pass: layer l's weight
-    (C, in, out) and bias (C, out), each configuration's slice contiguous (its optimizer parameters alias
-    these slices). The shared batch (B, D) meets every first layer in one batched product.
+    """The stacked weights of C configurations with the same layer widths in one pass.
+
+    Layer 1: weight (C*H1, D), the configurations' nn.Linear weights one under the other, and bias
+    (C*H1,), so the shared batch (B, D) meets every configuration in one matrix product (forward
+    x @ W1.T, weight gradient dZ.T @ x), with no copy of the batch per configuration. Later layers:
+    weight (C, in, out) and bias (C, out) for ``baddbmm``. Every configuration's slice of every tensor
+    is contiguous (its optimizer parameters alias these slices; ``per_config`` views index them).
     Configurations are ordered by activation so each activation applies to one contiguous slice."""
 
     def __init__(self, configs: list[_Config]) -> None:
@@ -103,13 +107,19 @@ class _Stack:
         self.size = len(self.configs)
         self.depth = len(self.configs[0].linears)
         with torch.no_grad():
-            self.params: list[torch.Tensor] = []
-            for depth in range(self.depth):
+            first = [c.linears[0] for c in self.configs]
+            self.params: list[torch.Tensor] = [torch.cat([layer.weight for layer in first]).contiguous(),
+                                               torch.cat([layer.bias for layer in first]).contiguous()]  # fmt: skip
+            for depth in range(1, self.depth):
                 layers = [c.linears[depth] for c in self.configs]
                 self.params.append(torch.stack([layer.weight.t() for layer in layers]).contiguous())
                 self.params.append(torch.stack([layer.bias for layer in layers]).contiguous())
         for p in self.params:
             p.requires_grad_(True)
+        self.hidden = first[0].out_features  # H1
+        # shape of each tensor with the configuration axis first (a view: same storage)
+        self.per_config = [(self.size, self.hidden, first[0].in_features), (self.size, self.hidden)]
+        self.per_config += [tuple(p.shape) for p in self.params[2:]]
         self.segments: list[tuple[int, int, nn.Module | None]] = []
         for k, c in enumerate(self.configs):
             if self.segments and repr(self.segments[-1][2]) == repr(c.activation):
@@ -125,7 +135,11 @@ class _Stack:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, D) shared by every configuration -> logits (C, B, K)."""
-        z = torch.baddbmm(self.params[1].unsqueeze(1), x.expand(self.size, -1, -1), self.params[0])
+        z = (
+            torch.addmm(self.params[1], x, self.params[0].t())
+            .view(len(x), self.size, self.hidden)
+            .transpose(0, 1)
+        )
         for depth in range(1, self.depth):
             z = torch.baddbmm(
                 self.params[2 * depth + 1].unsqueeze(1), self._activate(z), self.params[2 * depth]
@@ -135,7 +149,11 @@ class _Stack:
     def weights_of(self, k: int) -> list[torch.Tensor]:
         """Configuration k's weights in nn.Linear layout: [W1 (H1, D), b1, W2 (H2, H1), b2, ...], copies."""
         with torch.no_grad():
-            return [p[k].t().clone() if p.ndim == 3 else p[k].clone() for p in self.params]
+            out = [
+                self.params[0].view(self.per_config[0])[k].clone(),
+                self.params[1].view(self.per_config[1])[k].clone(),
+            ]
+            return out + [p[k].t().clone() if p.ndim == 3 else p[k].clone() for p in self.params[2:]]
 
 
 class _Optimizer:
@@ -145,14 +163,16 @@ class _Optimizer:
 
     def __init__(self, stacks: list[_Stack], kind: str) -> None:
         groups: dict[tuple, list[nn.Parameter]] = {}
-        self.aliases: list[tuple[nn.Parameter, torch.Tensor, int]] = []  # (alias, stacked tensor, slice)
+        self.aliases: list[
+            tuple[nn.Parameter, torch.Tensor, tuple, int]
+        ] = []  # (alias, stack tensor, view, k)
         for stack in stacks:
             for k, c in enumerate(stack.configs):
                 key = (c.config.lr, c.config.weight_decay, c.config.momentum)
-                for p in stack.params:
-                    alias = nn.Parameter(p.data[k])  # shares p's storage: updating it updates the stack
+                for p, shape in zip(stack.params, stack.per_config, strict=True):
+                    alias = nn.Parameter(p.data.view(shape)[k])  # p's storage: updating it updates the stack
                     groups.setdefault(key, []).append(alias)
-                    self.aliases.append((alias, p, k))
+                    self.aliases.append((alias, p, shape, k))
         settings = [{"params": params, "lr": lr, "weight_decay": decay, **({"momentum": momentum} if kind == "sgd" else {})}
                     for (lr, decay, momentum), params in groups.items()]  # fmt: skip
         if kind == "sgd":
@@ -164,10 +184,10 @@ class _Optimizer:
                 self.optimizer = torch.optim.Adam(settings)
 
     def step(self) -> None:
-        for alias, stacked, k in self.aliases:
-            alias.grad = stacked.grad[k]
+        for alias, stacked, shape, k in self.aliases:
+            alias.grad = stacked.grad.view(shape)[k]
         self.optimizer.step()
-        for _, stacked, _ in self.aliases:
+        for _, stacked, _, _ in self.aliases:
             stacked.grad = None
 
 
