@@ -321,7 +321,8 @@ def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_set
     (X_val, y_val) or None. Heads given the *same* X and y objects, seed, batch size and optimizer share
     mini-batches (and so train in one pass); give each distinct feature array once.
 
-    Returns, per head, None (fitted: ``module_``, ``classes_``, ``history_``, ``best_epoch_`` set) or the
+    Returns, per head, None (fitted: ``module_``, ``classes_``, ``history_``, ``best_epoch_`` set, plus
+    ``batched_with_``, the heads in its pass, and ``fit_seconds_``, its share of the pass's time) or the
     exception its single fit would have raised (``TrainingFailed`` with the history so far, or a
     ``TransferlabError``); one head's failure never stops the others. A pass of fewer than ``min_pass``
     heads uses the single path (``head.fit``)."""
