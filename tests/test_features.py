@@ -86,6 +86,19 @@ def test_named_backbone_miss_then_hit_without_building(digits, cache_root, monke
     np.testing.assert_array_equal(cached_features(digits, indices, LITE, layer=3, size=32), first)
 
 
+def test_a_second_miss_reuses_the_built_and_traced_backbone(digits, cache_root, monkeypatch):
+    cached_features(digits, np.arange(0, 256), LITE, size=32)  # 4 batches: builds, traces (and keeps both)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the backbone was built again")
+
+    monkeypatch.setattr("transferlab.models.registry.create_backbone", no_build)
+    few = cached_features(digits, np.arange(300, 310), LITE, size=32)  # one batch: the kept trace runs it
+    monkeypatch.undo()
+    eager = extract_features(create_backbone(LITE), digits.images[300:310], size=32, fast=False)
+    np.testing.assert_allclose(few, eager, rtol=0, atol=1e-4)
+
+
 def test_key_depends_on_everything_the_features_depend_on(digits, small_cnn):
     base = feature_key(digits, np.arange(10), LITE, layer=3, size=32)
     variants = [

@@ -38,6 +38,7 @@ def test_every_head_clones_fits_and_beats_chance(name, digits_split):
     assert fresh.score(x_test, y_test) > 0.8  # chance is 0.1
     assert not any(k.endswith("_") and not k.startswith("_") for k in vars(clone(fresh)))
     assert list(fresh.classes_) == list(range(10))
+    assert fresh.score_and_loss(x_test, y_test) == (fresh.score(x_test, y_test), fresh.loss(x_test, y_test))
     loss = fresh.loss(x_test, y_test)
     assert (loss is None) == (name == "svm") and (loss is None or 0 < loss < 1.0)
 

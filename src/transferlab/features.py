@@ -3,12 +3,17 @@
 Claim: a study pays for the convolutional base once per (images, backbone weights, layer, transform);
 every head, learning rate and size subset then reads float32 (N, D) features from the cache.
 
-Fast path (evidence: ``benchmarks/extract.py``): the feature function is traced and frozen with
-TorchScript (``torch.jit.freeze`` folds BatchNorm into the convolutions) and fed channels-last batches.
-Filling the cache with 2,000 Fashion-MNIST images at 64 px through EfficientNet-Lite0 on 1 CPU thread:
-413 images/s (batch 64) against 208 for a plain batched timm loop, 1.99x, 42% of the float32 matmul peak.
-It is checked against eager mode on the first batch and dropped (eager fallback, with a warning) if it
-fails to trace or disagrees; it is only worth its ~1-3 s of tracing for a few batches or more.
+Fast path (evidence: ``benchmarks/extract.py``, figures in benchmarks/README.md): the feature function
+is traced with TorchScript and passed through ``torch.jit.optimize_for_inference`` (freezing, BatchNorm
+folded into the convolutions, oneDNN convolutions with fused activations; plain ``torch.jit.freeze`` if
+that fails), fed channels-last batches of 32 (small batches keep a layer's activations in cache: 32
+beat 16, 64 and 256). Measured on the 2-core machine under heavy load from other processes, 1 thread:
+1.5x the traced+frozen path of before and 3.3x a plain eager NCHW timm loop at batch 256 (see the README
+for the idle figures). ``torch.compile`` (inductor, with freezing) was 14% faster still but took ~100 s
+to compile, more than it saves on any cache fill of a study. The fast function is checked against eager
+mode on the first batch and dropped (eager fallback, with a warning) if it fails to trace or disagrees;
+tracing costs ~2-4 s, so a call takes the fast path from 4 batches on, or whenever a trace of the same
+backbone is already kept (named backbones and their traces are built once per process).
 
 Cache layout: ``<cache_dir()>/features/<key[:2]>/<key>.npy`` plus ``<key>.json`` (the key fields,
 shape, dtype and the array's sha256). The key is the sha256 of: dataset fingerprint, image indices,
@@ -38,7 +43,7 @@ from transferlab.data.transforms import as_uint8_nhwc
 from transferlab.errors import TransferlabError, TransferlabWarning
 from transferlab.models.backbone import POOLS, Backbone
 
-DEFAULT_BATCH_SIZE = 64  # best of 32/64/128/512 for Lite0 at 64 px on 2 cores (larger batches leave cache)
+DEFAULT_BATCH_SIZE = 32  # best of 16/32/64/256 for Lite0 at 64 px (larger batches leave cache)
 FAST_PATH_MIN_BATCHES = 4  # below this, tracing costs more than it saves
 FAST_PATH_TOLERANCE = 1e-3  # max |traced - eager| relative to max |eager| (BN folding moves ~1e-5)
 
@@ -57,15 +62,26 @@ class _FeatureFunction(nn.Module):
         return self.backbone.forward_features(x, self.layer, self.pool)
 
 
-def _trace_frozen(function: _FeatureFunction, example: torch.Tensor) -> torch.jit.ScriptModule:
-    """TorchScript trace + freeze of ``function`` (in eval mode) on ``example``."""
+FAST_PATH_OPTIMIZE = True  # optimize_for_inference after tracing; False: trace + freeze only (the benchmark's "before")
+
+
+def _trace_frozen(function: _FeatureFunction, example: torch.Tensor):
+    """TorchScript trace of ``function`` (in eval mode) on ``example``, then
+    ``torch.jit.optimize_for_inference`` (freeze, fold BatchNorm, oneDNN convolutions with fused
+    activations), or plain ``torch.jit.freeze`` when ``FAST_PATH_OPTIMIZE`` is off or that fails."""
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # Tracing warns that padding sizes become constants: true and intended, the input side is fixed.
         # torch >= 2.10 marks torch.jit deprecated; the eager fallback covers its eventual removal.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", FutureWarning)
         # Inference-mode tensors cannot be traced; a clone made outside inference mode can.
-        return torch.jit.freeze(torch.jit.trace(function.eval(), example.clone(), check_trace=False))
+        traced = torch.jit.trace(function.eval(), example.clone(), check_trace=False)
+        if FAST_PATH_OPTIMIZE:
+            try:
+                return torch.jit.optimize_for_inference(traced)
+            except Exception:  # e.g. a build without oneDNN: freezing alone still folds BatchNorm
+                pass
+        return torch.jit.freeze(traced)
 
 
 def _fast_function(function: _FeatureFunction, first_batch: torch.Tensor) -> torch.jit.ScriptModule | None:
@@ -112,13 +128,16 @@ def extract_features(
     batch_size: int = DEFAULT_BATCH_SIZE,
     fast: bool | None = None,
     progress: bool = False,
+    traced_cache: dict | None = None,
 ) -> np.ndarray:
     """uint8 (N, H, W, C) images -> float32 (N, D) features from the end of unit ``layer``.
 
     Runs under ``eval()`` + ``inference_mode()`` on the backbone's device and restores its mode.
     pool: "avg" (global average) or "flatten" for feature maps; size: input side override (default the
     weights' own); fast: traced+frozen channels-last path (None = when there are >= 4 batches);
-    progress: a progress bar on stderr.
+    progress: a progress bar on stderr; traced_cache: a dict that keeps the traced function of this
+    backbone per (layer, pool, input shape) across calls; only for a backbone whose weights never change
+    afterwards (a frozen trace holds the weights as constants).
     """
     pixels = as_uint8_nhwc(images)
     layer_index = backbone.resolve_layer(layer)
@@ -129,7 +148,8 @@ def extract_features(
     device = next(backbone.parameters()).device
     transform = backbone.transform(size)
     batches = range(0, len(pixels), batch_size)
-    use_fast = len(batches) >= FAST_PATH_MIN_BATCHES if fast is None else fast
+    # A trace kept from an earlier call costs nothing, so then even one batch takes the fast path.
+    use_fast = (len(batches) >= FAST_PATH_MIN_BATCHES or bool(traced_cache)) if fast is None else fast
     out: np.ndarray | None = None
     with _eval_mode(backbone), torch.inference_mode(), contextlib.ExitStack() as stack:
         function = _FeatureFunction(backbone, layer_index, pool).eval()  # inside: eval() reaches the backbone
@@ -140,7 +160,14 @@ def extract_features(
             x = transform(pixels[start : start + batch_size], device=device)
             if use_fast and not traced:
                 traced = True  # one attempt: a failure falls back to eager for the whole call
-                run = _fast_function(function, x.contiguous(memory_format=torch.channels_last)) or function
+                key = (layer_index, pool, tuple(x.shape[1:]), str(device))
+                if traced_cache is not None and key in traced_cache:
+                    fast_run = traced_cache[key]  # None: tracing failed before, eager again
+                else:
+                    fast_run = _fast_function(function, x.contiguous(memory_format=torch.channels_last))
+                    if traced_cache is not None:
+                        traced_cache[key] = fast_run
+                run = fast_run or function
             if run is not function:
                 x = x.contiguous(memory_format=torch.channels_last)
             features = run(x).float().cpu().numpy()
@@ -269,6 +296,24 @@ def feature_key(
     )  # fmt: skip
 
 
+# (name, device) -> (backbone, its traced functions)
+_NAMED: dict[tuple[str, str], tuple[Backbone, dict]] = {}
+
+
+def _named_backbone(name: str, device: str | torch.device | None) -> tuple[Backbone, dict]:
+    """The pretrained backbone ``name`` on ``device`` and its traced-function cache, built once per process:
+    a study fills several cache entries (train subsets, validation, test) from the same backbone, and
+    building it (weights read and remapped, ~2 s) and tracing it (~2 s) each time cost more than
+    extracting a small subset. Only this module holds it, so its weights never change."""
+    device = str(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if (name, device) not in _NAMED:
+        from transferlab.models.registry import create_backbone
+
+        _NAMED.clear()  # keep one: a backbone's weights are tens of MB
+        _NAMED[(name, device)] = (create_backbone(name).to(device), {})
+    return _NAMED[(name, device)]
+
+
 def _pretrained_names() -> list[str]:
     from transferlab.models.registry import list_backbones
 
@@ -310,15 +355,13 @@ def cached_features(
         if why != "absent":
             warnings.warn(f"feature cache entry {key.digest()[:12]} ({key.backbone}) is {why}; recomputing",
                           TransferlabWarning, stacklevel=2)  # fmt: skip
+        traced_cache = None
         if isinstance(backbone, str):
-            from transferlab.models.registry import create_backbone
-
-            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            backbone = create_backbone(backbone).to(device)
+            backbone, traced_cache = _named_backbone(backbone, device)
         idx = _indices_array(image_set, indices)
         started = time.perf_counter()
         array = extract_features(backbone, image_set.images[idx], layer, pool=pool, size=size,
-                                 batch_size=batch_size, progress=progress)  # fmt: skip
+                                 batch_size=batch_size, progress=progress, traced_cache=traced_cache)  # fmt: skip
         try:
             _write_entry(key, array, root, time.perf_counter() - started, image_set.name)
         except OSError as exc:  # a full disk costs the cache entry, not the run (an array alone is never read)

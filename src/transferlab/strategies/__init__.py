@@ -58,4 +58,58 @@ def run(spec: RunSpec, data: ImageSet | None = None, *, progress: bool = False) 
     return result
 
 
-__all__ = ["Strategy", "get_strategy", "list_strategies", "run"]
+def run_batch(specs: list[RunSpec], data: ImageSet | None = None) -> list[RunResult]:
+    """Execute several runs, sharing work where a strategy can: extract runs whose fc1-3/gap heads read
+    the same cached features, subset and batch order (``extract.batch_key``) train in one batched pass;
+    every other run goes through :func:`run`. Each result is the one ``run(spec)`` records (to float32
+    rounding for batched heads; ``hyperparameters["batched_with"]`` says how many trained together).
+    Unlike :func:`run`, bad input fails only its own run: a TransferlabError becomes a failed result.
+    ``data`` is the loaded dataset of every spec (default: loaded per dataset)."""
+    from transferlab import __version__
+    from transferlab.data.datasets import load_dataset
+
+    resolved, results = [], [None] * len(specs)
+    for i, spec in enumerate(specs):
+        try:
+            resolved.append((i, spec.resolved()))
+        except TransferlabError as exc:
+            results[i] = RunResult(spec=spec.to_dict(), status="failed", error=str(exc))
+    groups: dict[tuple, list[tuple[int, RunSpec]]] = {}
+    for i, spec in resolved:
+        key = extract.batch_key(spec)
+        groups.setdefault((i,) if key is None else key, []).append((i, spec))
+    loaded: dict[str, ImageSet] = {}
+    for members in groups.values():
+        name = members[0][1].dataset
+        if data is None and name not in loaded:
+            loaded[name] = load_dataset(name)
+        images = data if data is not None else loaded[name]
+        if len(members) == 1:
+            i, spec = members[0]
+            try:
+                results[i] = run(spec, images)
+            except TransferlabError as exc:
+                results[i] = RunResult(spec=spec.to_dict(), status="failed", error=str(exc))
+            continue
+        started = time.perf_counter()
+        try:
+            outcomes = extract.fit_evaluate_batch([spec for _, spec in members], images)
+        except Exception as exc:  # a crash inside the batch fails its runs, as run() records a crashed run
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            crash = RuntimeError(f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})")
+            outcomes = [crash] * len(members)
+        share = (time.perf_counter() - started) / len(members)
+        for (i, spec), outcome in zip(members, outcomes, strict=True):
+            if isinstance(outcome, RunResult):
+                result = outcome
+            elif isinstance(outcome, TrainingFailed):
+                result = RunResult(spec=spec.to_dict(), status="failed", error=outcome.reason,
+                                   history=outcome.history, epochs_run=len(outcome.history))  # fmt: skip
+            else:
+                result = RunResult(spec=spec.to_dict(), status="failed", error=str(outcome))
+            result.total_seconds, result.code_version = share, __version__
+            results[i] = result
+    return results
+
+
+__all__ = ["Strategy", "get_strategy", "list_strategies", "run", "run_batch"]

@@ -58,6 +58,50 @@ def execute_run(spec: dict, threads: int) -> dict:
     return result.to_dict()
 
 
+def execute_runs(specs: list[dict], threads: int) -> list[dict]:
+    """Several resolved specs of one batch (see :func:`group_runs`) with ``threads`` torch threads, through
+    ``strategies.run_batch``: heads that share cached features train in one pass. One result dict per
+    spec, each as :func:`execute_run` would return it (failures included)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from transferlab import strategies
+    from transferlab.data.datasets import load_dataset
+    from transferlab.runs import RunSpec
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            name = specs[0]["dataset"]
+            if name not in _LOADED:
+                _LOADED[name] = load_dataset(name)
+            results = strategies.run_batch([RunSpec.from_dict(spec) for spec in specs], _LOADED[name])
+    finally:
+        torch.set_num_threads(previous)
+    for result in results:
+        result.hyperparameters["torch_threads"] = threads
+    return [result.to_dict() for result in results]
+
+
+def group_runs(todo: list[tuple[str, dict]]) -> list[list[tuple[str, dict]]]:
+    """``todo`` (run_id, spec) as units of work: runs with the same ``extract.batch_key`` (fc1-3/gap heads
+    on the same features, subset and batch order) form one unit, trained in one batched pass; every other
+    run is a unit of its own. Units keep the order of their first run. The grouping depends only on
+    ``todo``, never on the executor, so every executor computes the same batches."""
+    from transferlab.runs import RunSpec
+    from transferlab.strategies.extract import batch_key
+
+    units: dict[object, list[tuple[str, dict]]] = {}
+    for rid, spec in todo:
+        try:
+            key = batch_key(RunSpec.from_dict(spec).resolved())
+        except TransferlabError:  # a spec the run itself will reject: alone, so it fails alone
+            key = None
+        units.setdefault(rid if key is None else key, []).append((rid, spec))
+    return list(units.values())
+
+
 class InlineExecutor:
     """Runs each spec in this process when submitted (workers=1: simplest, and easiest to debug)."""
 
@@ -69,6 +113,11 @@ class InlineExecutor:
     def submit(self, spec: dict) -> cf.Future:
         future: cf.Future = cf.Future()
         future.set_result(execute_run(spec, self.threads))
+        return future
+
+    def submit_batch(self, specs: list[dict]) -> cf.Future:
+        future: cf.Future = cf.Future()
+        future.set_result(execute_runs(specs, self.threads))
         return future
 
     def shutdown(self, cancel: bool = False) -> None:
@@ -86,6 +135,9 @@ class LocalPoolExecutor:
 
     def submit(self, spec: dict) -> cf.Future:
         return self._pool.submit(execute_run, spec, self.threads)
+
+    def submit_batch(self, specs: list[dict]) -> cf.Future:
+        return self._pool.submit(execute_runs, specs, self.threads)
 
     def shutdown(self, cancel: bool = False) -> None:
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
@@ -107,9 +159,13 @@ class RayExecutor:
         self.capacity = workers if not address else max(workers, int(ray.cluster_resources().get("CPU", 1)))
         self.threads = threads
         self._remote = ray.remote(num_cpus=1)(execute_run)
+        self._remote_batch = ray.remote(num_cpus=1)(execute_runs)
 
     def submit(self, spec: dict) -> cf.Future:
         return self._remote.remote(spec, self.threads).future()
+
+    def submit_batch(self, specs: list[dict]) -> cf.Future:
+        return self._remote_batch.remote(specs, self.threads).future()
 
     def shutdown(self, cancel: bool = False) -> None:
         pass  # a Ray runtime is shared: leave it to its owner (ray.shutdown() ends a local one)
@@ -143,36 +199,47 @@ def drive(store, todo: list[tuple[str, dict]], executor, on_result: Callable[[st
           version: str = "") -> DriveOutcome:  # fmt: skip
     """Claim and execute ``todo`` (run_id, spec) through ``executor``, recording every result in ``store``.
 
+    Runs that share work (:func:`group_runs`: extract heads on the same cached features) are claimed
+    together and submitted as one batch; each is still recorded on its own the moment the batch returns,
+    heartbeats cover every run of a batch in flight, and a stop releases all of them.
     Ctrl-C: unfinished claims are released (pending again) before KeyboardInterrupt propagates, so the
     same command resumes them. A worker process that dies takes only its own run down (recorded failed).
     """
-    queue = deque(todo)
-    inflight: dict[cf.Future, str] = {}
+    queue = deque(group_runs(todo))
+    inflight: dict[cf.Future, list[str]] = {}
     claimed: set[str] = set()  # claimed and not yet recorded: what a stop must give back
     outcome = DriveOutcome()
     last_beat = time.monotonic()
     try:
         while queue or inflight:
             while queue and len(inflight) < executor.capacity:
-                rid, spec = queue.popleft()
-                if not store.claim(rid):
-                    outcome.skipped += 1
+                unit = queue.popleft()
+                mine = [(rid, spec) for rid, spec in unit if store.claim(rid)]
+                outcome.skipped += len(unit) - len(mine)
+                if not mine:
                     continue
-                claimed.add(rid)
-                inflight[executor.submit(spec)] = rid  # the inline executor runs the whole run here
+                claimed.update(rid for rid, _ in mine)
+                # the inline executor runs the whole run (or batch) here
+                if len(mine) == 1:
+                    inflight[executor.submit(mine[0][1])] = [mine[0][0]]
+                else:
+                    inflight[executor.submit_batch([spec for _, spec in mine])] = [rid for rid, _ in mine]
             done, _ = cf.wait(list(inflight), timeout=HEARTBEAT_SECONDS, return_when=cf.FIRST_COMPLETED)
             for future in done:
-                rid = inflight.pop(future)
+                rids = inflight.pop(future)
                 try:
-                    result = future.result()
+                    results = future.result()
+                    results = [results] if isinstance(results, dict) else results
                 except Exception as exc:  # the worker itself died (e.g. killed, out of memory)
-                    result = {"status": "failed", "error": f"worker failed: {type(exc).__name__}: {exc}"}
-                _record(store, rid, result, version, outcome)
-                claimed.discard(rid)
-                if on_result:
-                    on_result(rid, result)
+                    failure = {"status": "failed", "error": f"worker failed: {type(exc).__name__}: {exc}"}
+                    results = [failure] * len(rids)
+                for rid, result in zip(rids, results, strict=True):
+                    _record(store, rid, dict(result), version, outcome)
+                    claimed.discard(rid)
+                    if on_result:
+                        on_result(rid, result)
             if time.monotonic() - last_beat > HEARTBEAT_SECONDS and inflight:
-                store.heartbeat(inflight.values())
+                store.heartbeat([rid for rids in inflight.values() for rid in rids])
                 last_beat = time.monotonic()
     except BaseException:
         # A stop between a claim and its record leaves nothing half-done: unrecorded claims go back to

@@ -1,0 +1,126 @@
+"""(a) The VGG16 study's head grid on cached Fashion-MNIST lite0 features: batched vs one by one.
+
+Grid: 3 heads (fc1, fc2, fc3) x 2 activations (sigmoid, elu) x 3 learning rates (1e-2, 1e-3, 1e-4) x 4
+sizes (100, 10, 1, 0.1 % of each class's training pool, the study's sizes) = 72 runs; 20 epochs, batch
+50, Adam, uniform init; validation 10 % of the training images (fixed across sizes), test = the 10,000
+official test images; EfficientNet-Lite0 (ImageNet) at 64 px, seed 0.
+
+    one by one   ``transferlab.strategies.run(spec)`` per run, what the study engine did before batching
+                 (reads its cached features, trains its head, scores it);
+    batched      ``transferlab.strategies.run_batch(specs)``, what the study engine does now (one pass
+                 per size: 18 heads train on the same mini-batches).
+Both produce complete RunResults; the cache is filled first and not timed. Reported per size and in
+total: seconds, the time ratio, and the test accuracy of both paths (mean over configurations and the
+largest per-configuration difference).
+
+At 100 % one run trains 21,600 steps, so one by one takes minutes per configuration: ``--sample K`` times
+only K of a size's 18 configurations one by one (spread over heads, activations and learning rates) and
+extrapolates that size's one-by-one time as K's mean x 18; accuracies are then compared on those K.
+
+    python benchmarks/heads_grid.py [--sizes 1,0.1,0.01,0.001] [--epochs 20] [--sample 100%:6] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+from transferlab.data.datasets import load_dataset
+from transferlab.runs import RunSpec
+from transferlab.strategies import run, run_batch
+from transferlab.strategies.extract import _task_features
+
+HEADS, ACTIVATIONS, LRS = ("fc1", "fc2", "fc3"), ("sigmoid", "elu"), (1e-2, 1e-3, 1e-4)
+BASE = {"strategy": "extract", "dataset": "fashion-mnist", "backbone": "efficientnet_lite0.in1k", "input_size": 64,
+        "batch_size": 50, "optimizer": "adam", "seed": 0}  # fmt: skip
+
+
+def grid(size: float, epochs: int) -> list[RunSpec]:
+    return [RunSpec(**BASE, size=size, epochs=epochs, head=head, activation=activation, lr=lr)
+            for head in HEADS for activation in ACTIVATIONS for lr in LRS]  # fmt: skip
+
+
+def parse_sample(text: str) -> dict[float, int]:
+    """'100%:6,10%:9' -> {1.0: 6, 0.1: 9}."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        size, count = part.split(":")
+        out[float(size.rstrip("%")) / 100] = int(count)
+    return out
+
+
+def measure(sizes: list[float], epochs: int, sample: dict[float, int]) -> dict:
+    data = load_dataset("fashion-mnist")
+    started = time.perf_counter()
+    for size in sizes:  # fill the feature cache (train subset, validation, test) before timing anything
+        _task_features(grid(size, epochs)[0].resolved(), data, progress=False)
+    rows, fill_seconds = [], time.perf_counter() - started
+    for size in sizes:
+        specs = grid(size, epochs)
+        started = time.perf_counter()
+        batched = run_batch(specs, data)
+        batched_seconds = time.perf_counter() - started
+        count = sample.get(size, len(specs))
+        picked = np.linspace(0, len(specs) - 1, min(count, len(specs))).round().astype(int).tolist()
+        started = time.perf_counter()
+        single = {i: run(specs[i], data) for i in picked}
+        single_seconds = (time.perf_counter() - started) / len(picked) * len(specs)
+        failed = [i for i, r in enumerate(batched) if not r.ok] + [i for i, r in single.items() if not r.ok]
+        if failed:
+            raise SystemExit(f"size {size}: runs {sorted(set(failed))} failed: {batched[failed[0]].error}")
+        differences = [abs(batched[i].test_accuracy - single[i].test_accuracy) for i in picked]
+        best = max(batched, key=lambda r: r.val_accuracy).spec  # selected on validation, reported on test
+        rows.append({
+            "size": size, "n_train": batched[0].n_train, "configs": len(specs), "one_by_one_timed": len(picked),
+            "one_by_one_seconds": round(single_seconds, 2), "batched_seconds": round(batched_seconds, 2),
+            "speedup": round(single_seconds / batched_seconds, 2),
+            "batched_test_accuracy": round(statistics.mean(r.test_accuracy for r in batched), 4),
+            "batched_test_accuracy_compared": round(statistics.mean(batched[i].test_accuracy for i in picked), 4),
+            "one_by_one_test_accuracy": round(statistics.mean(r.test_accuracy for r in single.values()), 4),
+            "max_abs_accuracy_difference": round(max(differences), 4),
+            "best_val_config": f"{best['head']}/{best['activation']}/lr={best['lr']:g}",
+        })  # fmt: skip
+    total_single = sum(r["one_by_one_seconds"] for r in rows)
+    total_batched = sum(r["batched_seconds"] for r in rows)
+    return {"epochs": epochs, "feature_cache_fill_seconds": round(fill_seconds, 1), "sizes": rows,
+            "total_one_by_one_seconds": round(total_single, 1), "total_batched_seconds": round(total_batched, 1),
+            "total_speedup": round(total_single / total_batched, 2)}  # fmt: skip
+
+
+def print_table(result: dict) -> None:
+    print(f"(a) 72-config head grid on cached Fashion-MNIST lite0 features, {result['epochs']} epochs, batch 50 "
+          f"(cache filled first in {result['feature_cache_fill_seconds']} s, not timed)")  # fmt: skip
+    print(f"{'size':>6} {'n_train':>7} {'timed 1-by-1':>12} {'1-by-1 s':>9} {'batched s':>9} {'ratio':>6} "
+          f"{'acc 1-by-1':>10} {'acc batched':>11} {'max |diff|':>10}  best on val (batched)")  # fmt: skip
+    for r in result["sizes"]:
+        timed = f"{r['one_by_one_timed']}/{r['configs']}"
+        print(f"{100 * r['size']:>5g}% {r['n_train']:>7} {timed:>12} {r['one_by_one_seconds']:>9.1f} "
+              f"{r['batched_seconds']:>9.1f} {r['speedup']:>5.1f}x {r['one_by_one_test_accuracy']:>10.4f} "
+              f"{r['batched_test_accuracy_compared']:>11.4f} {r['max_abs_accuracy_difference']:>10.4f}  "
+              f"{r['best_val_config']}")  # fmt: skip
+    print(f" total {'':>7} {'':>12} {result['total_one_by_one_seconds']:>9.1f} {result['total_batched_seconds']:>9.1f} "
+          f"{result['total_speedup']:>5.1f}x   (one-by-one seconds of sampled sizes are extrapolated)")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", default="1,0.1,0.01,0.001", help="training fractions (default: the study's)"
+    )
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--sample", default="100%:6", help="SIZE%%:K pairs: time only K configs one by one")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    result = measure([float(s) for s in args.sizes.split(",")], args.epochs, parse_sample(args.sample))
+    print(json.dumps(result, indent=1)) if args.json else print_table(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
