@@ -464,6 +464,10 @@ def one_shot_curves(task: Task) -> Figure | None:
         right.axhline(1.0 / n, **{**CHANCE_STYLE, "linestyle": ":"}, alpha=0.6)
         values += list(mean)
     right.set_xscale("log")
+    pair_counts = sorted({c.config.get("pairs") for c in cells if c.config.get("pairs") is not None})
+    right.xaxis.set_major_locator(FixedLocator(pair_counts))
+    right.xaxis.set_minor_locator(NullLocator())
+    right.set_xticklabels([f"{p:,}" for p in pair_counts])
     right.set_xlabel("training pairs (log scale)")
     right.set_title("accuracy vs training pairs (dotted: chance 1/N)")
     for ax in (left, right):
