@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from transferlab.errors import TransferlabError
 from transferlab.models.registry import get_backbone_entry
 from transferlab.runs import RunSpec
 from transferlab.strategies import run
+from transferlab.strategies.siamese import _used_images
 
 LITE0 = "efficientnet_lite0.in1k"
 
@@ -142,3 +145,13 @@ def test_cli_run_json_holds_accuracy_ci_chance_and_baselines(cli):
         "run", "--strategy", "siamese", "--dataset", "digits", "--source", "0,1,2", "--target", "2,3"
     )
     assert code == 2 and "overlap" in err
+
+
+def test_only_the_images_that_pairs_and_tasks_touch_are_read_from_a_large_pool():
+    pool = np.arange(100, 200)
+    indices, (pairs, query) = _used_images(pool, np.array([[3, 5], [5, 9]]), torch.tensor([9]))
+    assert (
+        indices.tolist() == [103, 105, 109] and pairs.tolist() == [[0, 1], [1, 2]] and query.tolist() == [2]
+    )
+    whole, (same,) = _used_images(pool[:4], np.array([[0, 1], [2, 1]]))  # most of a small pool: all of it
+    assert whole.tolist() == [100, 101, 102, 103] and same.tolist() == [[0, 1], [2, 1]]
