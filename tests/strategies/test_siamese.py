@@ -155,3 +155,19 @@ def test_only_the_images_that_pairs_and_tasks_touch_are_read_from_a_large_pool()
     )
     whole, (same,) = _used_images(pool[:4], np.array([[0, 1], [2, 1]]))  # most of a small pool: all of it
     assert whole.tolist() == [100, 101, 102, 103] and same.tolist() == [[0, 1], [2, 1]]
+
+
+def test_cli_run_prints_the_metrics(capsys, digits):
+    from transferlab.cli import main
+
+    args = ["run", "--strategy", "siamese", "--dataset", "digits", "--source", "0,1,2", "--target", "3,4,5,6",
+            "--tasks", "20", "--per-class", "10", "--input-size", "16", "--epochs", "1", "--pairs", "50",
+            "--hidden", "16", "--test-per-class", "10", "--val-size", "5", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert (
+        "one_shot_accuracy" in out
+        and "one_shot_ci_low" in out
+        and "chance 0.25" in out
+        and "nn_pixels" in out
+    )

@@ -266,7 +266,8 @@ class _TwinSetup:
 def _plan(spec: RunSpec) -> tuple[list[str], int, bool]:
     """(the backbone's unit names, the feature layer's 1-based index, whether units train end to end).
     Refuses augmentation when every used unit is frozen (the twins then read cached features)."""
-    units = list(create_backbone(spec.backbone, pretrained=False).units)
+    with torch.device("meta"):  # unit names only: no weights, no memory
+        units = list(get_backbone_entry(spec.backbone).build(None).units)
     layer = _unit_index(units, spec.layer)
     end_to_end = spec.frozen is not None and spec.frozen < layer
     if not end_to_end and parse_augment(spec.augment):
