@@ -21,7 +21,7 @@ def spec(**changes) -> RunSpec:
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"strategy": "transfer"}, "unknown strategy 'transfer'.*valid: augment, extract, finetune, scratch, snt"),
+        ({"strategy": "transfer"}, "unknown strategy 'transfer'.*valid: augment, extract, finetune, scratch, siamese, snt"),
         ({"strategy": "extract", "head": "fc4"}, "head 'fc4' is not taken by strategy 'extract'.*valid: fc1, fc2"),
         ({"head": "fc2"}, "head 'fc2' is not taken by strategy 'scratch'; valid: linear"),
         ({"strategy": "extract", "head": "fc1", "activation": "tanh"}, "activation 'tanh' is unknown.*valid: elu, relu, sigmoid"),
@@ -80,8 +80,9 @@ def test_resolved_fills_strategy_defaults():
 
 def test_every_strategy_is_registered_with_its_default_head():
     names = {s.name: s for s in list_strategies()}
-    assert list(names) == ["scratch", "augment", "extract", "finetune", "snt"]
+    assert list(names) == ["scratch", "augment", "extract", "finetune", "snt", "siamese"]
     assert names["extract"].default_head == "logreg" and "svm" in names["extract"].heads
+    assert names["siamese"].heads == ("l1", "fc")
 
 
 def test_run_result_is_json_ready_and_round_trips():

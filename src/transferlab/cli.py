@@ -256,6 +256,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         val = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
         print(f"test_accuracy {result.test_accuracy:.4f}  test_loss {loss}  val_accuracy {val}  "
               f"best_epoch {result.best_epoch}/{result.epochs_run}  {result.total_seconds:.1f} s")  # fmt: skip
+        if result.metrics:  # strategy-specific numbers (siamese: CI, chance, 1-NN baselines)
+            print("  ".join(f"{name} {value:.4g}" for name, value in result.metrics.items()))
     else:
         print(f"run failed: {result.error}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_RUN_FAILED

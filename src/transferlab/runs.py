@@ -23,6 +23,7 @@ from transferlab.models.heads import ACTIVATIONS, FC_HIDDEN, INITS
 from transferlab.train import BN_STATS, OPTIMIZERS
 
 SIDES = ("source", "target")
+SIAMESE_DEFAULTS = {"tasks": 320, "pairs": 2000, "hidden": 4096}
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -34,14 +35,15 @@ def _field(default: Any, help: str) -> Any:
 class RunSpec:
     """One run. Every field has a unit or meaning in its ``help`` metadata (``RunSpec.describe()``)."""
 
-    strategy: str = _field(None, "scratch | augment | extract | finetune | snt (see transferlab.strategies)")
+    strategy: str = _field(None, "scratch | augment | extract | finetune | snt | siamese (see transferlab.strategies)")
     dataset: str = _field(None, "built-in dataset name or URI, e.g. fashion-mnist, digits, npz:PATH")
     backbone: str | None = _field(None, "registry name; default: cifar_cnn for scratch/augment/snt, "
                                         "efficientnet_lite0.in1k for extract/finetune")  # fmt: skip
     input_size: int | None = _field(None, "side in pixels the images are resized to; default: the backbone's own")
     head: str | None = _field(None, "classifier: extract takes fc1|fc2|fc3|gap|svm|logreg (default logreg); "
                                     "finetune takes linear|fc1|fc2|fc3 (default linear); scratch, augment and "
-                                    "snt train the backbone's own classifier (linear)")  # fmt: skip
+                                    "snt train the backbone's own classifier (linear); siamese takes l1 (weighted "
+                                    "L1 distance, weights >= 0, default) | fc (unconstrained, Koch's)")  # fmt: skip
     activation: str | None = _field(None, "hidden activation of fc1-3 heads: sigmoid | elu | relu (default relu)")
     init: str | None = _field(None, "fc1-3 weight init: uniform (U(-0.05, 0.05), the VGG16 study) | default (PyTorch)")
     dropout: float = _field(0.0, "dropout probability in fc/gap heads (after each hidden layer; before gap's linear)")
@@ -50,7 +52,8 @@ class RunSpec:
     backbone_lr: float | None = _field(None, "learning rate of trained pretrained/transferred units; default "
                                              "lr/10 for finetune, lr for snt (Yosinski)")  # fmt: skip
     momentum: float = _field(0.9, "SGD momentum in [0, 1)")
-    weight_decay: float = _field(0.0, "L2 coefficient added to gradients (grad += wd * w), >= 0")
+    weight_decay: float | None = _field(None, "L2 coefficient added to gradients (grad += wd * w), >= 0; default 0 "
+                                              "(1e-4 for siamese, the VGG16 study's)")  # fmt: skip
     epochs: int = _field(20, "passes over the training subset, >= 1 (the maximum with patience)")
     batch_size: int = _field(50, "images per optimizer step, >= 1")
     patience: int | None = _field(None, "early stopping: epochs without lower validation loss before stopping "
@@ -65,12 +68,19 @@ class RunSpec:
     target: str | None = _field(None, "target classes; with one side given the other is every remaining class")
     side: str = _field("target", "which side non-snt strategies learn when source/target are given")
     swap: bool = _field(False, "exchange source and target (for snt with random halves: B->A instead of A->B)")
-    frozen: int | None = _field(None, "units 1..k frozen: finetune (default 0 = FTall) and snt (default = transfer)")
+    frozen: int | None = _field(None, "units 1..k frozen: finetune (default 0 = FTall), snt (default = transfer) and "
+                                      "siamese (default None = every unit up to the feature layer)")  # fmt: skip
     transfer: int | None = _field(None, "snt: units 1..n copied from the source model (0 = base, no transfer)")
     source_size: float = _field(1.0, "snt: fraction of the source side's training pool the source model learns")
     source_epochs: int | None = _field(None, "snt: epochs of source-model training (default: epochs)")
-    layer: str | None = _field(None, "extract: unit (1-based index or name) whose pooled output is the feature")
-    pool: str | None = _field(None, "extract: feature map -> vector by avg (global average, default) or flatten")
+    layer: str | None = _field(None, "extract, siamese: unit (1-based index or name) whose pooled output is the feature")
+    pool: str | None = _field(None, "extract, siamese: feature map -> vector by avg (global average, default) or flatten")
+    source_dataset: str | None = _field(None, "siamese: another dataset whose classes (source, default all) train the "
+                                              "network, tested on dataset's target classes (default all)")  # fmt: skip
+    n_way: int | None = _field(None, "siamese: candidates per one-shot test task (N-way), >= 2; default every target class")
+    tasks: int | None = _field(None, "siamese: one-shot test tasks, >= 1 (default 320, the VGG16 study's)")
+    pairs: int | None = _field(None, "siamese: training pairs, half same-class and half different, >= 1 (default 2000)")
+    hidden: int | None = _field(None, "siamese: sigmoid units before the L1 distance, >= 1 (default 4096, the study's)")
     augment: str | None = _field(None, f"training augmentation: comma list of mirror,noise,crop,affine or none; "
                                        f"default none ({DEFAULT_AUGMENT} for the augment strategy)")  # fmt: skip
     seed: int = _field(0, "seed of the subset, validation carve, initialisation, batch order and augmentation")
@@ -113,7 +123,10 @@ class RunSpec:
             raise TransferlabError(f"dropout={self.dropout!r} is invalid; give a probability in [0, 1)")
         if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             raise TransferlabError(f"momentum={self.momentum!r} is invalid; give a value in [0, 1)")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+        for name, minimum in (("n_way", 2), ("tasks", 1), ("pairs", 1), ("hidden", 1)):
+            if getattr(self, name) is not None:
+                _whole(name, getattr(self, name), minimum)
+        if self.weight_decay is not None and not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise TransferlabError(f"weight_decay={self.weight_decay!r} is invalid; give an L2 coefficient >= 0")
         if self.size is not None and self.per_class is not None:
             raise TransferlabError("give either size (a fraction) or per_class (a count), not both")
@@ -139,12 +152,13 @@ class RunSpec:
         if self.dropout and head not in (*FC_HIDDEN, "gap"):
             raise TransferlabError(f"dropout applies to the fc1-3 and gap heads only, not head {head!r}")
         not_used = {
-            "layer": self.strategy != "extract",
-            "pool": self.strategy != "extract",
+            "layer": self.strategy not in ("extract", "siamese"),
+            "pool": self.strategy not in ("extract", "siamese"),
             "transfer": self.strategy != "snt",
             "source_epochs": self.strategy != "snt",
-            "frozen": self.strategy not in ("finetune", "snt"),
-            "backbone_lr": self.strategy not in ("finetune", "snt"),
+            "frozen": self.strategy not in ("finetune", "snt", "siamese"),
+            "backbone_lr": self.strategy not in ("finetune", "snt", "siamese"),
+            **dict.fromkeys(("source_dataset", "n_way", "tasks", "pairs", "hidden"), self.strategy != "siamese"),
         }
         for name, unused in not_used.items():
             if unused and getattr(self, name) is not None:
@@ -157,6 +171,8 @@ class RunSpec:
             raise TransferlabError("extract trains on cached features, so augmentation cannot apply; use augment=none")
         if self.strategy == "augment" and self.augment is not None and not parse_augment(self.augment):
             raise TransferlabError("the augment strategy needs at least one augmentation (or use strategy scratch)")
+        if self.strategy == "siamese":
+            self._check_siamese_fields()
         if self.strategy == "snt":
             if self.transfer is None:
                 raise TransferlabError("strategy snt needs transfer=n (units copied from the source model; 0 = base)")
@@ -165,6 +181,17 @@ class RunSpec:
                     f"frozen={self.frozen} exceeds transfer={self.transfer}: only transferred units can be "
                     "frozen (frozen=transfer is SnT, frozen=0 is SnT+)"
                 )
+
+    def _check_siamese_fields(self) -> None:
+        if self.side != "target":
+            raise TransferlabError("side is not a setting of strategy 'siamese': it trains on the source classes "
+                                   "and is tested on one-shot tasks of the target classes")  # fmt: skip
+        if self.swap and self.source_dataset is not None:
+            raise TransferlabError("swap exchanges the two sides of one dataset; with source_dataset give the "
+                                   "datasets the other way round instead")  # fmt: skip
+        if self.frozen is None and parse_augment(self.augment):
+            raise TransferlabError("siamese with every unit frozen trains on cached features, so augmentation "
+                                   "cannot apply; use augment=none or set frozen to leave units trainable")  # fmt: skip
 
     @property
     def strategy_info(self):
@@ -191,6 +218,16 @@ class RunSpec:
         if self.strategy == "finetune":
             changes["frozen"] = 0 if self.frozen is None else self.frozen
             changes["backbone_lr"] = self.lr / 10 if self.backbone_lr is None else self.backbone_lr
+        changes["weight_decay"] = (1e-4 if self.strategy == "siamese" else 0.0) if self.weight_decay is None else self.weight_decay
+        if self.strategy == "siamese":
+            changes["pool"] = self.pool or "avg"
+            changes["backbone_lr"] = (self.lr / 10 if self.backbone_lr is None else self.backbone_lr) if self.frozen is not None else None
+            changes["tasks"] = self.tasks or SIAMESE_DEFAULTS["tasks"]
+            changes["pairs"] = self.pairs or SIAMESE_DEFAULTS["pairs"]
+            changes["hidden"] = self.hidden or SIAMESE_DEFAULTS["hidden"]
+            # The epoch is chosen on the validation pairs' loss: run every epoch, keep the best one.
+            if self.patience is None and self.val_size != 0:
+                changes["patience"] = self.epochs
         if self.strategy == "snt":
             changes["frozen"] = self.transfer if self.frozen is None else self.frozen
             changes["backbone_lr"] = self.lr if self.backbone_lr is None else self.backbone_lr
@@ -264,6 +301,9 @@ class RunResult:
     eval_seconds: float = 0.0
     total_seconds: float = 0.0
     code_version: str = ""
+    # Strategy-specific scalar results beyond the fields above (siamese: one-shot accuracy CI, chance,
+    # 1-NN baselines), name -> number; the report aggregates each over repeats.
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -15,6 +15,7 @@ EXPECTED = {  # name -> runs by strategy
     "seed-domains": {"snt": (3 * 10 + 1) * 9 * 3, "extract": 27},
     "seed-domains-cifar10": {"snt": (3 * 10 + 1) * 9 * 3, "extract": 27},
     "seed-yosinski": {"snt": 2 * 2 * 4 * 3 * (1 + 7 + 7)},
+    "seed-siamese": {"siamese": (3 * 2 + 1 + 2 + 3) * 3},  # (a) N x pairs, 6 -> 4, head fc x 2; (b) 3 pairs
 }
 
 

@@ -5,7 +5,8 @@
 - ``report.html``: one self-contained page (figures embedded) with the run counts, the summary in
   words, the figures, the tables, the failed runs with their reasons and the study spec;
 - each figure as PNG and PDF: accuracy vs training size, frozen-depth x size heatmaps of accuracy and
-  gain with their line-plot twins, learning curves at the smallest sizes;
+  gain with their line-plot twins, learning curves at the smallest sizes, one-shot accuracy vs N and
+  training pairs (studies with siamese runs);
 - the tables as CSV and LaTeX (``best_configs``, ``accuracy_by_role``, ``gains``; ``aggregates`` as CSV),
   ``runs.csv`` (the long table) and ``summary.md``.
 
@@ -135,6 +136,15 @@ def _draw_figures(study: StudyData, folder: Path) -> list[FigureFile]:
                 "Validation error (solid) and training error (dashed) per epoch, mean over the runs of the "
                 "baseline, augmentation and transfer configurations chosen on validation at the "
                 f"{figs.LEARNING_CURVE_SIZES} smallest sizes; the star marks the lowest validation error.",
+            ))  # fmt: skip
+        one_shot = figs.one_shot_curves(task)
+        if one_shot is not None:
+            saved.append(_save(
+                one_shot, folder, f"one_shot_{prefix}", f"{task.label}: one-shot accuracy vs N and training pairs",
+                "Siamese N-way one-shot test accuracy (fraction of tasks answered right) against N (left) and "
+                "against the number of training pairs (right, one line per N); each point is the configuration "
+                "chosen on the validation pairs' accuracy. Grey: Koch's 1-nearest-neighbour baselines on the same "
+                "tasks (raw pixels; the backbone's features); dotted: chance, 1/N.",
             ))  # fmt: skip
     return saved
 

@@ -165,7 +165,7 @@ class Config:
     @property
     def role(self) -> str:
         """baseline | augmentation | transfer (see ROLE_HELP)."""
-        if self.strategy in ("extract", "finetune") or (self.strategy == "snt" and self.variant != "base"):
+        if self.strategy in ("extract", "finetune", "siamese") or (self.strategy == "snt" and self.variant != "base"):
             return "transfer"
         return "augmentation" if self.get("augment") not in (None, "none") else "baseline"
 
@@ -205,6 +205,7 @@ class Cell:
     val: Stat | None  # None when no repeat recorded a validation accuracy
     run_ids: tuple[str, ...]
     directions: int  # distinct swap values pooled (2 = A->B and B->A averaged)
+    metrics: dict[str, Stat] = field(default_factory=dict, compare=False)  # RunResult.metrics over the repeats
 
 
 def best_by_validation(cells: Iterable[Cell]) -> Cell | None:
@@ -309,7 +310,7 @@ class Task:
         return config.describe(names)
 
 
-STRATEGY_ORDER = ("scratch", "augment", "extract", "finetune", "snt")
+STRATEGY_ORDER = ("scratch", "augment", "extract", "finetune", "snt", "siamese")
 
 
 def _strategy_rank(name: str) -> int:
@@ -324,6 +325,8 @@ def task_label(spec: dict) -> str:
     """'fashion-mnist' or 'fashion-mnist, classes cars,trucks': the dataset and the classes a run learns."""
     dataset = str(spec.get("dataset"))
     source, target, side = spec.get("source"), spec.get("target"), spec.get("side", "target")
+    if spec.get("strategy") == "siamese":  # its own task: one-shot accuracy is not a classifier's accuracy
+        return _one_shot_label(dataset, source, target, spec.get("source_dataset"))
     if spec.get("strategy") != "snt" and source is None and target is None and not spec.get("swap"):
         return dataset
     named, other = (target, source) if side == "target" else (source, target)
@@ -332,6 +335,18 @@ def task_label(spec: dict) -> str:
     if other is not None:
         return f"{dataset}, all classes but {other}"
     return f"{dataset}, random half of the classes ({side} side)"
+
+
+def _one_shot_label(dataset: str, source: str | None, target: str | None, source_dataset: str | None) -> str:
+    """'fashion-mnist, one-shot on classes 3,4,5,6, trained on classes 0,1,2' (or on another dataset)."""
+    if source_dataset is not None and source_dataset != dataset:
+        tested = f"classes {target}" if target is not None else "all classes"
+        trained = source_dataset + (f" classes {source}" if source is not None else "")
+    else:
+        tested = (f"classes {target}" if target is not None else f"all classes but {source}" if source is not None
+                  else "a random half of the classes")  # fmt: skip
+        trained = f"classes {source}" if source is not None else "the other classes"
+    return f"{dataset}, one-shot on {tested}, trained on {trained}"
 
 
 @dataclass(frozen=True)
@@ -401,10 +416,16 @@ def _cell(task: str, config: Config, size: SizeKey, runs: list[dict]) -> Cell:
     vals = [r["val_accuracy"] for r in results if _is_accuracy(r.get("val_accuracy"))]
     n_train = [r.get("n_train") or 0 for r in results]
     n_classes = Counter(r.get("n_classes") or 0 for r in results).most_common(1)[0][0]
+    metric_values: dict[str, list[float]] = defaultdict(list)
+    for r in results:
+        for name, value in (r.get("metrics") or {}).items():
+            if _is_accuracy(value):  # any finite number
+                metric_values[name].append(float(value))
     return Cell(
         task=task, config=config, size=size, n_train=round(sum(n_train) / len(n_train)), n_classes=n_classes,
         test=Stat.of([r["test_accuracy"] for r in results]), val=Stat.of(vals) if vals else None,
         run_ids=tuple(r["run_id"] for r in runs), directions=len({bool(r["spec"].get("swap")) for r in runs}),
+        metrics={name: Stat.of(values) for name, values in sorted(metric_values.items())},
     )  # fmt: skip
 
 

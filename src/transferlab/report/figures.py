@@ -9,6 +9,8 @@
   thesis's figures).
 - :func:`learning_curves`: validation (solid) and training (dashed) error per epoch of the
   configurations chosen on validation at the smallest sizes (the VGG16 study's over-fitting figure).
+- :func:`one_shot_curves`: Siamese one-shot accuracy vs N and vs the number of training pairs, with
+  Koch's 1-NN baselines and chance 1/N.
 
 Every strategy has one colour in every figure (:data:`STRATEGY_COLOURS`).
 """
@@ -28,11 +30,11 @@ from matplotlib.colors import Normalize, TwoSlopeNorm, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
-from transferlab.report.aggregate import ROLES, Cell, DepthSweep, SizeKey, Task
+from transferlab.report.aggregate import ROLES, Cell, DepthSweep, SizeKey, Task, best_by_validation
 
 # Okabe-Ito colours (distinguishable with colour-vision deficiencies), one per strategy.
 STRATEGY_COLOURS = {"scratch": "#555555", "augment": "#E69F00", "extract": "#0072B2", "finetune": "#009E73",
-                    "snt": "#CC79A7"}  # fmt: skip
+                    "snt": "#CC79A7", "siamese": "#56B4E9"}  # fmt: skip
 OTHER_COLOUR = "#D55E00"
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -381,4 +383,100 @@ def learning_curves(task: Task, history: Callable[[str], list[dict]]) -> Figure 
     fig.suptitle(_wrap_lines(5.2 * len(panels) + 0.8, f"{task.label}: learning curves at the smallest sizes",
                              "solid: validation error, dashed: training error (mean over runs); star: lowest "
                              "validation error"))  # fmt: skip
+    return fig
+
+
+# ------------------------------------------------------------------------------------ one-shot
+
+
+def _interval(cell: Cell) -> tuple[float, float]:
+    """(below, above) error bar of a cell's one-shot accuracy: the 95% t-interval over repeats, or for a
+    single run the Wilson interval over its tasks (both clipped to [0, 1])."""
+    stat = cell.test
+    if stat.ci_half is not None:
+        return min(stat.ci_half, stat.mean), min(stat.ci_half, 1.0 - stat.mean)
+    low, high = cell.metrics.get("one_shot_ci_low"), cell.metrics.get("one_shot_ci_high")
+    if low is None or high is None:
+        return 0.0, 0.0
+    return max(0.0, stat.mean - low.mean), max(0.0, high.mean - stat.mean)
+
+
+def _metric_mean(cell: Cell, name: str) -> float:
+    stat = cell.metrics.get(name)
+    return np.nan if stat is None else stat.mean
+
+
+BASELINES = (("nn_pixels_accuracy", "1-NN on raw pixels", "--", "s"), ("nn_features_accuracy", "1-NN on backbone features", "-.", "D"))
+
+
+def one_shot_curves(task: Task) -> Figure | None:
+    """Siamese one-shot test accuracy against N (left) and against the number of training pairs (right),
+    each point the configuration chosen on validation, with error bars (95% t-interval over repeats, or
+    the Wilson interval over tasks for a single run), Koch's 1-NN baselines on the same tasks, and chance
+    1/N. None when the task has no siamese runs."""
+    cells = [c for c in task.cells if c.config.strategy == "siamese"]
+    if not cells:
+        return None
+    fig = _new_figure(11.0, 5.0)
+    left, right = fig.subplots(1, 2)
+    colour = strategy_colour("siamese")
+    ways = sorted({c.n_classes for c in cells})
+    chosen = {n: best_by_validation(c for c in cells if c.n_classes == n) for n in ways}
+    chosen = {n: c for n, c in chosen.items() if c is not None}
+    values, ns = [], []
+    if chosen:
+        x = list(chosen)
+        mean = [c.test.mean for c in chosen.values()]
+        bars = np.array([_interval(c) for c in chosen.values()]).T
+        ns += [c.test.n for c in chosen.values()]
+        left.errorbar(x, mean, yerr=bars, color=colour, marker="o", capsize=3, linewidth=1.6,
+                      label=f"Siamese ({_n_text([c.test.n for c in chosen.values()])})")  # fmt: skip
+        values += [m + b for m, b in zip(mean, bars[1], strict=True)] + [m - b for m, b in zip(mean, bars[0], strict=True)]
+        for name, label, style, marker in BASELINES:
+            y = [_metric_mean(c, name) for c in chosen.values()]
+            left.plot(x, y, color="#555555", linestyle=style, marker=marker, markersize=4, linewidth=1.1, label=label)
+            values += [v for v in y if not np.isnan(v)]
+    chance = [1.0 / n for n in ways]
+    left.plot(ways, chance, **CHANCE_STYLE, marker=".", label="chance (1/N)")
+    left.set_xticks(ways)
+    left.set_xlabel("N (candidates per one-shot task)")
+    left.set_ylabel("one-shot test accuracy (fraction of tasks)")
+    left.set_title("accuracy vs N")
+    for n_index, n in enumerate(ways):
+        at_n = [c for c in cells if c.n_classes == n]
+        by_pairs: dict[int, Cell] = {}
+        for pairs in sorted({c.config.get("pairs") for c in at_n if c.config.get("pairs") is not None}):
+            cell = best_by_validation(c for c in at_n if c.config.get("pairs") == pairs)
+            if cell is not None:
+                by_pairs[pairs] = cell
+        if not by_pairs:
+            continue
+        shade = LINE_STYLES[n_index % len(LINE_STYLES)]
+        mean = [c.test.mean for c in by_pairs.values()]
+        bars = np.array([_interval(c) for c in by_pairs.values()]).T
+        ns += [c.test.n for c in by_pairs.values()]
+        right.errorbar(list(by_pairs), mean, yerr=bars, color=colour, linestyle=shade, marker=MARKERS[n_index % len(MARKERS)],
+                       capsize=3, linewidth=1.4, label=f"Siamese, {n}-way")  # fmt: skip
+        pixels = np.nanmean([_metric_mean(c, "nn_pixels_accuracy") for c in by_pairs.values()])
+        if not np.isnan(pixels):
+            right.axhline(pixels, color="#555555", linestyle=shade, linewidth=0.9, label=f"1-NN pixels, {n}-way")
+            values.append(float(pixels))
+        right.axhline(1.0 / n, **{**CHANCE_STYLE, "linestyle": ":"}, alpha=0.6)
+        values += list(mean)
+    right.set_xscale("log")
+    pair_counts = sorted({c.config.get("pairs") for c in cells if c.config.get("pairs") is not None})
+    right.xaxis.set_major_locator(FixedLocator(pair_counts))
+    right.xaxis.set_minor_locator(NullLocator())
+    right.set_xticklabels([f"{p:,}" for p in pair_counts])
+    right.set_xlabel("training pairs (log scale)")
+    right.set_title("accuracy vs training pairs (dotted: chance 1/N)")
+    for ax in (left, right):
+        ax.set_ylim(*_accuracy_limits(values, min(chance)))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    spread = ("n = 1 run per point: error bars are the Wilson 95% interval over its tasks" if ns and max(ns) < 2
+              else f"error bars: 95% t-interval over {_n_text(ns)} repeats")  # fmt: skip
+    tuned = [f for f in task.varying_within("siamese") if f not in ("n_way", "pairs")]
+    chosen_text = f"; each point: the best of {', '.join(tuned)} on validation pairs" if tuned else ""
+    fig.suptitle(_wrap_lines(11.0, f"{task.label}: Siamese one-shot accuracy", f"{spread}{chosen_text}"))
     return fig

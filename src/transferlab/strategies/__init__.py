@@ -1,6 +1,6 @@
 """The strategy registry and :func:`run`, the one way to execute a :class:`RunSpec`.
 
-Strategies (one module each): ``scratch``, ``augment``, ``extract``, ``finetune``, ``snt``. Each module
+Strategies (one module each): ``scratch``, ``augment``, ``extract``, ``finetune``, ``snt``, ``siamese``. Each module
 defines ``STRATEGY`` (a :class:`Strategy` record) whose ``fit_evaluate(spec, data, progress=False)``
 takes a resolved spec and the loaded dataset and returns a :class:`RunResult`.
 """
@@ -13,11 +13,11 @@ import traceback
 from transferlab.data.imageset import ImageSet
 from transferlab.errors import TransferlabError, options_hint
 from transferlab.runs import RunResult, RunSpec
-from transferlab.strategies import augment, extract, finetune, scratch, snt
+from transferlab.strategies import augment, extract, finetune, scratch, siamese, snt
 from transferlab.strategies.base import Strategy
 from transferlab.train import TrainingFailed
 
-_STRATEGIES: dict[str, Strategy] = {s.name: s for s in (m.STRATEGY for m in (scratch, augment, extract, finetune, snt))}
+_STRATEGIES: dict[str, Strategy] = {s.name: s for s in (m.STRATEGY for m in (scratch, augment, extract, finetune, snt, siamese))}
 
 
 def list_strategies() -> list[Strategy]:

@@ -1,7 +1,8 @@
 """``transferlab export``: a study's long table (one row per run: spec fields, status, error, result
 metrics, timings, seed, code version) as CSV or Parquet, for analysis outside transferlab.
 
-Nested values (the result's ``hyperparameters``) are written as JSON text; the result's copy of the spec
+Nested values (the result's ``hyperparameters``) are written as JSON text, except the result's ``metrics``,
+which get one column each (``metrics.one_shot_ci_low``, ...); the result's copy of the spec
 is left out because the spec's fields are already columns. Parquet needs pyarrow (``pip install pyarrow``).
 """
 
@@ -42,6 +43,8 @@ def long_table(store: Store) -> tuple[list[str], list[dict[str, Any]]]:
     rows = []
     for row in store.table():
         row.pop("spec", None)  # RunResult.to_dict() repeats the spec; its fields are columns already
+        metrics = row.pop("metrics", None) or {}  # strategy-specific numbers: one column each
+        row.update({f"metrics.{name}": value for name, value in metrics.items()})
         rows.append({k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in row.items()})
     columns: dict[str, None] = {}
     for row in rows:

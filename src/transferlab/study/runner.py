@@ -72,19 +72,24 @@ def _precheck_sizes(study: StudySpec) -> None:
     seen = set()
     for _, spec in study.runs:
         key = (spec.dataset, spec.source, spec.target, spec.swap, spec.side, spec.size, spec.per_class,
-               spec.val_size, spec.test_per_class, spec.strategy == "snt")  # fmt: skip
+               spec.val_size, spec.test_per_class, spec.strategy, spec.source_dataset)  # fmt: skip
         if key in seen:
             continue
         seen.add(key)
-        data = load_dataset(spec.dataset)
-        split = sides(spec, data)
-        classes = None if split is None else split.side("target" if spec.strategy == "snt" else spec.side)
+        if spec.strategy == "siamese":  # the size applies to the classes the twins train on
+            from transferlab.strategies.siamese import class_sets
+
+            data, classes, _ = class_sets(spec, load_dataset(spec.dataset))
+        else:
+            data = load_dataset(spec.dataset)
+            split = sides(spec, data)
+            classes = None if split is None else split.side("target" if spec.strategy == "snt" else spec.side)
         try:
             make_task(data, classes, size=spec.size, per_class=spec.per_class, val_size=spec.val_size,
                       test_per_class=spec.test_per_class, seed=spec.seed)  # fmt: skip
         except TransferlabError as exc:
             size = f"per_class={spec.per_class}" if spec.per_class is not None else f"size={spec.size}"
-            raise TransferlabError(f"{spec.dataset} with {size}: {exc}") from None
+            raise TransferlabError(f"{data.name} with {size}: {exc}") from None
 
 
 PRETRAINED_STRATEGIES = ("extract", "finetune")  # they start from a backbone's pretrained weights

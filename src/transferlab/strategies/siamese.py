@@ -1,0 +1,300 @@
+"""``siamese``: one-shot learning of classes never seen in training (Koch et al. 2015; the VGG16 study's
+Siamese network, seeds 000/001), on a pretrained backbone.
+
+Protocols:
+(a) one dataset: the twin network learns same/different on the ``source`` classes and is tested on N-way
+    one-shot tasks of the ``target`` classes (disjoint; an overlap is refused: it would not be one-shot).
+    The study's first approach: 3 training classes, 4 unseen.
+(b) ``source_dataset`` names another dataset: its classes (``source``, default all) train the network and
+    the tasks come from ``dataset``'s ``target`` classes (default all). The study's second approach.
+
+Data: the training pool is the training classes' training images (``size`` / ``per_class`` of each
+class's pool); ``pairs`` balanced pairs are drawn from it once (seeded) and seen every epoch. Validation
+= balanced pairs (as many as the training pairs, at most :data:`EVAL_PAIRS`) of the training classes'
+held-out validation images; their loss picks the epoch (patience defaults to the epoch count: run every
+epoch, keep the best). Test = ``tasks`` one-shot tasks drawn from the target classes' test images (and
+as many test pairs as validation pairs, for the test loss). The target classes are never seen before the test.
+
+Backbone: frozen (``frozen`` unset, or at least the feature layer) -> the twins train on cached features
+(``features.cached_features``: one extraction per image set, shared with every other run); otherwise the
+units after ``frozen`` train end to end at ``backbone_lr``. Reported (``RunResult.metrics``): one-shot
+accuracy with its 95% Wilson interval, chance 1/N, and Koch's 1-nearest-neighbour baselines on the same
+tasks, on raw pixels and on the pretrained backbone's features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferlab.data.augment import parse_augment
+from transferlab.data.datasets import load_dataset
+from transferlab.data.imageset import ImageSet
+from transferlab.data.splits import TaskSplit, class_split, make_task, resolve_classes
+from transferlab.errors import TransferlabError
+from transferlab.features import cached_features
+from transferlab.models.registry import create_backbone, get_backbone_entry, list_backbones
+from transferlab.runs import RunResult, RunSpec
+from transferlab.siamese import (
+    HEADS,
+    OneShotTasks,
+    SiameseNet,
+    accuracy_metrics,
+    embeddings,
+    nearest_neighbour_correct,
+    one_shot_correct,
+    sample_pairs,
+    sample_tasks,
+    task_scores,
+)
+from transferlab.strategies.base import HALVES_SEED, Strategy, image_transform, resolve_device, train_config
+from transferlab.train import evaluate, seeded, train
+
+CENTRE_PAIRS = 256  # training pairs whose mean similarity sets the initial bias (SiameseNet.centre_bias)
+# Validation pairs (the epoch is chosen on their loss) and test pairs (the test loss): as many as the
+# training pairs, at most this many (each costs two images through the backbone per epoch end to end).
+EVAL_PAIRS = 500
+# Salts of the seeded draws, so that training pairs, validation pairs, tasks and test pairs are independent.
+_TRAIN_PAIRS, _VAL_PAIRS, _TASKS, _TEST_PAIRS = 11, 12, 13, 14
+
+
+def _layer(value: str | None) -> int | str | None:
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def class_sets(spec: RunSpec, data: ImageSet) -> tuple[ImageSet, tuple[int, ...], tuple[int, ...]]:
+    """(the dataset the network trains on, its training classes, the test classes of ``data``).
+
+    Protocol (a): the spec's source/target split of ``data`` (disjoint; random halves when neither is
+    named). Protocol (b): ``source`` classes of ``source_dataset`` (default all) and ``target`` classes of
+    ``data`` (default all)."""
+    if spec.source_dataset is None or spec.source_dataset == spec.dataset:
+        split = class_split(data, spec.source, spec.target, seed=HALVES_SEED, swap=spec.swap)
+        return data, split.source, split.target
+    source_data = load_dataset(spec.source_dataset)
+    train_classes = range(source_data.num_classes) if spec.source is None else resolve_classes(
+        source_data, spec.source, f"source classes of {spec.source_dataset}")  # fmt: skip
+    test_classes = range(data.num_classes) if spec.target is None else resolve_classes(
+        data, spec.target, f"target classes of {spec.dataset}")  # fmt: skip
+    for name, classes in (("training classes", train_classes), ("test classes", test_classes)):
+        if len(classes) < 2:
+            raise TransferlabError(f"siamese needs at least 2 {name}; got {len(classes)}")
+    return source_data, tuple(train_classes), tuple(test_classes)
+
+
+def _pairs(
+    labels: np.ndarray, count: int, seed: int, salt: int, what: str, names
+) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        pairs, same = sample_pairs(labels, count, np.random.default_rng([seed, salt]), names)
+    except TransferlabError as exc:
+        raise TransferlabError(f"{what}: {exc}") from None
+    return torch.from_numpy(pairs), torch.from_numpy(same)
+
+
+class _Encoder(nn.Module):
+    """images (B, 3, S, S) -> the backbone's features (B, D) at ``layer`` (for the end-to-end twins)."""
+
+    def __init__(self, backbone: nn.Module, layer: int, pool: str) -> None:
+        super().__init__()
+        self.backbone, self.layer, self.pool = backbone, layer, pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x, self.layer, self.pool)
+
+
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunResult:
+    """Train the twins on pairs of the training classes, score N-way one-shot tasks of the test classes."""
+    device = resolve_device(spec.device)
+    if not get_backbone_entry(spec.backbone).pretrained:
+        raise TransferlabError(f"siamese needs a pretrained backbone, and {spec.backbone} has random weights; "
+                               f"pretrained: {', '.join(list_backbones(pretrained=True))}")  # fmt: skip
+    source_data, train_classes, test_classes = class_sets(spec, data)
+    train_task = make_task(source_data, train_classes, size=spec.size, per_class=spec.per_class,
+                           val_size=spec.val_size, test_per_class=spec.test_per_class, seed=spec.seed)  # fmt: skip
+    test_task = make_task(
+        data, test_classes, size=1.0, val_size=0, test_per_class=spec.test_per_class, seed=spec.seed
+    )
+    n_way = spec.n_way or len(test_classes)
+    test_labels = test_task.labels(data, "test")
+    tasks = sample_tasks(
+        test_labels, n_way, spec.tasks, np.random.default_rng([spec.seed, _TASKS]), test_task.class_names
+    )
+
+    labels = {part: train_task.labels(source_data, part) for part in ("train", "val")}
+    names = train_task.class_names
+    train_pairs, train_same = _pairs(labels["train"], spec.pairs, spec.seed, _TRAIN_PAIRS,
+                                     f"training images of {source_data.name}", names)  # fmt: skip
+    test_pairs, test_same = _pairs(test_labels, min(EVAL_PAIRS, spec.pairs), spec.seed, _TEST_PAIRS,
+                                   f"test images of {data.name}", test_task.class_names)  # fmt: skip
+    indices_hash = _indices_hash(train_task, test_task, tasks)
+    images = {}  # dataset indices of the images each part reads, and positions re-indexed into them
+    images["train"], (train_pairs,) = _used_images(train_task.train, train_pairs)
+    images["test"], (query, candidates, test_pairs) = _used_images(test_task.test, tasks.query, tasks.candidates,
+                                                                   test_pairs)  # fmt: skip
+    tasks = OneShotTasks(query.numpy(), candidates.numpy(), tasks.answer)
+    val_pairs = val_same = None
+    images["val"] = train_task.val[:0]
+    if len(labels["val"]):
+        val_pairs, val_same = _pairs(labels["val"], min(EVAL_PAIRS, spec.pairs), spec.seed, _VAL_PAIRS,
+                                     f"validation images of {source_data.name}", names)  # fmt: skip
+        images["val"], (val_pairs,) = _used_images(train_task.val, val_pairs)
+        val_pairs = val_pairs + len(images["train"])  # positions in the table of train + val images
+
+    units, layer, end_to_end = _plan(spec)
+    started = time.perf_counter()
+    # The pretrained features of the test images serve the 1-NN baseline in both modes; those of the
+    # training and validation images are the twins' input when every used unit is frozen.
+    parts = [("test", data)] + ([] if end_to_end else [("train", source_data), ("val", source_data)])
+    features = {
+        part: cached_features(image_set, images[part], spec.backbone, layer=_layer(spec.layer), pool=spec.pool,
+                              size=spec.input_size, device=device, progress=progress)
+        for part, image_set in parts
+    }  # fmt: skip
+    features_seconds = time.perf_counter() - started
+    twins = _TwinSetup(spec, source_data, data, images, features, device, units, layer, end_to_end)
+    generator = torch.Generator().manual_seed(spec.seed)
+    twins.net.centre_bias(twins.pair_transform(train_pairs[:CENTRE_PAIRS], False, generator))
+    config = train_config(spec, progress, description=f"siamese {spec.backbone} ({twins.mode})")
+    outcome = train(twins.net, train_pairs, train_same, config, val_inputs=val_pairs, val_labels=val_same,
+                    param_groups=twins.groups, transform=twins.pair_transform)  # fmt: skip
+
+    started = time.perf_counter()
+    _, train_accuracy = evaluate(twins.net, train_pairs, train_same, transform=twins.pair_transform)
+    h = twins.test_embeddings().to("cpu")
+    correct = one_shot_correct(task_scores(twins.net.cpu(), h, tasks), tasks)
+    z = twins.net.similarity(h[test_pairs[:, 0]], h[test_pairs[:, 1]]).detach()
+    test_loss = float(nn.functional.binary_cross_entropy_with_logits(z, test_same.float()))
+    pixels = data.images[images["test"]].reshape(len(images["test"]), -1)
+    metrics = {
+        **accuracy_metrics("one_shot", correct), "chance": 1.0 / n_way, "n_way": n_way, "tasks": len(tasks),
+        **accuracy_metrics("nn_pixels", nearest_neighbour_correct(pixels, tasks)),
+        **accuracy_metrics("nn_features", nearest_neighbour_correct(features["test"], tasks)),
+        "test_pair_accuracy": float(((z > 0).long() == test_same).float().mean()),
+    }  # fmt: skip
+    best = outcome.history[outcome.best_epoch - 1]
+    return RunResult(
+        spec=spec.to_dict(), test_accuracy=metrics["one_shot_accuracy"], test_loss=test_loss,
+        val_accuracy=best["val_accuracy"], val_loss=best["val_loss"], train_accuracy=train_accuracy,
+        n_train=len(train_task.train), n_val=len(train_task.val), n_test=len(test_task.test), n_classes=n_way,
+        size_label=train_task.size_label, indices_hash=indices_hash,
+        epochs_run=len(outcome.history), best_epoch=outcome.best_epoch, history=outcome.history,
+        hyperparameters={
+            "mode": twins.mode, "feature_dim": twins.feature_dim, "frozen_units": twins.frozen_units,
+            "trained_units": twins.trained_units, "source_dataset": source_data.name,
+            "training_classes": list(names), "test_classes": list(test_task.class_names),
+            "pairs": len(train_pairs), "val_pairs": 0 if val_pairs is None else len(val_pairs),
+            "test_pairs": len(test_pairs),
+        },
+        metrics=metrics, features_seconds=features_seconds, fit_seconds=outcome.seconds,
+        eval_seconds=time.perf_counter() - started,
+    )  # fmt: skip
+
+
+def _used_images(pool: np.ndarray, *positions) -> tuple[np.ndarray, list[torch.Tensor]]:
+    """(dataset indices of the images to read, ``positions`` re-indexed into them, as int64 tensors) for
+    positions (arrays or tensors) drawn from
+    ``pool``: the whole pool (one cache entry shared by every run on it), unless the pairs or tasks touch
+    less than half of it; then only those images (a run on all 18,000 training images with 2,000 pairs
+    extracts at most 4,000)."""
+    used = np.unique(np.concatenate([np.asarray(p).ravel() for p in positions]))
+    if 2 * len(used) >= len(pool):
+        return pool, [torch.as_tensor(np.asarray(p)) for p in positions]
+    return pool[used], [torch.as_tensor(np.searchsorted(used, np.asarray(p))) for p in positions]
+
+
+def _indices_hash(train_task: TaskSplit, test_task: TaskSplit, tasks: OneShotTasks) -> str:
+    """sha256 of the training/validation images, the test pool and the tasks drawn from it."""
+    h = hashlib.sha256(train_task.indices_hash().encode())
+    h.update(test_task.indices_hash().encode())
+    for array in (tasks.query, tasks.candidates, tasks.answer):
+        h.update(np.ascontiguousarray(array, dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+class _TwinSetup:
+    """The twin network and what it reads: cached features (every used unit frozen) or images through a
+    partly trainable backbone. ``pair_transform(pairs (B, 2) positions in train+val, training, generator)``
+    gives the network's input (B, 2, ...); ``groups`` are the optimizer's parameter groups."""
+
+    def __init__(self, spec: RunSpec, source_data: ImageSet, data: ImageSet, images: dict[str, np.ndarray],
+                 features: dict[str, np.ndarray], device: torch.device, units: list[str], layer: int,
+                 end_to_end: bool) -> None:  # fmt: skip
+        self.spec, self.data, self.test_images, self.device = spec, data, images["test"], device
+        self.feature_dim = int(features["test"].shape[1])
+        self.mode = "end to end" if end_to_end else "cached features"
+        if not end_to_end:
+            self.frozen_units, self.trained_units = units[:layer], []
+            self._features = features
+            self.table = torch.from_numpy(np.concatenate([features["train"], features["val"]])).to(device)
+            with seeded(spec.seed):
+                self.net = SiameseNet(self.feature_dim, spec.hidden, head=spec.head).to(device)
+            self.groups = None
+            return
+        backbone = create_backbone(spec.backbone).freeze(spec.frozen).to(device)
+        self.frozen_units, self.trained_units = units[: spec.frozen], units[spec.frozen : layer]
+        with seeded(spec.seed):
+            encoder = _Encoder(backbone, layer, spec.pool)
+            self.net = SiameseNet(self.feature_dim, spec.hidden, encoder, head=spec.head).to(device)
+        self.table = torch.from_numpy(source_data.images[np.concatenate([images["train"], images["val"]])])
+        self._images = image_transform(backbone, spec, device)
+        backbone_params = {id(p) for p in backbone.parameters()}
+        self.groups = [
+            {"params": [p for p in self.net.parameters() if id(p) not in backbone_params], "lr": spec.lr},
+            {"params": backbone.trainable_parameters(), "lr": spec.backbone_lr},
+        ]
+
+    def pair_transform(self, pairs: torch.Tensor, training: bool, generator: torch.Generator) -> torch.Tensor:
+        if self.mode == "cached features":
+            return self.table[pairs.to(self.table.device)]
+        x = self._images(self.table[pairs.reshape(-1)], training, generator)
+        return x.reshape(pairs.shape[0], 2, *x.shape[1:])
+
+    def test_embeddings(self) -> torch.Tensor:
+        """h (P, hidden) of every test image, in eval mode."""
+        if self.mode == "cached features":
+            return embeddings(self.net, torch.from_numpy(self._features["test"]).to(self.device))
+        images = torch.from_numpy(np.ascontiguousarray(self.data.images[self.test_images]))
+        generator = torch.Generator().manual_seed(0)  # unused by eval transforms
+        return embeddings(self.net, images, transform=lambda batch: self._images(batch, False, generator))
+
+
+def _plan(spec: RunSpec) -> tuple[list[str], int, bool]:
+    """(the backbone's unit names, the feature layer's 1-based index, whether units train end to end).
+    Refuses augmentation when every used unit is frozen (the twins then read cached features)."""
+    with torch.device("meta"):  # unit names only: no weights, no memory
+        units = list(get_backbone_entry(spec.backbone).build(None).units)
+    layer = _unit_index(units, spec.layer)
+    end_to_end = spec.frozen is not None and spec.frozen < layer
+    if not end_to_end and parse_augment(spec.augment):
+        raise TransferlabError(f"siamese with frozen={spec.frozen} freezes every unit up to the feature layer "
+                               f"({layer}), so it trains on cached features and augmentation cannot apply; use "
+                               "augment=none or a smaller frozen")  # fmt: skip
+    return units, layer, end_to_end
+
+
+def _unit_index(units: list[str], layer: str | None) -> int:
+    """1-based index of the feature layer among the backbone's units (the last one when unset)."""
+    value = _layer(layer)
+    if value is None:
+        return len(units)
+    if isinstance(value, int) and 1 <= value <= len(units):
+        return value
+    if value in units:
+        return units.index(value) + 1
+    raise TransferlabError(f"layer {layer!r} is not a unit of this backbone; valid: 1..{len(units)}, "
+                           f"or a unit name ({', '.join(units)})")  # fmt: skip
+
+
+STRATEGY = Strategy(
+    name="siamese",
+    summary="twin network on a frozen pretrained backbone, trained on same/different pairs of some classes, "
+    "scored on N-way one-shot tasks of unseen classes (Koch et al.)",
+    fit_evaluate=fit_evaluate,
+    heads=HEADS,
+    default_backbone="efficientnet_lite0.in1k",
+)
