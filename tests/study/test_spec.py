@@ -85,3 +85,23 @@ def test_grid_size_is_the_product_of_its_axes(sizes, seeds, heads, with_scratch)
 def test_spec_errors_name_key_and_line(text, message):
     with pytest.raises(TransferlabError, match=message):
         parse_study(text, "spec.toml")
+
+
+GOLDEN_RUN_ID = "25b6d3cd1de14e98"
+
+
+def test_run_ids_are_stable_across_releases(monkeypatch):
+    """A run id is what lets a study resume: it must not move when a release adds an optional field. The
+    golden value pins the id of one spec; changing it orphans every stored run of every user's study."""
+    from transferlab.runs import RunSpec
+    from transferlab.study.spec import run_id
+
+    spec = RunSpec(strategy="extract", dataset="fashion-mnist", per_class=5, head="logreg", seed=1).resolved()
+    assert run_id(spec) == GOLDEN_RUN_ID
+    # A new optional field (default None) in a later release: same id.
+    plain = spec.to_dict()
+    monkeypatch.setattr(RunSpec, "to_dict", lambda self: {**plain, "a_future_option": None})
+    assert run_id(spec) == GOLDEN_RUN_ID
+    # A set value is part of the identity.
+    monkeypatch.setattr(RunSpec, "to_dict", lambda self: {**plain, "a_future_option": 3})
+    assert run_id(spec) != GOLDEN_RUN_ID

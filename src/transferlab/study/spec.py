@@ -102,8 +102,11 @@ class StudySpec:
 
 
 def run_id(spec: RunSpec) -> str:
-    """16 hex digits of the sha256 of the resolved spec: the identity of a run across restarts."""
-    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    """16 hex digits of the sha256 of the resolved spec's set fields: the identity of a run across restarts.
+    Fields that resolve to None are left out, so a release that adds an optional RunSpec field (default
+    None) keeps every existing run id, and a study started with the previous release still resumes."""
+    fields = {name: value for name, value in spec.to_dict().items() if value is not None}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class _Where:
