@@ -109,10 +109,6 @@ def _rebuild_network(spec: dict, num_classes: int):
     return model
 
 
-def _layer(value: str | None) -> int | str | None:
-    return int(value) if value is not None and str(value).isdigit() else value
-
-
 @dataclass
 class InputNote:
     """What was done to the inputs to match the training images (said to the user)."""
@@ -265,7 +261,7 @@ def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[
             head_module = _sklearn_head_module(head, dim, len(class_names))
         else:
             head_module = head.module_
-        module = _FeaturesAndHead(backbone, head_module, _layer(spec.layer), spec.pool)
+        module = _FeaturesAndHead(backbone, head_module, spec.layer, spec.pool)
         kind, outputs = "features", "scores" if spec.head == "svm" else "probabilities"
         transform = backbone.transform(spec.input_size)
     else:
@@ -307,7 +303,7 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
         dim = state[next(key for key in state if key.startswith("head.") and key.endswith("weight") and
                          state[key].ndim == 2)].shape[1]  # fmt: skip
         module = _FeaturesAndHead(
-            backbone, _build_head(spec, dim, k), _layer(payload["layer"]), payload["pool"]
+            backbone, _build_head(spec, dim, k), payload["layer"], payload["pool"]
         )
     else:
         module = _rebuild_network(spec, k)

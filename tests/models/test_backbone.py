@@ -76,6 +76,14 @@ def test_small_cnns_run_at_their_size_and_at_others(name):
             assert backbone(x).shape == (2, 4) and backbone.forward_features(x).shape == (2, backbone.num_features)
 
 
+def test_layers_by_index_digit_string_and_name_agree():
+    """TOML files and command lines give an index as a string ('5'): it means the same unit as 5."""
+    backbone = create_backbone("cifar_cnn_gap", pretrained=False)
+    name = list(backbone.units)[4]
+    assert backbone.resolve_layer(5) == backbone.resolve_layer("5") == backbone.resolve_layer(name) == 5
+    assert backbone.resolve_layer(None) == len(backbone.units)
+
+
 def test_bad_layer_and_pool_name_the_valid_options():
     backbone = create_backbone("cifar_cnn_gap", pretrained=False)
     x = torch.zeros(1, 3, 32, 32)

@@ -140,18 +140,8 @@ class Backbone(nn.Module):
         return self.classifier(self._run_units(x, len(self.units)))
 
     def resolve_layer(self, layer: int | str | None) -> int:
-        """1-based unit index for ``layer`` (index, unit name, or None = the last unit)."""
-        names = list(self.units)
-        if layer is None:
-            return len(names)
-        if isinstance(layer, str) and layer in self.units:
-            return names.index(layer) + 1
-        if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool) and 1 <= layer <= len(names):
-            return int(layer)
-        raise TransferlabError(
-            f"layer {layer!r} is not a unit of {self.name}; valid: 1..{len(names)}, a unit name "
-            f"({', '.join(names)}), or None for the feature end"
-        )
+        """1-based unit index for ``layer`` (index, digit string, unit name, or None = the last unit)."""
+        return unit_index(list(self.units), layer, self.name)
 
     def forward_features(self, x: torch.Tensor, layer: int | str | None = None, pool: str = "avg") -> torch.Tensor:
         """float (N, 3, H, W) -> float (N, D): output of unit ``layer`` (1-based index or name; default the
@@ -251,3 +241,19 @@ class Backbone(nn.Module):
     def named_units(self) -> Iterator[tuple[str, nn.Module]]:
         """(name, module) for each freezable unit, in order (the classifier last if it is counted)."""
         return iter(zip(self.freezable_units(), self._unit_modules(), strict=True))
+
+
+def unit_index(names: list[str], layer: int | str | None, owner: str) -> int:
+    """1-based index of ``layer`` among the unit ``names`` of backbone ``owner``: an index, a digit string
+    (how TOML files and command lines give an index: '5'), a unit name, or None for the last unit."""
+    if layer is None:
+        return len(names)
+    if isinstance(layer, str) and layer in names:
+        return names.index(layer) + 1
+    index = int(layer) if isinstance(layer, str) and layer.isdigit() else layer
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool) and 1 <= index <= len(names):
+        return int(index)
+    raise TransferlabError(
+        f"layer {layer!r} is not a unit of {owner}; valid: 1..{len(names)}, a unit name "
+        f"({', '.join(names)}), or None for the feature end"
+    )

@@ -24,11 +24,6 @@ from transferlab.strategies.base import Strategy, resolve_device, sides, task_fi
 HEADS = ("logreg", "fc1", "fc2", "fc3", "gap", "svm")
 
 
-def _layer(value: str | None) -> int | str | None:
-    """A unit given on the command line as '3' means index 3; anything else is a unit name."""
-    return int(value) if value is not None and value.isdigit() else value
-
-
 # Runs that agree on these fields read the same cached features, training subset and mini-batch order, so
 # their fc1-3/gap heads can train in one batched pass (models/batched_heads.py); heads, activations,
 # learning rates, weight decay, epochs and patience may differ.
@@ -52,7 +47,7 @@ def _task_features(spec: RunSpec, data: ImageSet, progress: bool, memo: dict | N
         key = (part, indices.tobytes())
         if key not in memo:
             memo[key] = (
-                cached_features(data, indices, spec.backbone, layer=_layer(spec.layer), pool=spec.pool,
+                cached_features(data, indices, spec.backbone, layer=spec.layer, pool=spec.pool,
                                 size=spec.input_size, device=device, progress=progress),
                 task.labels(data, part),
             )  # fmt: skip

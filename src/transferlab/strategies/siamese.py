@@ -37,6 +37,7 @@ from transferlab.data.imageset import ImageSet
 from transferlab.data.splits import TaskSplit, class_split, make_task, resolve_classes
 from transferlab.errors import TransferlabError
 from transferlab.features import cached_features
+from transferlab.models.backbone import unit_index
 from transferlab.models.registry import create_backbone, get_backbone_entry, list_backbones
 from transferlab.runs import RunResult, RunSpec
 from transferlab.siamese import (
@@ -60,10 +61,6 @@ CENTRE_PAIRS = 256  # training pairs whose mean similarity sets the initial bias
 EVAL_PAIRS = 500
 # Salts of the seeded draws, so that training pairs, validation pairs, tasks and test pairs are independent.
 _TRAIN_PAIRS, _VAL_PAIRS, _TASKS, _TEST_PAIRS = 11, 12, 13, 14
-
-
-def _layer(value: str | None) -> int | str | None:
-    return int(value) if value is not None and value.isdigit() else value
 
 
 def class_sets(spec: RunSpec, data: ImageSet) -> tuple[ImageSet, tuple[int, ...], tuple[int, ...]]:
@@ -151,7 +148,7 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
     # training and validation images are the twins' input when every used unit is frozen.
     parts = [("test", data)] + ([] if end_to_end else [("train", source_data), ("val", source_data)])
     features = {
-        part: cached_features(image_set, images[part], spec.backbone, layer=_layer(spec.layer), pool=spec.pool,
+        part: cached_features(image_set, images[part], spec.backbone, layer=spec.layer, pool=spec.pool,
                               size=spec.input_size, device=device, progress=progress)
         for part, image_set in parts
     }  # fmt: skip
@@ -268,26 +265,13 @@ def _plan(spec: RunSpec) -> tuple[list[str], int, bool]:
     Refuses augmentation when every used unit is frozen (the twins then read cached features)."""
     with torch.device("meta"):  # unit names only: no weights, no memory
         units = list(get_backbone_entry(spec.backbone).build(None).units)
-    layer = _unit_index(units, spec.layer)
+    layer = unit_index(units, spec.layer, spec.backbone)
     end_to_end = spec.frozen is not None and spec.frozen < layer
     if not end_to_end and parse_augment(spec.augment):
         raise TransferlabError(f"siamese with frozen={spec.frozen} freezes every unit up to the feature layer "
                                f"({layer}), so it trains on cached features and augmentation cannot apply; use "
                                "augment=none or a smaller frozen")  # fmt: skip
     return units, layer, end_to_end
-
-
-def _unit_index(units: list[str], layer: str | None) -> int:
-    """1-based index of the feature layer among the backbone's units (the last one when unset)."""
-    value = _layer(layer)
-    if value is None:
-        return len(units)
-    if isinstance(value, int) and 1 <= value <= len(units):
-        return value
-    if value in units:
-        return units.index(value) + 1
-    raise TransferlabError(f"layer {layer!r} is not a unit of this backbone; valid: 1..{len(units)}, "
-                           f"or a unit name ({', '.join(units)})")  # fmt: skip
 
 
 STRATEGY = Strategy(
