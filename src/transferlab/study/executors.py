@@ -9,6 +9,7 @@ which is what lets Ray workers on other machines take part without sharing the s
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import os
 import time
 from collections import deque
@@ -28,6 +29,31 @@ def default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+@contextlib.contextmanager
+def _fixed_threads(threads: int):
+    """torch threads and the BLAS/OpenMP pools (numpy, scikit-learn heads) at ``threads`` inside the block:
+    Ray caps BLAS at 1, a plain process does not, and CPU reductions split by thread."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _dataset(name: str):
+    """The ImageSet ``name``, loaded once per worker process."""
+    from transferlab.data.datasets import load_dataset
+
+    if name not in _LOADED:
+        _LOADED[name] = load_dataset(name)
+    return _LOADED[name]
+
+
 def execute_run(spec: dict, threads: int) -> dict:
     """Run one resolved spec (a dict) with ``threads`` torch threads; return ``RunResult.to_dict()``.
 
@@ -35,25 +61,15 @@ def execute_run(spec: dict, threads: int) -> dict:
     "failed" with the reason. The thread count is fixed per run and recorded (hyperparameters
     ``torch_threads``) because CPU reductions split by thread: results are bit-identical for the same
     spec and thread count, whichever executor ran them."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
     from transferlab import strategies
-    from transferlab.data.datasets import load_dataset
     from transferlab.runs import RunResult, RunSpec
 
     run_spec = RunSpec.from_dict(spec)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:  # BLAS/OpenMP pools too (numpy, scikit-learn heads): Ray caps them at 1, a plain process does not
-        with threadpool_limits(limits=threads):
-            if run_spec.dataset not in _LOADED:
-                _LOADED[run_spec.dataset] = load_dataset(run_spec.dataset)
-            result = strategies.run(run_spec, _LOADED[run_spec.dataset])
+    try:
+        with _fixed_threads(threads):
+            result = strategies.run(run_spec, _dataset(run_spec.dataset))
     except TransferlabError as exc:
         result = RunResult(spec=spec, status="failed", error=str(exc))
-    finally:
-        torch.set_num_threads(previous)
     result.hyperparameters["torch_threads"] = threads
     return result.to_dict()
 
@@ -62,23 +78,14 @@ def execute_runs(specs: list[dict], threads: int) -> list[dict]:
     """Several resolved specs of one batch (see :func:`group_runs`) with ``threads`` torch threads, through
     ``strategies.run_batch``: heads that share cached features train in one pass. One result dict per
     spec, each as :func:`execute_run` would return it (failures included)."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
     from transferlab import strategies
-    from transferlab.data.datasets import load_dataset
-    from transferlab.runs import RunSpec
+    from transferlab.runs import RunResult, RunSpec
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
-        with threadpool_limits(limits=threads):
-            name = specs[0]["dataset"]
-            if name not in _LOADED:
-                _LOADED[name] = load_dataset(name)
-            results = strategies.run_batch([RunSpec.from_dict(spec) for spec in specs], _LOADED[name])
-    finally:
-        torch.set_num_threads(previous)
+        with _fixed_threads(threads):
+            results = strategies.run_batch([RunSpec.from_dict(spec) for spec in specs], _dataset(specs[0]["dataset"]))
+    except TransferlabError as exc:  # the batch's dataset cannot be loaded: every run fails with the reason
+        results = [RunResult(spec=spec, status="failed", error=str(exc)) for spec in specs]
     for result in results:
         result.hyperparameters["torch_threads"] = threads
     return [result.to_dict() for result in results]
