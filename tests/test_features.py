@@ -51,6 +51,45 @@ def test_fast_path_matches_eager_and_leaves_weights_alone(small_cnn, digits):
     assert small_cnn.weights_hash() == before
 
 
+def test_data_parallel_workers_give_the_serial_features_in_order_and_restore_threads(small_cnn, digits, monkeypatch):
+    images = digits.images[:203]  # 26 batches of 8, the last partial
+    threads = torch.get_num_threads()
+    serial = extract_features(small_cnn, images, batch_size=8, fast=True, workers=1)
+    calls = []
+    real = features_module._extract_parallel
+    monkeypatch.setattr(features_module, "_extract_parallel", lambda *args: calls.append(args[6]) or real(*args))
+    parallel = extract_features(small_cnn, images, batch_size=8, fast=True, workers=3)
+    assert calls == [3]  # the parallel path ran, with the workers asked for
+    np.testing.assert_array_equal(parallel, serial)  # per-image results, each in its own row
+    assert torch.get_num_threads() == threads
+    # too few batches left for 3 workers x 2 batches: serial, same features
+    calls.clear()
+    np.testing.assert_array_equal(extract_features(small_cnn, images[:40], batch_size=8, fast=True, workers=3), serial[:40])
+    assert calls == []
+    # eager (fast=False) never splits: the eager module runs Python per layer, under the GIL
+    extract_features(small_cnn, images, batch_size=8, fast=False, workers=3)
+    assert calls == []
+
+
+def test_a_failing_worker_stops_the_others_and_raises(small_cnn, digits, monkeypatch):
+    seen = []
+
+    def failing(start, features):
+        seen.append(start)
+        if len(seen) == 3:
+            raise RuntimeError("disk gone")
+
+    real = features_module._extract_parallel
+    monkeypatch.setattr(features_module, "_extract_parallel",
+                        lambda run, transform, pixels, starts, bs, device, workers, store: real(
+                            run, transform, pixels, starts, bs, device, workers, failing))  # fmt: skip
+    threads = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="disk gone"):
+        extract_features(small_cnn, digits.images[:400], batch_size=4, fast=True, workers=2)
+    assert len(seen) <= 4  # the other worker stops at its next batch
+    assert torch.get_num_threads() == threads
+
+
 def test_fast_path_failure_falls_back_to_eager_with_a_warning(small_cnn, digits, monkeypatch):
     def broken(function, example):
         raise RuntimeError("cannot trace")
@@ -64,6 +103,8 @@ def test_fast_path_failure_falls_back_to_eager_with_a_warning(small_cnn, digits,
 def test_bad_arguments_are_named(small_cnn, digits):
     with pytest.raises(TransferlabError, match="batch_size must be a positive integer, got 0"):
         extract_features(small_cnn, digits.images[:2], batch_size=0)
+    with pytest.raises(TransferlabError, match=r"workers must be a positive integer or None \(one per torch thread\), got 0"):
+        extract_features(small_cnn, digits.images[:2], workers=0)
     with pytest.raises(TransferlabError, match="must be uint8"):
         extract_features(small_cnn, digits.images[:2].astype(np.float32))
     with pytest.raises(TransferlabError, match=r"indices span 0\.\.5000 but digits has 1797 images"):

@@ -118,6 +118,58 @@ def _progress_bar(label: str):
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
 
 
+PARALLEL_MIN_BATCHES = 2  # per worker: below this, splitting the rest of a call is not worth a thread
+
+
+def _parallel_workers(fast: bool, device: torch.device, remaining: int, workers: int | None) -> int:
+    """How many single-threaded workers run the remaining batches of a fast-path CPU extraction (1: stay
+    serial); ``workers`` None means one per torch thread. Why: one small batch through a traced network is
+    a chain of small convolutions that two threads split poorly (and, on a loaded machine, OpenMP threads
+    waiting for each other collapse the rate), while independent batches on separate cores scale almost
+    linearly (benchmarks/extract.py: the "steady" vs "steady, serial" rows)."""
+    if not fast or device.type != "cpu":
+        return 1
+    workers = torch.get_num_threads() if workers is None else workers
+    return workers if workers > 1 and remaining >= PARALLEL_MIN_BATCHES * workers else 1
+
+
+def _extract_parallel(run, transform, pixels: np.ndarray, starts: range, batch_size: int, device: torch.device,
+                      workers: int, store) -> None:  # fmt: skip
+    """Run ``run`` over the batches at ``starts`` on ``workers`` threads with one torch thread each (the
+    traced function runs outside the GIL); ``store(start, features)`` is called under a lock, in order of
+    completion. torch's thread setting is restored for the caller afterwards."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads, lock, stop = torch.get_num_threads(), threading.Lock(), threading.Event()
+
+    def work(worker: int) -> None:
+        torch.set_num_threads(1)  # this OS thread only (OpenMP's per-thread setting); restored below
+        with torch.inference_mode():
+            for start in starts[worker::workers]:
+                if stop.is_set():  # another worker failed or the caller was interrupted
+                    return
+                try:
+                    x = transform(pixels[start : start + batch_size], device=device)
+                    features = run(x.contiguous(memory_format=torch.channels_last))
+                    with lock:
+                        store(start, features)
+                except BaseException:
+                    stop.set()
+                    raise
+
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="transferlab-extract") as pool:
+            try:
+                for future in [pool.submit(work, worker) for worker in range(workers)]:
+                    future.result()
+            except BaseException:  # Ctrl-C or a worker's error: the others stop at their next batch
+                stop.set()
+                raise
+    finally:
+        torch.set_num_threads(threads)  # the process-wide default new threads take
+
+
 def extract_features(
     backbone: Backbone,
     images: np.ndarray | torch.Tensor,
@@ -129,6 +181,7 @@ def extract_features(
     fast: bool | None = None,
     progress: bool = False,
     traced_cache: dict | None = None,
+    workers: int | None = None,
 ) -> np.ndarray:
     """uint8 (N, H, W, C) images -> float32 (N, D) features from the end of unit ``layer``.
 
@@ -137,7 +190,8 @@ def extract_features(
     weights' own); fast: traced+frozen channels-last path (None = when there are >= 4 batches);
     progress: a progress bar on stderr; traced_cache: a dict that keeps the traced function of this
     backbone per (layer, pool, input shape) across calls; only for a backbone whose weights never change
-    afterwards (a frozen trace holds the weights as constants).
+    afterwards (a frozen trace holds the weights as constants); workers: on the CPU fast path, batches run
+    on this many threads of one torch thread each (None: one per torch thread; 1: serial).
     """
     pixels = as_uint8_nhwc(images)
     layer_index = backbone.resolve_layer(layer)
@@ -145,6 +199,8 @@ def extract_features(
         raise TransferlabError(f"pool {pool!r} is unknown; valid: {', '.join(POOLS)}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise TransferlabError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise TransferlabError(f"workers must be a positive integer or None (one per torch thread), got {workers!r}")
     device = next(backbone.parameters()).device
     transform = backbone.transform(size)
     batches = range(0, len(pixels), batch_size)
@@ -155,11 +211,21 @@ def extract_features(
         function = _FeatureFunction(backbone, layer_index, pool).eval()  # inside: eval() reaches the backbone
         bar = stack.enter_context(_progress_bar(backbone.name)) if progress else None
         task = bar.add_task("extract", total=len(pixels)) if bar else None
-        run, traced = function, False
-        for start in batches:
+
+        def store(start: int, features: torch.Tensor) -> None:
+            nonlocal out
+            array = features.float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(pixels), array.shape[1]), dtype=np.float32)
+            out[start : start + len(array)] = array
+            faults.checkpoint("extract-batch")
+            if bar:
+                bar.update(task, advance=len(array))
+
+        run = function
+        for number, start in enumerate(batches):
             x = transform(pixels[start : start + batch_size], device=device)
-            if use_fast and not traced:
-                traced = True  # one attempt: a failure falls back to eager for the whole call
+            if use_fast and number == 0:  # one attempt: a failure falls back to eager for the whole call
                 key = (layer_index, pool, tuple(x.shape[1:]), str(device))
                 if traced_cache is not None and key in traced_cache:
                     fast_run = traced_cache[key]  # None: tracing failed before, eager again
@@ -170,13 +236,11 @@ def extract_features(
                 run = fast_run or function
             if run is not function:
                 x = x.contiguous(memory_format=torch.channels_last)
-            features = run(x).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(pixels), features.shape[1]), dtype=np.float32)
-            out[start : start + len(features)] = features
-            faults.checkpoint("extract-batch")
-            if bar:
-                bar.update(task, advance=len(features))
+            store(start, run(x))
+            parallel = _parallel_workers(run is not function, device, len(batches) - number - 1, workers)
+            if parallel > 1:  # the rest of the batches, on single-threaded workers
+                _extract_parallel(run, transform, pixels, batches[number + 1 :], batch_size, device, parallel, store)
+                break
     if out is None:  # no images: the width is still well defined
         with _eval_mode(backbone), torch.inference_mode():
             probe = transform(np.zeros((1, 1, 1, 3), np.uint8), device=device)
