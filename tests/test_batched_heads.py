@@ -106,3 +106,23 @@ def test_unbatchable_heads_and_bad_settings_take_the_single_path(digit_sets):
     assert isinstance(errors[2], TransferlabError) and "patience" in str(errors[2])
     with pytest.raises(TransferlabError, match="one train set and one eval set per head"):
         fit_heads([plain], [], [])
+
+
+def test_results_do_not_depend_on_the_number_of_workers(digit_sets):
+    """Stacks train as independent jobs: one worker or three, every weight and history is the same."""
+    sets = digit_sets[0.3]
+
+    def grid():
+        return [make_head(name, activation=activation, lr=lr, epochs=3, seed=4)
+                for name in ("fc1", "fc2") for activation in ("sigmoid", "elu") for lr in (1e-2, 1e-3)]  # fmt: skip
+
+    serial, parallel = grid(), grid()
+    assert fit_heads(serial, [sets["train"]] * 8, [sets["val"]] * 8, workers=1) == [None] * 8
+    assert fit_heads(parallel, [sets["train"]] * 8, [sets["val"]] * 8, workers=3) == [None] * 8
+    for one, other in zip(serial, parallel, strict=True):
+        for a, b in zip(_weights(one), _weights(other), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        def untimed(history):
+            return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
+
+        assert untimed(one.history_) == untimed(other.history_)

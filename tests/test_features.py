@@ -56,37 +56,35 @@ def test_data_parallel_workers_give_the_serial_features_in_order_and_restore_thr
     threads = torch.get_num_threads()
     serial = extract_features(small_cnn, images, batch_size=8, fast=True, workers=1)
     calls = []
-    real = features_module._extract_parallel
-    monkeypatch.setattr(features_module, "_extract_parallel", lambda *args: calls.append(args[6]) or real(*args))
+    real = features_module.run_jobs
+    monkeypatch.setattr(features_module, "run_jobs", lambda jobs, workers: calls.append((len(jobs), workers)) or real(jobs, workers))
     parallel = extract_features(small_cnn, images, batch_size=8, fast=True, workers=3)
-    assert calls == [3]  # the parallel path ran, with the workers asked for
+    assert calls == [(25, 3)]  # the batches after the first (which traces), on the workers asked for
     np.testing.assert_array_equal(parallel, serial)  # per-image results, each in its own row
     assert torch.get_num_threads() == threads
-    # too few batches left for 3 workers x 2 batches: serial, same features
-    calls.clear()
+    calls.clear()  # too few batches for 3 workers x 2 batches: fewer workers, same features
     np.testing.assert_array_equal(extract_features(small_cnn, images[:40], batch_size=8, fast=True, workers=3), serial[:40])
-    assert calls == []
-    # eager (fast=False) never splits: the eager module runs Python per layer, under the GIL
+    assert calls == [(4, 2)]
+    calls.clear()  # eager mode runs Python per layer: it stays in the calling thread
     extract_features(small_cnn, images, batch_size=8, fast=False, workers=3)
-    assert calls == []
+    assert calls == [(25, 1)]
 
 
 def test_a_failing_worker_stops_the_others_and_raises(small_cnn, digits, monkeypatch):
     seen = []
+    real = features_module.faults.checkpoint
 
-    def failing(start, features):
-        seen.append(start)
+    def failing(point):
+        seen.append(point)
         if len(seen) == 3:
             raise RuntimeError("disk gone")
+        real(point)
 
-    real = features_module._extract_parallel
-    monkeypatch.setattr(features_module, "_extract_parallel",
-                        lambda run, transform, pixels, starts, bs, device, workers, store: real(
-                            run, transform, pixels, starts, bs, device, workers, failing))  # fmt: skip
+    monkeypatch.setattr(features_module.faults, "checkpoint", failing)
     threads = torch.get_num_threads()
     with pytest.raises(RuntimeError, match="disk gone"):
         extract_features(small_cnn, digits.images[:400], batch_size=4, fast=True, workers=2)
-    assert len(seen) <= 4  # the other worker stops at its next batch
+    assert len(seen) <= 4  # the other worker stopped at its next batch; the rest never started
     assert torch.get_num_threads() == threads
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from transferlab.data.imageset import ImageSet
 from transferlab.data.transforms import as_uint8_nhwc
 from transferlab.errors import TransferlabError, TransferlabWarning
 from transferlab.models.backbone import POOLS, Backbone
+from transferlab.parallel import check_workers, run_jobs, worker_count
 
 DEFAULT_BATCH_SIZE = 32  # best of 16/32/64/256 for Lite0 at 64 px (larger batches leave cache)
 FAST_PATH_MIN_BATCHES = 4  # below this, tracing costs more than it saves
@@ -121,55 +123,6 @@ def _progress_bar(label: str):
 PARALLEL_MIN_BATCHES = 2  # per worker: below this, splitting the rest of a call is not worth a thread
 
 
-def _parallel_workers(fast: bool, device: torch.device, remaining: int, workers: int | None) -> int:
-    """How many single-threaded workers run the remaining batches of a fast-path CPU extraction (1: stay
-    serial); ``workers`` None means one per torch thread. Why: one small batch through a traced network is
-    a chain of small convolutions that two threads split poorly (and, on a loaded machine, OpenMP threads
-    waiting for each other collapse the rate), while independent batches on separate cores scale almost
-    linearly (benchmarks/extract.py: the "steady" vs "steady, serial" rows)."""
-    if not fast or device.type != "cpu":
-        return 1
-    workers = torch.get_num_threads() if workers is None else workers
-    return workers if workers > 1 and remaining >= PARALLEL_MIN_BATCHES * workers else 1
-
-
-def _extract_parallel(run, transform, pixels: np.ndarray, starts: range, batch_size: int, device: torch.device,
-                      workers: int, store) -> None:  # fmt: skip
-    """Run ``run`` over the batches at ``starts`` on ``workers`` threads with one torch thread each (the
-    traced function runs outside the GIL); ``store(start, features)`` is called under a lock, in order of
-    completion. torch's thread setting is restored for the caller afterwards."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    threads, lock, stop = torch.get_num_threads(), threading.Lock(), threading.Event()
-
-    def work(worker: int) -> None:
-        torch.set_num_threads(1)  # this OS thread only (OpenMP's per-thread setting); restored below
-        with torch.inference_mode():
-            for start in starts[worker::workers]:
-                if stop.is_set():  # another worker failed or the caller was interrupted
-                    return
-                try:
-                    x = transform(pixels[start : start + batch_size], device=device)
-                    features = run(x.contiguous(memory_format=torch.channels_last))
-                    with lock:
-                        store(start, features)
-                except BaseException:
-                    stop.set()
-                    raise
-
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="transferlab-extract") as pool:
-            try:
-                for future in [pool.submit(work, worker) for worker in range(workers)]:
-                    future.result()
-            except BaseException:  # Ctrl-C or a worker's error: the others stop at their next batch
-                stop.set()
-                raise
-    finally:
-        torch.set_num_threads(threads)  # the process-wide default new threads take
-
-
 def extract_features(
     backbone: Backbone,
     images: np.ndarray | torch.Tensor,
@@ -199,8 +152,7 @@ def extract_features(
         raise TransferlabError(f"pool {pool!r} is unknown; valid: {', '.join(POOLS)}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise TransferlabError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise TransferlabError(f"workers must be a positive integer or None (one per torch thread), got {workers!r}")
+    check_workers(workers)
     device = next(backbone.parameters()).device
     transform = backbone.transform(size)
     batches = range(0, len(pixels), batch_size)
@@ -212,20 +164,26 @@ def extract_features(
         bar = stack.enter_context(_progress_bar(backbone.name)) if progress else None
         task = bar.add_task("extract", total=len(pixels)) if bar else None
 
+        lock = threading.Lock()
+
         def store(start: int, features: torch.Tensor) -> None:
             nonlocal out
             array = features.float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(pixels), array.shape[1]), dtype=np.float32)
-            out[start : start + len(array)] = array
-            faults.checkpoint("extract-batch")
-            if bar:
-                bar.update(task, advance=len(array))
+            with lock:
+                if out is None:
+                    out = np.empty((len(pixels), array.shape[1]), dtype=np.float32)
+                out[start : start + len(array)] = array
+                faults.checkpoint("extract-batch")
+                if bar:
+                    bar.update(task, advance=len(array))
+
+        def features_of(x: torch.Tensor) -> torch.Tensor:
+            return run(x.contiguous(memory_format=torch.channels_last) if run is not function else x)
 
         run = function
-        for number, start in enumerate(batches):
-            x = transform(pixels[start : start + batch_size], device=device)
-            if use_fast and number == 0:  # one attempt: a failure falls back to eager for the whole call
+        if len(batches):
+            x = transform(pixels[:batch_size], device=device)
+            if use_fast:  # one attempt: a failure falls back to eager for the whole call
                 key = (layer_index, pool, tuple(x.shape[1:]), str(device))
                 if traced_cache is not None and key in traced_cache:
                     fast_run = traced_cache[key]  # None: tracing failed before, eager again
@@ -234,13 +192,20 @@ def extract_features(
                     if traced_cache is not None:
                         traced_cache[key] = fast_run
                 run = fast_run or function
-            if run is not function:
-                x = x.contiguous(memory_format=torch.channels_last)
-            store(start, run(x))
-            parallel = _parallel_workers(run is not function, device, len(batches) - number - 1, workers)
-            if parallel > 1:  # the rest of the batches, on single-threaded workers
-                _extract_parallel(run, transform, pixels, batches[number + 1 :], batch_size, device, parallel, store)
-                break
+            store(0, features_of(x))
+        # The rest on single-threaded workers when the traced function runs on the CPU (outside the GIL;
+        # eager mode runs Python per layer, so it stays in this thread).
+        parallel = run is not function and device.type == "cpu"
+        workers = worker_count(len(batches) - 1, workers if parallel else 1, min_jobs_per_worker=PARALLEL_MIN_BATCHES)
+
+        def job(start: int):
+            def extract_batch(stop) -> None:
+                with torch.inference_mode():  # per thread: workers do not inherit the caller's mode
+                    store(start, features_of(transform(pixels[start : start + batch_size], device=device)))
+
+            return extract_batch
+
+        run_jobs([job(start) for start in batches[1:]], workers)
     if out is None:  # no images: the width is still well defined
         with _eval_mode(backbone), torch.inference_mode():
             probe = transform(np.zeros((1, 1, 1, 3), np.uint8), device=device)
