@@ -58,5 +58,8 @@ def test_worker_count_and_bad_settings():
     assert worker_count(5, 2, min_jobs_per_worker=2) == 2 and worker_count(3, 2, min_jobs_per_worker=2) == 1
     assert worker_count(100) == torch.get_num_threads()
     for bad in (0, -1, 1.5, "2", True):
-        with pytest.raises(TransferlabError, match=r"workers must be a positive integer or None \(one per torch thread\), got"):
+        with pytest.raises(
+            TransferlabError,
+            match=r"workers must be a positive integer or None \(one per torch thread\), got",
+        ):
             worker_count(4, bad)

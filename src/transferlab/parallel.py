@@ -31,7 +31,9 @@ class Stopped(Exception):
 def check_workers(workers: int | None) -> None:
     """A user's ``workers`` setting: a positive integer, or None for one per torch thread."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise TransferlabError(f"workers must be a positive integer or None (one per torch thread), got {workers!r}")
+        raise TransferlabError(
+            f"workers must be a positive integer or None (one per torch thread), got {workers!r}"
+        )
 
 
 def worker_count(jobs: int, requested: int | None = None, *, min_jobs_per_worker: int = 1) -> int:
