@@ -13,6 +13,13 @@ Both produce complete RunResults; the cache is filled first and not timed. Repor
 total: seconds, the time ratio, and the test accuracy of both paths (mean over configurations and the
 largest per-configuration difference).
 
+The floor: the arithmetic and the optimizer traffic that any exact float32 method must do for the grid,
+timed on this machine's best case in the same run: every matrix product at the measured float32 matmul
+peak (forward, weight gradient and input gradient of each step; validation every epoch; the final
+scoring), plus every Adam update at the rate of torch's fused Adam on one large tensor (it reads the
+parameter, its gradient and two moments and writes three of them: memory-bound). One-by-one seconds /
+floor seconds is the largest speedup any exact method could show here.
+
 At 100 % one run trains 21,600 steps, so one by one takes minutes per configuration: ``--sample K`` times
 only K of a size's 18 configurations one by one (spread over heads, activations and learning rates) and
 extrapolates that size's one-by-one time as K's mean x 18; accuracies are then compared on those K.
@@ -27,6 +34,7 @@ import json
 import statistics
 import time
 
+import extract  # noqa: E402  (the benchmark scripts are plain modules next to this one)
 import numpy as np
 
 from transferlab.data.datasets import load_dataset
@@ -84,11 +92,59 @@ def measure(sizes: list[float], epochs: int, sample: dict[float, int]) -> dict:
             "max_abs_accuracy_difference": round(max(differences), 4),
             "best_val_config": f"{best['head']}/{best['activation']}/lr={best['lr']:g}",
         })  # fmt: skip
+        rows[-1]["n_val"], rows[-1]["n_test"] = batched[0].n_val, batched[0].n_test
     total_single = sum(r["one_by_one_seconds"] for r in rows)
     total_batched = sum(r["batched_seconds"] for r in rows)
+    floor = exact_floor(rows, epochs)
     return {"epochs": epochs, "feature_cache_fill_seconds": round(fill_seconds, 1), "sizes": rows,
             "total_one_by_one_seconds": round(total_single, 1), "total_batched_seconds": round(total_batched, 1),
-            "total_speedup": round(total_single / total_batched, 2)}  # fmt: skip
+            "total_speedup": round(total_single / total_batched, 2), "floor": floor,
+            "largest_possible_speedup": round(total_single / floor["seconds"], 2)}  # fmt: skip
+
+
+def adam_seconds_per_parameter(parameters: int = 2_400_000, steps: int = 50) -> float:
+    """Best observed seconds per parameter-step of torch's fused Adam (the batched pass's optimizer)."""
+    import torch
+
+    weight = torch.nn.Parameter(torch.zeros(parameters))
+    weight.grad = torch.randn(parameters)
+    try:
+        optimizer = torch.optim.Adam([weight], lr=1e-3, fused=True)
+    except RuntimeError:
+        optimizer = torch.optim.Adam([weight], lr=1e-3)
+    optimizer.step()  # creates the moments
+    best = float("inf")
+    for _ in range(steps):
+        start = time.perf_counter()
+        optimizer.step()
+        best = min(best, time.perf_counter() - start)
+    return best / parameters
+
+
+def exact_floor(rows: list[dict], epochs: int, batch_size: int = 50, features: int = 1280, classes: int = 10) -> dict:
+    """Seconds that the grid's matrix products (at the measured matmul peak) and Adam updates (at fused
+    Adam's measured rate) take at the very least; see the module docstring."""
+    from transferlab.models.heads import FC_HIDDEN
+
+    peak = extract.matmul_peak_gflops() * 1e9
+    adam = adam_seconds_per_parameter()
+    flops = updates = 0.0
+    for row in rows:
+        for head in HEADS:
+            widths = [features, *FC_HIDDEN[head], classes]
+            weights = sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+            params = weights + sum(widths[1:])
+            steps = -(-row["n_train"] // batch_size) * epochs
+            configs = len(ACTIVATIONS) * len(LRS)
+            per_step = 2 * batch_size * (2 * weights + (weights - features * widths[1]))  # fwd, dW, dX past layer 1
+            evaluated = row["n_val"] * epochs + row["n_train"] + row["n_val"] + row["n_test"]
+            flops += configs * (steps * per_step + 2 * weights * evaluated)
+            updates += configs * steps * params
+    seconds = flops / peak + updates * adam
+    return {"matmul_peak_gflops": round(peak / 1e9, 1), "adam_ns_per_parameter": round(adam * 1e9, 3),
+            "tflop": round(flops / 1e12, 2), "adam_parameter_updates": updates,
+            "matmul_seconds": round(flops / peak, 1), "adam_seconds": round(updates * adam, 1),
+            "seconds": round(seconds, 1)}  # fmt: skip
 
 
 def print_table(result: dict) -> None:
@@ -104,6 +160,11 @@ def print_table(result: dict) -> None:
               f"{r['best_val_config']}")  # fmt: skip
     print(f" total {'':>7} {'':>12} {result['total_one_by_one_seconds']:>9.1f} {result['total_batched_seconds']:>9.1f} "
           f"{result['total_speedup']:>5.1f}x   (one-by-one seconds of sampled sizes are extrapolated)")  # fmt: skip
+    f = result["floor"]
+    print(f"floor of any exact float32 method: {f['tflop']} TFLOP at the {f['matmul_peak_gflops']} GFLOP/s matmul peak "
+          f"= {f['matmul_seconds']} s, + {f['adam_parameter_updates']:.3g} Adam updates at {f['adam_ns_per_parameter']} "
+          f"ns = {f['adam_seconds']} s; {f['seconds']} s in all: one by one / floor = "
+          f"{result['largest_possible_speedup']}x is the largest speedup possible here")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
