@@ -4,9 +4,10 @@ predicts from images, and every case where the prefix is not a fixed function fa
 
 Tolerance: losses per epoch and the test loss within 1e-3 relative, test accuracy within one image. The
 maps differ from the full network's prefix by float rounding only (batched, traced extraction with
-BatchNorm folded: ~1e-6 relative). The runs use SGD: Adam's normalised step turns rounding-level
-differences of near-zero gradients into whole +-lr steps, so two Adam runs agree only to ~1e-2 after a
-few steps whichever path computes the prefix (measured on this case: 3e-4 after one epoch at lr 1e-2).
+BatchNorm folded: ~1e-6 relative). The case is one where rounding stays rounding: the tail trains from
+stage7 on (frozen=7), where 1e-6 relative noise on the maps moved the losses by 1e-6. From stage6 on
+(frozen=6 at 32 px: BatchNorm over 2x2 maps of 10 images) the same noise moved them by up to 5e-2 within
+three epochs, whichever path computes the maps: that run is chaotic, not different.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ pytestmark = pytest.mark.skipif(not get_backbone_entry(LITE0).weights_present(),
 
 @pytest.fixture(scope="module")
 def spec(small_spec):
-    return small_spec("finetune", per_class=5, epochs=3, batch_size=10, input_size=32, optimizer="sgd", lr=0.05,
-                      frozen=6, head="fc1", dropout=0.2, patience=2).resolved()  # fmt: skip
+    return small_spec("finetune", per_class=5, epochs=3, batch_size=10, input_size=32, frozen=7, head="fc1",
+                      dropout=0.2, patience=2).resolved()  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def runs(spec, digits, tmp_path_factory):
 def test_maps_give_the_run_of_the_whole_network(runs):
     prefixed, full = runs["cold"], runs["full"]
     assert prefixed.hyperparameters["prefix_cached"] is True
-    assert prefixed.hyperparameters["prefix_shape"] == [112, 2, 2]  # stage5 of lite0 at 32 px
+    assert prefixed.hyperparameters["prefix_shape"] == [192, 1, 1]  # stage6 of lite0 at 32 px
     assert full.hyperparameters["prefix_cached"] is False
     assert "budget" in full.hyperparameters["prefix_fallback"]
     assert prefixed.features_seconds > 0 and full.features_seconds == 0
@@ -69,7 +70,7 @@ def test_maps_give_the_run_of_the_whole_network(runs):
             assert ours[key] == pytest.approx(theirs[key], rel=1e-3), (ours["epoch"], key)
     assert prefixed.test_loss == pytest.approx(full.test_loss, rel=1e-3)
     assert abs(prefixed.test_accuracy - full.test_accuracy) <= 1 / prefixed.n_test + 1e-9
-    assert prefixed.test_accuracy > 0.3  # it learned (chance 0.1)
+    assert prefixed.test_accuracy > 0.25  # it learned (chance 0.1)
 
 
 def test_a_second_run_reads_the_maps_from_the_cache(runs):
@@ -93,12 +94,12 @@ def test_the_kept_model_predicts_the_runs_scores_from_images(runs, spec, digits)
 
 def test_every_non_fixed_prefix_falls_back(runs, spec, small_spec):
     model = copy.deepcopy(runs["cold"].kept["model"])
-    assert prefix.fallback_reason(model, spec, 6) is None
+    assert prefix.fallback_reason(model, spec, 7) is None
     assert prefix.fallback_reason(model, spec, 0) == "no frozen units (frozen=0)"
-    augmented = small_spec("finetune", frozen=6, augment="mirror").resolved()
-    assert "augment=mirror" in prefix.fallback_reason(model, augmented, 6)
-    model.freeze(6, bn="train")  # frozen BatchNorm that keeps updating its statistics
-    assert "stem.1 (BatchNormAct2d)" in prefix.fallback_reason(model, spec, 6)
+    augmented = small_spec("finetune", frozen=7, augment="mirror").resolved()
+    assert "augment=mirror" in prefix.fallback_reason(model, augmented, 7)
+    model.freeze(7, bn="train")  # frozen BatchNorm that keeps updating its statistics
+    assert "stem.1 (BatchNormAct2d)" in prefix.fallback_reason(model, spec, 7)
     cnn = create_backbone("cifar_cnn").freeze(3)
     assert prefix.fallback_reason(cnn, spec, 2) is None
     assert "conv1_2.4 (Dropout)" in prefix.fallback_reason(cnn, spec, 3)

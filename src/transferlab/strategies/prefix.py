@@ -91,8 +91,8 @@ def random_in_training(model: Backbone, k: int) -> list[str]:
         found = []
         for unit_name, unit in list(model.units.items())[:k]:
             for name, module in unit.named_modules():
-                random = isinstance(module, _BatchNorm) or (isinstance(module, _DropoutNd) and module.p > 0)
-                if module.training and (random or getattr(module, "drop_prob", 0) > 0):
+                by_type = isinstance(module, _BatchNorm) or (isinstance(module, _DropoutNd) and module.p > 0)
+                if module.training and (by_type or getattr(module, "drop_prob", 0) > 0):
                     found.append(f"{unit_name}{'.' + name if name else ''} ({type(module).__name__})")
         return found
     finally:
@@ -106,9 +106,9 @@ def fallback_reason(model: Backbone, spec: RunSpec, k: int) -> str | None:
         return "no frozen units (frozen=0)"
     if parse_augment(spec.augment):
         return f"augment={spec.augment}: the training images are random"
-    random = random_in_training(model, k)
-    if random:
-        return f"units 1..{k} are random in training mode: {', '.join(random[:3])}"
+    stochastic = random_in_training(model, k)
+    if stochastic:
+        return f"units 1..{k} are random in training mode: {', '.join(stochastic[:3])}"
     return None
 
 
