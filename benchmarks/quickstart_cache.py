@@ -7,8 +7,9 @@
     resume   the cold run's directory again: every run is already recorded, only the report is rebuilt.
 Each is the CLI command a user types (``transferlab study SPEC --dir DIR --quiet``) in a subprocess, timed
 wall-clock. The store's per-run timings split the time by strategy, so the table shows which part a
-feature cache can speed up (extract runs) and which it cannot (scratch, augment and finetune train a
-network on images, and pay the same warm or cold).
+feature cache can speed up (extract runs; finetune runs, whose frozen units' maps it holds, see
+strategies/prefix.py) and which it cannot (scratch and augment train a network on images, and pay the
+same warm or cold).
 
     python benchmarks/quickstart_cache.py [--spec examples/quickstart.toml] [--json]
 """

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from transferlab.errors import TransferlabError
-from transferlab.strategies import run
+from transferlab.strategies import prefix, run
 from transferlab.strategies.base import fit_network, image_transform, load_task, train_config
 from transferlab.strategies.snt import source_model, target_model
 
@@ -35,6 +35,9 @@ def test_source_model_is_cached_by_content(digits, snt_spec, private_cache):
     record = json.loads((private_cache / "source_models" / f"{key}.json").read_text())
     assert record["settings"]["source_classes"] == [0, 1, 2, 3, 4] and record["test_accuracy"] > 0.8
     assert first.hyperparameters["mode"] == "SnT" and again.hyperparameters["mode"] == "SnT+"
+    # cifar_cnn's unit 3 has dropout, which training applies in frozen units too: no fixed prefix there.
+    assert "conv1_2.4 (Dropout)" in first.hyperparameters["prefix_fallback"]
+    assert again.hyperparameters["prefix_fallback"] == "no frozen units (frozen=0)"
     other_seed = run(snt_spec(transfer=CONV_UNITS, seed=1), digits)
     assert other_seed.hyperparameters["source_model"] != key
 
@@ -63,6 +66,23 @@ def test_frozen_transferred_units_keep_the_source_weights(digits, snt_spec, froz
     after = model.units[name].state_dict()  # weights and BatchNorm running statistics
     same = all(torch.equal(after[k], v) for k, v in source_units[name].state_dict().items())
     assert same is stays
+
+
+def test_frozen_units_without_dropout_run_once_per_image(digits, snt_spec, monkeypatch):
+    """Units 1-2 (input, conv1_1) are a fixed function in SnT: trained on their maps, the run is the run
+    on images within float rounding (tolerance as tests/strategies/test_prefix.py: 1e-3 relative)."""
+    spec = snt_spec(transfer=2)
+    once = run(spec, digits)
+    monkeypatch.setattr(prefix, "PREFIX_BUDGET_BYTES", 0)
+    full = run(spec, digits)
+    assert once.hyperparameters["prefix_cached"] is True
+    assert once.hyperparameters["prefix_shape"] == [32, 16, 16]
+    assert full.hyperparameters["prefix_cached"] is False
+    for ours, theirs in zip(once.history, full.history, strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-3), (ours["epoch"], key)
+    assert once.test_loss == pytest.approx(full.test_loss, rel=1e-3)
+    assert abs(once.test_accuracy - full.test_accuracy) <= 1 / once.n_test + 1e-9
 
 
 def test_transfer_beyond_the_units_is_bad_input(digits, snt_spec):

@@ -1,7 +1,12 @@
 """``finetune``: a pretrained backbone with units 1..k frozen and the rest, plus a new head, trained on
 the target subset. k = 0 is "FTall" (everything trained). The new head learns at ``lr``; trainable
 pretrained units at the smaller ``backbone_lr`` (default lr/10), so the few target images adjust rather
-than overwrite what ImageNet taught. Frozen BatchNorm stays in eval mode (``Backbone.freeze``)."""
+than overwrite what ImageNet taught. Frozen BatchNorm stays in eval mode (``Backbone.freeze``).
+
+With k >= 1 and no augmentation, units 1..k are a fixed function of the image: their output is computed
+once per image (read from the feature cache when an earlier run or study stored it) and only units
+k+1..end + the head train on it, the same run without re-running the frozen units every step (see
+``strategies/prefix.py``; ``prefix_cached`` in the hyperparameters says which path ran)."""
 
 from __future__ import annotations
 
@@ -14,13 +19,13 @@ from transferlab.models.registry import create_backbone
 from transferlab.runs import RunResult, RunSpec
 from transferlab.strategies.base import (
     Strategy,
-    fit_network,
     image_transform,
     network_result,
     resolve_device,
     target_task,  # fmt: skip
     train_config,
 )
+from transferlab.strategies.prefix import fit_frozen_prefix
 from transferlab.train import seeded
 
 
@@ -62,12 +67,12 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
         attach_head(model, spec, task.num_classes)
     model.freeze(spec.frozen)
     model.to(device)
-    score = fit_network(model, task, train_config(spec, progress), image_transform(model, spec, device),
-                        split_groups(model, spec))  # fmt: skip
-    hyper = {"frozen_units": units[: spec.frozen], "weights_sha256": model.weights_sha256}
+    fit = fit_frozen_prefix(model, spec, data, task, train_config(spec, progress), image_transform(model, spec, device),
+                            split_groups(model, spec), device, cache=True, progress=progress)  # fmt: skip
+    hyper = {"frozen_units": units[: spec.frozen], "weights_sha256": model.weights_sha256, **fit.hyperparameters}
     if keep is not None:
-        keep.update(model=model, task=task.split)
-    return network_result(spec, task, score, hyperparameters=hyper)
+        keep.update(model=model, task=task.split)  # the whole network: it predicts from images
+    return network_result(spec, task, fit.score, hyperparameters=hyper, features_seconds=fit.seconds)
 
 
 STRATEGY = Strategy(

@@ -10,6 +10,11 @@ Tiny-ImageNet / MiniPlaces thesis, seed 004).
 3. Units 1..``spec.frozen`` stay frozen: ``frozen = transfer`` is SnT, ``frozen = 0`` is SnT+ (the
    transferred units are fine-tuned at ``backbone_lr``, by default the same lr, as Yosinski did);
    ``transfer = 0`` is ``base``, the same architecture from scratch on the target.
+
+Frozen units 1..k without training-mode randomness or augmentation run once per image, as in finetune
+(``strategies/prefix.py``), but their maps are kept for the run only: they come from a source model
+(trained or read in the run), not a named weight file the feature cache could key on. The studies' ``cifar_cnn`` has dropout in its units 3, 5 and 7, which training applies
+in frozen units too, so there only k <= 2 qualifies (``prefix_fallback`` says why otherwise).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from transferlab.strategies.base import (
     sides,
     train_config,
 )
+from transferlab.strategies.prefix import fit_frozen_prefix
 from transferlab.train import seeded
 
 SOURCE_FOLDER = "source_models"
@@ -133,7 +139,8 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
         source, record = source_model(spec, data, classes.source, device, progress)
     source_seconds = time.perf_counter() - started
     model, groups = target_model(spec, source, task.num_classes, device)
-    score = fit_network(model, task, train_config(spec, progress), image_transform(model, spec, device), groups)
+    fit = fit_frozen_prefix(model, spec, data, task, train_config(spec, progress), image_transform(model, spec, device),
+                            groups, device, cache=False, progress=progress)  # fmt: skip
     if keep is not None:
         keep.update(model=model, task=task.split)
     mode = "base" if spec.transfer == 0 else "SnT" if spec.frozen == spec.transfer else "SnT+" if spec.frozen == 0 else "partly frozen"
@@ -142,8 +149,10 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
         "source_classes": list(classes.source), "target_classes": list(classes.target),
         "source_model": record.get("key"), "source_cached": record.get("cached"),
         "source_val_accuracy": record.get("val_accuracy"), "source_test_accuracy": record.get("test_accuracy"),
+        **fit.hyperparameters,
     }  # fmt: skip
-    return network_result(spec, task, score, hyperparameters=hyper, source_seconds=source_seconds)
+    return network_result(spec, task, fit.score, hyperparameters=hyper, source_seconds=source_seconds,
+                          features_seconds=fit.seconds)  # fmt: skip
 
 
 STRATEGY = Strategy(
