@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
                 with_spec.write_text(QUICK_SPEC)
             results["c"] = quickstart_cache.main(["--spec", str(with_spec)] if args.quick else [])
         elif name == "d":
-            results["d"] = linear_heads.main(["--sizes", "0.01"] if args.quick else [])
+            results["d"] = linear_heads.main(["--quick"] if args.quick else [])
         else:
             raise SystemExit(f"unknown benchmark {name!r}; valid: a, b, c, d")
         print(f"[{name} took {time.perf_counter() - begun:.0f} s]\n")

@@ -90,3 +90,21 @@ def test_bad_head_settings_raise(digits_split):
         make_head("logreg").fit(x[:5], np.zeros(5))
     with pytest.raises(TransferlabError, match="lr=0 is invalid"):
         make_head("fc1", lr=0).fit(x, y)
+
+
+def test_svm_dual_solver_matches_sklearns_primal_choice_when_images_outnumber_features(digits_split):
+    """The head always solves the dual; with more images than features scikit-learn's ``dual="auto"``
+    takes the primal. Same problem: the same C is chosen and the predictions agree."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    x, y, x_test, _ = digits_split  # 600 x 64: 400 per fold > 64 features, so "auto" is the primal
+    Cs = (1e-3, 1e-2, 1e-1)
+    head = SVMHead(Cs=Cs).fit(x, y)
+    plain = GridSearchCV(make_pipeline(StandardScaler(), LinearSVC(random_state=0)), {"linearsvc__C": list(Cs)},
+                         cv=StratifiedKFold(3, shuffle=True, random_state=0)).fit(x, y)  # fmt: skip
+    assert head.estimator_[-1].dual is True
+    assert head.C_ == plain.best_params_["linearsvc__C"]
+    assert (head.predict(x_test) == plain.predict(x_test)).mean() >= 0.99

@@ -13,8 +13,8 @@ Heads (:func:`make_head` names):
 - ``gap``: global average pooling over the spatial dims of a conv map, optional dropout, one linear
   layer. Given already pooled (N, D) features there is nothing left to pool and it is exactly a linear
   (softmax regression) head trained by Adam, with dropout on its inputs.
-- ``svm``: standardised features -> LinearSVC, C chosen by stratified k-fold cross-validation on the
-  training subset only.
+- ``svm``: standardised features -> LinearSVC (dual coordinate descent), C chosen by stratified k-fold
+  cross-validation on the training subset only.
 - ``logreg``: standardised features -> multinomial logistic regression (L-BFGS).
 """
 
@@ -225,7 +225,13 @@ class SVMHead(_LabelledHead):
     """Standardise -> LinearSVC, with C picked from ``Cs`` by stratified ``cv``-fold cross-validation
     (accuracy) on the training data. With fewer than ``cv`` images in some class the folds shrink to
     that count; with a single image per class no CV is possible and ``fallback_C`` is used (warned).
-    Learned: ``C_``, ``cv_folds_``, ``cv_scores_`` (mean CV accuracy per C), ``estimator_``."""
+    Learned: ``C_``, ``cv_folds_``, ``cv_scores_`` (mean CV accuracy per C), ``estimator_``.
+
+    Always the dual solver: scikit-learn's ``dual="auto"`` takes the primal (trust-region Newton) whenever
+    there are more images than features, and on standardised dense features that crawls at C >= 0.1 (lite0
+    features at 10 % of Fashion-MNIST, 3,600 x 1,280 per fold: 239 s at C=0.1 and over 290 s at C=1, vs
+    22.5 s and 32.5 s dual; 7.3 vs 2.8 s at C=1e-4), which made the CV grid take over 30 minutes. Both
+    solve the same problem; their solutions differ within the solver tolerance."""
 
     def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), cv=3, fallback_C=1.0, max_iter=5000, seed=0):
         self.Cs = Cs
@@ -241,7 +247,8 @@ class SVMHead(_LabelledHead):
         self.cv_folds_ = folds if folds >= 2 else 0
 
         def pipeline(C: float):
-            return make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=self.max_iter, random_state=self.seed))
+            svc = LinearSVC(C=C, dual=True, max_iter=self.max_iter, random_state=self.seed)
+            return make_pipeline(StandardScaler(), svc)
 
         if self.cv_folds_:
             search = GridSearchCV(pipeline(1.0), {"linearsvc__C": list(self.Cs)}, scoring="accuracy",
