@@ -14,6 +14,10 @@ to compile, more than it saves on any cache fill of a study. The fast function i
 mode on the first batch and dropped (eager fallback, with a warning) if it fails to trace or disagrees;
 tracing costs ~2-4 s, so a call takes the fast path from 4 batches on, or whenever a trace of the same
 backbone is already kept (named backbones and their traces are built once per process).
+After the first batch (which traces), the batches of a CPU fast-path call run on one single-threaded
+worker per torch thread (``transferlab.parallel``; the same features bit for bit): on 2 cores, idle,
+1.23x one 2-thread call, and far more on a loaded machine, where two OpenMP threads waiting for each
+other collapse the rate.
 
 Cache layout: ``<cache_dir()>/features/<key[:2]>/<key>.npy`` plus ``<key>.json`` (the key fields,
 shape, dtype and the array's sha256). The key is the sha256 of: dataset fingerprint, image indices,
@@ -48,6 +52,7 @@ from transferlab.parallel import check_workers, run_jobs, worker_count
 DEFAULT_BATCH_SIZE = 32  # best of 16/32/64/256 for Lite0 at 64 px (larger batches leave cache)
 FAST_PATH_MIN_BATCHES = 4  # below this, tracing costs more than it saves
 FAST_PATH_TOLERANCE = 1e-3  # max |traced - eager| relative to max |eager| (BN folding moves ~1e-5)
+PARALLEL_MIN_BATCHES = 2  # per worker: below this, splitting the rest of a call is not worth a thread
 
 
 # ------------------------------------------------------------------------------------ extraction
@@ -118,9 +123,6 @@ def _progress_bar(label: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-
-
-PARALLEL_MIN_BATCHES = 2  # per worker: below this, splitting the rest of a call is not worth a thread
 
 
 def extract_features(

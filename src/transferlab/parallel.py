@@ -74,10 +74,9 @@ def run_jobs(jobs: Sequence[Callable[[threading.Event], T]], workers: int) -> li
             except BaseException:  # Ctrl-C while waiting: running jobs stop at their next check
                 stop.set()
                 raise
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        real = [e for e in errors if not isinstance(e, Stopped)]
-        if real or errors:
-            raise (real or errors)[0]
+        errors = [error for error in (f.exception() for f in futures) if error is not None]
+        if errors:  # the first real error; Stopped only when nothing else went wrong
+            raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
         return [f.result() for f in futures]
     finally:
         torch.set_num_threads(threads)

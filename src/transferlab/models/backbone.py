@@ -130,14 +130,16 @@ class Backbone(nn.Module):
 
     # ------------------------------------------------------------------------------ forward passes
 
-    def _run_units(self, x: torch.Tensor, depth: int) -> torch.Tensor:
-        for unit in list(self.units.values())[:depth]:
+    def run_units(self, x: torch.Tensor, stop: int, start: int = 0) -> torch.Tensor:
+        """The output of units ``start``+1..``stop`` (1-based, inclusive) given the input of unit
+        ``start``+1: ``run_units(x, k)`` is units 1..k on images, ``run_units(maps, n, k)`` the rest."""
+        for unit in list(self.units.values())[start:stop]:
             x = unit(x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """float (N, 3, H, W) (as made by ``preprocess``) -> logits (N, num_classes)."""
-        return self.classifier(self._run_units(x, len(self.units)))
+        return self.classifier(self.run_units(x, len(self.units)))
 
     def resolve_layer(self, layer: int | str | None) -> int:
         """1-based unit index for ``layer`` (index, digit string, unit name, or None = the last unit)."""
@@ -149,7 +151,7 @@ class Backbone(nn.Module):
         2,048 features at 64 px) when it is a feature map."""
         if pool not in POOLS:
             raise TransferlabError(f"pool {pool!r} is unknown; valid: {', '.join(POOLS)}")
-        return global_pool(self._run_units(x, self.resolve_layer(layer)), pool)
+        return global_pool(self.run_units(x, self.resolve_layer(layer)), pool)
 
     # ---------------------------------------------------------------------------------- freezing
 

@@ -63,13 +63,7 @@ class PrefixTail(nn.Module):
         self.backbone, self.k = backbone, k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.classifier(_run(list(self.backbone.units.values())[self.k :], x))
-
-
-def _run(units: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    for unit in units:
-        x = unit(x)
-    return x
+        return self.backbone.classifier(self.backbone.run_units(x, len(self.backbone.units), self.k))
 
 
 @dataclass
@@ -119,14 +113,13 @@ def probe_prefix(
     """(eval-mode output of units 1..k on a few images, why training mode differs or None): the catch-all
     for randomness ``random_in_training`` does not know by type (e.g. RReLU)."""
     x = model.preprocess(images[:PROBE_IMAGES], size=spec.input_size, device=device)
-    units = list(model.units.values())[:k]
     was_training = model.training
     try:
         with seeded(0):  # whatever a random module draws here stays out of the global RNG
             model.train()
-            trained = _run(units, x)
+            trained = model.run_units(x, k)
             model.eval()
-            evaluated = _run(units, x)
+            evaluated = model.run_units(x, k)
     finally:
         model.train(was_training)
     if not torch.allclose(trained, evaluated, rtol=1e-5, atol=1e-6):
