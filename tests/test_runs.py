@@ -29,7 +29,7 @@ def spec(**changes) -> RunSpec:
         ({"lr": 0}, "lr=0 is invalid; give a number > 0"),
         ({"lr": -1.0}, "lr=-1.0 is invalid"),
         ({"lr": float("nan")}, "lr=nan is invalid"),
-        ({"epochs": 0}, "epochs=0 is invalid; give a whole number >= 1"),
+        ({"epochs": 0}, "epochs=0 is invalid: a budget needs at least one optimizer step; give a whole number >= 1"),
         ({"epochs": 2.5}, "epochs=2.5 is invalid"),
         ({"batch_size": 0}, "batch_size=0 is invalid"),
         ({"optimizer": "rmsprop"}, "optimizer 'rmsprop' is unknown.*valid: adam, sgd"),

@@ -20,11 +20,13 @@ from transferlab.data.augment import DEFAULT_AUGMENT, parse_augment
 from transferlab.errors import TransferlabError, options_hint
 from transferlab.models.backbone import POOLS
 from transferlab.models.heads import ACTIVATIONS, FC_HIDDEN, INITS
-from transferlab.train import BN_STATS, OPTIMIZERS
+from transferlab.train import AUTO_PATIENCE, BN_STATS, OPTIMIZERS, SCHEDULES
 
 SIDES = ("source", "target")
 SIAMESE_DEFAULTS = {"tasks": 320, "pairs": 2000, "hidden": 4096}
 DEVICES = ("cpu", "cuda", "auto")
+HEAD_INITS = ("random", "probe")
+FINETUNE_RECIPE_FIELDS = ("head_init", "l2_sp", "layer_decay")  # need pretrained weights to start from
 
 
 def _field(default: Any, help: str) -> Any:
@@ -39,7 +41,9 @@ class RunSpec:
     dataset: str = _field(None, "built-in dataset name or URI, e.g. fashion-mnist, digits, npz:PATH")
     backbone: str | None = _field(None, "registry name; default: cifar_cnn for scratch/augment/snt, "
                                         "efficientnet_lite0.in1k for extract/finetune")  # fmt: skip
-    input_size: int | None = _field(None, "side in pixels the images are resized to; default: the backbone's own")
+    input_size: int | str | None = _field(None, "side in pixels the images are resized to, or 'auto': the "
+                                                "pretrained weights' working resolution (small images are "
+                                                "upsampled, BiT-style); default: the backbone's own")  # fmt: skip
     head: str | None = _field(None, "classifier: extract takes fc1|fc2|fc3|gap|svm|logreg (default logreg); "
                                     "finetune takes linear|fc1|fc2|fc3 (default linear); scratch, augment and "
                                     "snt train the backbone's own classifier (linear); siamese takes l1 (weighted "
@@ -54,12 +58,23 @@ class RunSpec:
     momentum: float = _field(0.9, "SGD momentum in [0, 1)")
     weight_decay: float | None = _field(None, "L2 coefficient added to gradients (grad += wd * w), >= 0; default 0 "
                                               "(1e-4 for siamese, the VGG16 study's)")  # fmt: skip
-    epochs: int = _field(20, "passes over the training subset, >= 1 (the maximum with patience)")
+    epochs: int | None = _field(None, "passes over the training subset, >= 1, at a constant learning rate (the "
+                                      "studies' protocols; the maximum with patience); default: the step "
+                                      "budget (steps, or the size rule: 50 passes within 200..2000 steps), "
+                                      "warmup + cosine decay, early stopping on validation")  # fmt: skip
+    steps: int | None = _field(None, "optimizer steps, >= 1, instead of epochs (warmup + cosine decay); default: "
+                                     "the size rule when epochs is not given either")  # fmt: skip
+    schedule: str | None = _field(None, "learning-rate schedule: constant | cosine (after 5% linear warmup); "
+                                        "default constant with epochs, cosine with a step budget")  # fmt: skip
     batch_size: int = _field(50, "images per optimizer step, >= 1")
-    patience: int | None = _field(None, "early stopping: epochs without lower validation loss before stopping "
-                                        "and restoring the best epoch; None = fixed epochs")  # fmt: skip
-    bn_stats: str = _field("recalibrate", "BatchNorm running statistics: recalibrate (averaged over the training "
-                                          "images under the current weights, before each evaluation) | momentum (PyTorch's running average)")  # fmt: skip
+    patience: int | None = _field(None, "early stopping: validation checks (each epoch with epochs; about 40 per "
+                                        "run with a step budget) without lower validation loss before "
+                                        "stopping and restoring the best check; default 10 with the size rule, "
+                                        "else None = the whole budget")  # fmt: skip
+    bn_stats: str | None = _field(None, "BatchNorm running statistics: recalibrate (averaged over the training "
+                                        "images under the current weights, before each evaluation; the default) "
+                                        "| momentum (PyTorch's running average) | pretrained (the loaded "
+                                        "statistics, every BatchNorm in eval mode; LP-FT's default)")  # fmt: skip
     size: float | None = _field(None, "training fraction of each class's pool in (0, 1]; default 1.0")
     per_class: int | None = _field(None, "training images per class (instead of size)")
     val_size: float | int = _field(0.1, "validation: fraction of each class's training images or count per class")
@@ -70,6 +85,13 @@ class RunSpec:
     swap: bool = _field(False, "exchange source and target (for snt with random halves: B->A instead of A->B)")
     frozen: int | None = _field(None, "units 1..k frozen: finetune (default 0 = FTall), snt (default = transfer) and "
                                       "siamese (default None = every unit up to the feature layer)")  # fmt: skip
+    head_init: str | None = _field(None, "finetune: random (default) | probe (LP-FT, Kumar et al. 2022: the linear "
+                                         "head starts as the converged logistic-regression probe on the frozen "
+                                         "features; the start is a validation check, so it can win)")  # fmt: skip
+    l2_sp: float | None = _field(None, "finetune: L2-SP (Li et al. 2018) coefficient alpha, >= 0: loss + alpha/2 * "
+                                       "||w - w_pretrained||^2 over the trained pretrained units")  # fmt: skip
+    layer_decay: float | None = _field(None, "finetune: discriminative learning rates in (0, 1]: trained unit i "
+                                             "below the top one learns at backbone_lr * layer_decay**i")  # fmt: skip
     transfer: int | None = _field(None, "snt: units 1..n copied from the source model (0 = base, no transfer)")
     source_size: float = _field(1.0, "snt: fraction of the source side's training pool the source model learns")
     source_epochs: int | None = _field(None, "snt: epochs of source-model training (default: epochs)")
@@ -103,14 +125,34 @@ class RunSpec:
         _positive("lr", self.lr)
         if self.backbone_lr is not None:
             _positive("backbone_lr", self.backbone_lr)
-        _whole("epochs", self.epochs, 1)
         _whole("batch_size", self.batch_size, 1)
         _whole("seed", self.seed, 0)
-        for name in ("patience", "per_class", "test_per_class", "frozen", "transfer", "source_epochs", "input_size"):
+        if self.input_size != "auto" and self.input_size is not None:
+            if isinstance(self.input_size, str) or isinstance(self.input_size, bool) or not isinstance(self.input_size, int):
+                raise TransferlabError(f"input_size={self.input_size!r} is invalid; give a whole number of pixels "
+                                       ">= 1 or 'auto' (the pretrained weights' working resolution)")  # fmt: skip
+        for name in ("epochs", "steps"):
+            if getattr(self, name) is not None and (isinstance(getattr(self, name), bool)
+                                                    or not isinstance(getattr(self, name), int) or getattr(self, name) < 1):  # fmt: skip
+                raise TransferlabError(f"{name}={getattr(self, name)!r} is invalid: a budget needs at least one "
+                                       "optimizer step; give a whole number >= 1")  # fmt: skip
+        if self.epochs is not None and self.steps is not None:
+            raise TransferlabError(f"give either epochs ({self.epochs}) or steps ({self.steps}) as the training "
+                                   "budget, not both")  # fmt: skip
+        if self.schedule is not None:
+            _choice("schedule", self.schedule, SCHEDULES)
+        if self.head_init is not None:
+            _choice("head_init", self.head_init, HEAD_INITS)
+        if self.l2_sp is not None and not (_number(self.l2_sp) and self.l2_sp >= 0):
+            raise TransferlabError(f"l2_sp={self.l2_sp!r} is invalid; give a finite coefficient >= 0 (e.g. 0.01)")
+        if self.layer_decay is not None and not (_number(self.layer_decay) and 0 < self.layer_decay <= 1):
+            raise TransferlabError(f"layer_decay={self.layer_decay!r} is invalid; give a factor in (0, 1] (e.g. 0.5)")
+        for name in ("patience", "per_class", "test_per_class", "frozen", "transfer", "source_epochs"):
             if getattr(self, name) is not None:
                 _whole(name, getattr(self, name), 0 if name in ("frozen", "transfer") else 1)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("bn_stats", self.bn_stats, BN_STATS)
+        if self.bn_stats is not None:
+            _choice("bn_stats", self.bn_stats, BN_STATS)
         _choice("side", self.side, SIDES)
         _choice("device", self.device, DEVICES)
         if self.pool is not None:
@@ -126,7 +168,7 @@ class RunSpec:
         for name, minimum in (("n_way", 2), ("tasks", 1), ("pairs", 1), ("hidden", 1)):
             if getattr(self, name) is not None:
                 _whole(name, getattr(self, name), minimum)
-        if self.weight_decay is not None and not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+        if self.weight_decay is not None and not (_number(self.weight_decay) and self.weight_decay >= 0):
             raise TransferlabError(f"weight_decay={self.weight_decay!r} is invalid; give an L2 coefficient >= 0")
         if self.size is not None and self.per_class is not None:
             raise TransferlabError("give either size (a fraction) or per_class (a count), not both")
@@ -155,6 +197,7 @@ class RunSpec:
             "layer": self.strategy not in ("extract", "siamese"),
             "pool": self.strategy not in ("extract", "siamese"),
             "transfer": self.strategy != "snt",
+            **dict.fromkeys(FINETUNE_RECIPE_FIELDS, self.strategy != "finetune"),
             "source_epochs": self.strategy != "snt",
             "frozen": self.strategy not in ("finetune", "snt", "siamese"),
             "backbone_lr": self.strategy not in ("finetune", "snt", "siamese"),
@@ -162,10 +205,15 @@ class RunSpec:
         }
         for name, unused in not_used.items():
             if unused and getattr(self, name) is not None:
-                raise TransferlabError(f"{name} is not a setting of strategy {self.strategy!r}")
+                needs = " (a fine-tuning recipe: it needs pretrained weights to start from; strategy finetune)" \
+                    if name in FINETUNE_RECIPE_FIELDS else ""  # fmt: skip
+                raise TransferlabError(f"{name} is not a setting of strategy {self.strategy!r}{needs}")
+        if self.head_init == "probe" and head != "linear":
+            raise TransferlabError(f"head_init='probe' (LP-FT) starts the linear head from the linear probe; head "
+                                   f"{head!r} is not linear: use head=linear or head_init=random")  # fmt: skip
         if self.source_size != 1.0 and self.strategy != "snt":
             raise TransferlabError(f"source_size is not a setting of strategy {self.strategy!r}")
-        if self.bn_stats != "recalibrate" and self.strategy == "extract":
+        if self.bn_stats is not None and self.strategy == "extract":
             raise TransferlabError("bn_stats is not a setting of strategy 'extract' (its heads have no BatchNorm)")
         if self.strategy == "extract" and parse_augment(self.augment):
             raise TransferlabError("extract trains on cached features, so augmentation cannot apply; use augment=none")
@@ -213,11 +261,30 @@ class RunSpec:
             "augment": ",".join(parse_augment(self.augment if self.augment is not None else
                                               (DEFAULT_AUGMENT if self.strategy == "augment" else None))) or "none",
         }  # fmt: skip
+        backbone = changes["backbone"]
+        if self.input_size == "auto":
+            changes["input_size"] = working_resolution(backbone)
+        # The size rule (no epochs, no steps) stops early on validation unless the run has none.
+        if self.epochs is None and self.steps is None and self.patience is None and self.val_size != 0:
+            changes["patience"] = AUTO_PATIENCE
         if self.strategy == "extract":
             changes["pool"] = self.pool or "avg"
+        else:
+            changes["bn_stats"] = self.bn_stats or "recalibrate"
         if self.strategy == "finetune":
             changes["frozen"] = 0 if self.frozen is None else self.frozen
             changes["backbone_lr"] = self.lr / 10 if self.backbone_lr is None else self.backbone_lr
+            changes["head_init"] = self.head_init or "random"
+            if self.bn_stats is None and changes["head_init"] == "probe":
+                changes["bn_stats"] = "pretrained"
+            recipe = [name for name in FINETUNE_RECIPE_FIELDS if getattr(self, name) not in (None, "random")]
+            if recipe and not _pretrained(backbone):
+                raise TransferlabError(f"{recipe[0]}={getattr(self, recipe[0])!r} needs pretrained weights to start "
+                                       f"from, and backbone {backbone!r} has none (random init); choose a "
+                                       "pretrained backbone (transferlab backbones)")  # fmt: skip
+            if self.head_init == "probe" and changes["frozen"] >= len(_units(backbone)):
+                raise TransferlabError("head_init='probe' with every unit frozen is the linear probe itself; "
+                                       "use strategy extract with head=logreg, or freeze fewer units")  # fmt: skip
         changes["weight_decay"] = (1e-4 if self.strategy == "siamese" else 0.0) if self.weight_decay is None else self.weight_decay
         if self.strategy == "siamese":
             changes["pool"] = self.pool or "avg"
@@ -225,8 +292,9 @@ class RunSpec:
             changes["tasks"] = self.tasks or SIAMESE_DEFAULTS["tasks"]
             changes["pairs"] = self.pairs or SIAMESE_DEFAULTS["pairs"]
             changes["hidden"] = self.hidden or SIAMESE_DEFAULTS["hidden"]
-            # The epoch is chosen on the validation pairs' loss: run every epoch, keep the best one.
-            if self.patience is None and self.val_size != 0:
+            # With epochs (the study's protocol) the epoch is chosen on the validation pairs' loss: run every
+            # epoch, keep the best one.
+            if self.patience is None and self.val_size != 0 and self.epochs is not None:
                 changes["patience"] = self.epochs
         if self.strategy == "snt":
             changes["frozen"] = self.transfer if self.frozen is None else self.frozen
@@ -252,6 +320,35 @@ class RunSpec:
     def describe(cls) -> dict[str, str]:
         """field name -> its unit/meaning."""
         return {f.name: f.metadata["help"] for f in fields(cls)}
+
+
+def working_resolution(backbone: str) -> int:
+    """The side in pixels ``backbone``'s pretrained weights were trained at (``input_size = "auto"``)."""
+    from transferlab.models.registry import get_backbone_entry
+
+    entry = get_backbone_entry(backbone)
+    if not entry.pretrained:
+        raise TransferlabError(f"input_size='auto' is the pretrained weights' working resolution, and backbone "
+                               f"{backbone!r} has no pretrained weights (random init): give input_size in "
+                               "pixels (e.g. 28 or 32 for the small CNNs)")  # fmt: skip
+    return entry.spec.input_size
+
+
+def _pretrained(backbone: str) -> bool:
+    from transferlab.models.registry import get_backbone_entry
+
+    return get_backbone_entry(backbone).pretrained
+
+
+def _units(backbone: str) -> list[str]:
+    from transferlab.models.registry import get_backbone_entry
+
+    return get_backbone_entry(backbone).describe()["units"]
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _positive(name: str, value: Any) -> None:
@@ -301,6 +398,9 @@ class RunResult:
     eval_seconds: float = 0.0
     total_seconds: float = 0.0
     code_version: str = ""
+    # The resolved training budget and what ran of it (transferlab.train.Budget.record): rule, steps,
+    # epochs, images seen, schedule, warmup, checks, patience; empty for heads without one (logreg, svm).
+    budget: dict[str, Any] = field(default_factory=dict)
     # Strategy-specific scalar results beyond the fields above (siamese: one-shot accuracy CI, chance,
     # 1-NN baselines), name -> number; the report aggregates each over repeats.
     metrics: dict[str, float] = field(default_factory=dict)

@@ -6,8 +6,18 @@ Evidence: every random draw inside (batch order, augmentation, dropout, weight i
 afterwards, so one run cannot perturb the next (tests/test_train.py checks two runs for equality).
 
 What it does: mini-batch Adam or SGD with momentum, L2 weight decay, parameter groups with their own
-learning rates (e.g. a smaller one for a pretrained backbone), a fixed number of epochs or early stopping
-on validation loss that restores the best epoch, and a per-epoch history. A non-finite loss stops
+learning rates (e.g. a smaller one for a pretrained backbone), an optional penalty added to the loss
+(L2-SP), a training budget (:class:`Budget`), early stopping on validation loss that restores the best
+checked weights, and a history with one record per validation check.
+
+Budgets (:func:`resolve_budget`): ``epochs`` given = the studies' protocol exactly (that many passes,
+constant learning rate, validation after every epoch). Otherwise the budget is counted in optimizer
+steps, because with few labels an epoch is one or two steps (50 images at batch 50 = 1 step: 20 epochs
+= 20 steps, far from converged): ``steps`` given, or the size rule (``AUTO_*``: 50 passes over the
+training set, at least 200 and at most 2,000 steps; in the spirit of BiT's HyperRule, which sets the
+schedule length by the number of labelled images), with linear warmup over the first 5 % of steps and
+cosine decay to zero, about ``CHECKS_PER_RUN`` validation checks spread over the run, and (set by the
+run spec) early stopping after ``patience`` checks without a lower validation loss. A non-finite loss stops
 training with :class:`TrainingFailed`, whose message says where and what to try; the run is then
 recorded as failed instead of crashing the study.
 
@@ -17,7 +27,11 @@ images under the current weights (the average of the per-batch statistics, as SW
 images at batch 50 = 1 step per epoch), and momentum-averaged statistics lag so far behind the weights
 that the eval-mode network can collapse to one class while the train-mode one fits perfectly (measured:
 a cifar_cnn on 27 Fashion-MNIST images, 20 epochs, scored chance in eval mode). ``"momentum"`` keeps
-PyTorch's running averages as they are (the studies' Keras setup). Frozen BatchNorm is never touched.
+PyTorch's running averages as they are (the studies' Keras setup). ``"pretrained"`` runs every
+BatchNorm layer in eval mode throughout: the loaded running statistics normalise training and evaluation
+batches alike while the scale and shift still train (LP-FT's default: the features the probe was fitted
+on stay the features the head sees; batch statistics of a few dozen images would move them). Frozen
+BatchNorm is never touched.
 """
 
 from __future__ import annotations
@@ -37,7 +51,15 @@ from transferlab import faults
 from transferlab.errors import TransferlabError, options_hint
 
 OPTIMIZERS = ("adam", "sgd")
-BN_STATS = ("recalibrate", "momentum")
+BN_STATS = ("recalibrate", "momentum", "pretrained")
+SCHEDULES = ("constant", "cosine")
+# The size rule (budget "auto"): passes over the training set, clamped to a range of optimizer steps.
+AUTO_EPOCHS = 50
+AUTO_MIN_STEPS = 200
+AUTO_MAX_STEPS = 2000
+AUTO_PATIENCE = 10  # validation checks without a lower validation loss (set by RunSpec.resolved)
+WARMUP_FRACTION = 0.05  # of the steps, for step budgets (linear warmup from 0)
+CHECKS_PER_RUN = 40  # validation checks a step budget spreads over its run (at most one per epoch)
 
 # Applied to every batch before the model sees it: (raw batch, training?, generator) -> model input.
 # Strategies use it to turn uint8 NHWC images into normalised float NCHW and to augment at train time.
@@ -55,23 +77,30 @@ class TrainingFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. Units: ``lr`` per optimizer step; ``weight_decay`` is the L2 coefficient added to
-    every gradient (``grad += weight_decay * w``, i.e. loss + weight_decay/2 * ||w||^2); ``epochs`` full
-    passes over the training set; ``batch_size`` images per step; ``patience`` epochs without a lower
-    validation loss before stopping (None = always run ``epochs`` and keep the last epoch); ``bn_stats``
+    """How to train. Units: ``lr`` per optimizer step (the peak, with a schedule); ``weight_decay`` is the
+    L2 coefficient added to every gradient (``grad += weight_decay * w``, i.e. loss + weight_decay/2 *
+    ||w||^2); ``epochs`` full passes over the training set, or ``steps`` optimizer steps (neither: the size
+    rule; see the module docstring and :func:`resolve_budget`); ``batch_size`` images per step;
+    ``schedule`` constant | cosine (None: constant with ``epochs``, warmup + cosine otherwise);
+    ``patience`` validation checks without a lower validation loss before stopping (None = run the whole
+    budget and keep the last weights); ``evaluate_start``: also check validation before the first step,
+    so the starting weights can win (LP-FT: the head starts as the converged linear probe); ``bn_stats``
     how BatchNorm running statistics are set (see the module docstring)."""
 
     optimizer: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0
-    epochs: int = 20
+    epochs: int | None = 20
     batch_size: int = 50
     patience: int | None = None
     bn_stats: str = "recalibrate"
     seed: int = 0
     progress: bool = False
     description: str = "training"
+    steps: int | None = None
+    schedule: str | None = None
+    evaluate_start: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -80,29 +109,120 @@ class TrainConfig:
             raise TransferlabError(f"lr={self.lr!r} is invalid; give a learning rate > 0 (e.g. 1e-3)")
         if not 0 <= self.momentum < 1:
             raise TransferlabError(f"momentum={self.momentum!r} is invalid; give a value in [0, 1)")
-        if not self.weight_decay >= 0:
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise TransferlabError(f"weight_decay={self.weight_decay!r} is invalid; give an L2 coefficient >= 0")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise TransferlabError(f"epochs={self.epochs!r} is invalid; give a whole number >= 1")
+        for name in ("epochs", "steps"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise TransferlabError(f"{name}={value!r} is invalid: a budget needs at least one optimizer step; "
+                                       "give a whole number >= 1")  # fmt: skip
+        if self.epochs is not None and self.steps is not None:
+            raise TransferlabError("give either epochs or steps as the training budget, not both")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise TransferlabError(f"batch_size={self.batch_size!r} is invalid; give a whole number >= 1")
         if self.bn_stats not in BN_STATS:
             raise TransferlabError(f"bn_stats {self.bn_stats!r} is unknown{options_hint(self.bn_stats, BN_STATS)}")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise TransferlabError(f"schedule {self.schedule!r} is unknown{options_hint(self.schedule, SCHEDULES)}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise TransferlabError(f"patience={self.patience!r} is invalid; give a whole number of epochs >= 1 or None")
+            raise TransferlabError(f"patience={self.patience!r} is invalid; give a whole number of validation "
+                                   "checks >= 1 or None")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A run's resolved training length. ``rule``: epochs (given), steps (given) or auto (the size rule);
+    ``epochs`` passes of ``steps_per_epoch`` optimizer steps; ``schedule`` of the learning rate after
+    ``warmup_steps`` of linear warmup; validation checked every ``check_every`` epochs (and after the
+    last); ``patience`` in checks (None: no early stopping)."""
+
+    rule: str
+    epochs: int
+    steps_per_epoch: int
+    schedule: str
+    warmup_steps: int
+    check_every: int
+    patience: int | None
+    batch_size: int
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of every group's peak learning rate at optimizer step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return 1.0
+        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    def is_check(self, epoch: int) -> bool:
+        """Whether validation is checked after ``epoch`` (1-based)."""
+        return epoch % self.check_every == 0 or epoch == self.epochs
+
+    def record(self, epochs_run: int, n: int) -> dict:
+        """JSON-ready summary for a run's result: the planned budget and what ran of it."""
+        return {"rule": self.rule, "steps": self.steps, "epochs": self.epochs, "batch_size": self.batch_size,
+                "steps_per_epoch": self.steps_per_epoch, "images_seen_max": self.epochs * n, "schedule": self.schedule,
+                "warmup_steps": self.warmup_steps, "check_every_epochs": self.check_every,
+                "patience_checks": self.patience, "epochs_run": epochs_run,
+                "steps_run": epochs_run * self.steps_per_epoch, "images_seen": epochs_run * n}  # fmt: skip
+
+
+def auto_steps(n: int, batch_size: int) -> int:
+    """The size rule: ``AUTO_EPOCHS`` passes over ``n`` images, clamped to [AUTO_MIN_STEPS, AUTO_MAX_STEPS]."""
+    per_epoch = math.ceil(n / batch_size)
+    return min(max(AUTO_EPOCHS * per_epoch, AUTO_MIN_STEPS), AUTO_MAX_STEPS)
+
+
+def resolve_budget(config: TrainConfig, n: int) -> Budget:
+    """The budget ``config`` gives on ``n`` training images (see the module docstring)."""
+    per_epoch = math.ceil(n / config.batch_size)
+    if config.epochs is not None:
+        schedule = config.schedule or "constant"
+        warmup = 0 if schedule == "constant" else max(1, round(WARMUP_FRACTION * config.epochs * per_epoch))
+        return Budget("epochs", config.epochs, per_epoch, schedule, warmup, 1, config.patience, config.batch_size)
+    rule = "steps" if config.steps is not None else "auto"
+    steps = config.steps if config.steps is not None else auto_steps(n, config.batch_size)
+    epochs = math.ceil(steps / per_epoch)
+    warmup = max(1, round(WARMUP_FRACTION * epochs * per_epoch))
+    check_every = max(1, round(epochs / CHECKS_PER_RUN))
+    return Budget(rule, epochs, per_epoch, config.schedule or "cosine", warmup, check_every, config.patience,
+                  config.batch_size)  # fmt: skip
 
 
 @dataclass
 class TrainOutcome:
-    """What :func:`train` did. ``history``: one dict per finished epoch with ``epoch`` (1-based),
-    ``train_loss``/``train_accuracy`` (running means over the epoch's batches, in train mode, i.e. with
-    augmentation and dropout), ``val_loss``/``val_accuracy`` (None without validation data), ``seconds``.
-    ``best_epoch``: the epoch whose weights the model holds now."""
+    """What :func:`train` did. ``history``: one dict per validation check (every epoch with an ``epochs``
+    budget) with ``epoch`` (epochs completed; 0 = before the first step, with ``evaluate_start``),
+    ``train_loss``/``train_accuracy`` (running means over the batches since the previous check, in train
+    mode, i.e. with augmentation and dropout; None at epoch 0), ``val_loss``/``val_accuracy`` (None
+    without validation data), ``seconds``. ``best_epoch``: the epoch whose weights the model holds now.
+    ``budget``: the resolved :class:`Budget`."""
 
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
+    budget: Budget | None = None
+    n_train: int = 0
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs trained (the last check's epoch; fewer than the budget's after early stopping)."""
+        return self.history[-1]["epoch"] if self.history else 0
+
+    def record_at(self, epoch: int) -> dict:
+        """The history record of ``epoch`` (e.g. the best one)."""
+        return next(r for r in self.history if r["epoch"] == epoch)
+
+    def budget_record(self) -> dict:
+        """The budget and what ran of it (JSON-ready), for a run's result."""
+        if self.budget is None:
+            return {}
+        return self.budget.record(self.epochs_run, self.n_train)
 
 
 @contextlib.contextmanager
@@ -216,15 +336,18 @@ def train(
     param_groups: Sequence[dict] | None = None,
     transform: BatchTransform | None = None,
     eval_batch_size: int = 256,
+    penalty: Callable[[], torch.Tensor] | None = None,
 ) -> TrainOutcome:
     """Train ``model`` (returning logits (N, num_classes)) with softmax cross-entropy.
 
     train_inputs: (N, ...) anything ``transform`` turns into model input (default: fed as is);
     train_labels: int64 (N,). param_groups: torch optimizer groups (``{"params": [...], "lr": x}``; a
-    group without ``lr`` uses ``config.lr``); default: every parameter with ``requires_grad``.
-    transform(batch, training, generator): per-batch preprocessing/augmentation; the generator is seeded
-    from ``config.seed``. With ``config.patience`` and validation data, training stops after ``patience``
-    epochs without a lower validation loss and the best epoch's weights are restored.
+    group without ``lr`` uses ``config.lr``; a schedule scales every group's rate by the same factor);
+    default: every parameter with ``requires_grad``. transform(batch, training, generator): per-batch
+    preprocessing/augmentation; the generator is seeded from ``config.seed``. penalty(): a scalar added to
+    every step's loss (e.g. L2-SP); the history's losses are the cross-entropy alone. With
+    ``config.patience`` and validation data, training stops after ``patience`` checks without a lower
+    validation loss and the best check's weights are restored.
 
     Raises :class:`TrainingFailed` if the loss becomes NaN or infinite. The model ends in eval mode.
     """
@@ -236,20 +359,62 @@ def train(
     transform = transform or _identity
     groups = param_groups if param_groups is not None else [{"params": trainable_parameters(model)}]
     optimizer = _make_optimizer(groups, config)
+    peaks = [group["lr"] for group in optimizer.param_groups]
     generator = torch.Generator().manual_seed(config.seed)
-    outcome = TrainOutcome()
-    best_loss, best_state, since_best = math.inf, None, 0
     n = len(train_labels)
+    budget = resolve_budget(config, n)
+    outcome = TrainOutcome(budget=budget, n_train=n)
+    best_loss, best_state, since_best = math.inf, None, 0
     started = time.perf_counter()
 
-    with seeded(config.seed), _progress_bar(config, n) as advance:
-        for epoch in range(1, config.epochs + 1):
-            epoch_start = time.perf_counter()
+    def check(epoch: int, loss_sum: float, correct: int, seen: int, since: float) -> bool:
+        """Record a validation check after ``epoch``; True when early stopping ends training."""
+        nonlocal best_loss, best_state, since_best
+        record = {"epoch": epoch, "train_loss": loss_sum / seen if seen else None,
+                  "train_accuracy": correct / seen if seen else None, "val_loss": None, "val_accuracy": None}  # fmt: skip
+        if config.bn_stats == "recalibrate" and (has_val or epoch == budget.epochs):
+            recalibrate_batchnorm(model, train_inputs, batch_size=eval_batch_size, transform=transform)
+        if has_val:
+            val_loss, val_acc = evaluate(model, val_inputs, val_labels, batch_size=eval_batch_size,
+                                         transform=transform)  # fmt: skip
+            record.update(val_loss=val_loss, val_accuracy=val_acc)
+            if not math.isfinite(val_loss):
+                raise TrainingFailed(
+                    f"validation loss became {val_loss} at epoch {epoch} (lr={config.lr:g}); training "
+                    "diverged: try a smaller learning rate",
+                    outcome.history + [record],
+                )
+        record["seconds"] = time.perf_counter() - since
+        outcome.history.append(record)
+        outcome.best_epoch = epoch
+        faults.checkpoint("train-epoch")
+        if config.patience is None:
+            return False
+        if record["val_loss"] < best_loss:
+            best_loss, since_best = record["val_loss"], 0
+            best_state = (epoch, copy.deepcopy(model.state_dict()))
+            return False
+        since_best += 1
+        return since_best >= config.patience
+
+    with seeded(config.seed), _progress_bar(config, n, budget.epochs) as advance:
+        stop = has_val and config.evaluate_start and check(0, 0.0, 0, 0, time.perf_counter())
+        step = 0
+        loss_sum, correct, seen, since = 0.0, 0, 0, time.perf_counter()
+        for epoch in range(1, budget.epochs + 1):
+            if stop:
+                break
             model.train()
+            if config.bn_stats == "pretrained":
+                for module in model.modules():
+                    if isinstance(module, _BatchNorm):
+                        module.eval()
             order = torch.randperm(n, generator=generator)
-            loss_sum, correct = 0.0, 0
-            for step, start in enumerate(range(0, n, config.batch_size)):
+            for start in range(0, n, config.batch_size):
                 batch = order[start : start + config.batch_size]
+                factor = budget.lr_factor(step)
+                for group, peak in zip(optimizer.param_groups, peaks, strict=True):
+                    group["lr"] = peak * factor
                 x = transform(train_inputs[batch], True, generator)
                 logits = model(x)
                 y = train_labels[batch].to(logits.device)
@@ -261,38 +426,17 @@ def train(
                         outcome.history,
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss + penalty() if penalty is not None else loss).backward()
                 optimizer.step()
+                step += 1
                 loss_sum += loss.item() * len(batch)
                 correct += int((logits.detach().argmax(1) == y).sum())
+                seen += len(batch)
                 advance(len(batch))
-            record = {"epoch": epoch, "train_loss": loss_sum / n, "train_accuracy": correct / n,
-                      "val_loss": None, "val_accuracy": None}  # fmt: skip
-            if config.bn_stats == "recalibrate" and (has_val or epoch == config.epochs):
-                recalibrate_batchnorm(model, train_inputs, batch_size=eval_batch_size, transform=transform)
-            if has_val:
-                val_loss, val_acc = evaluate(model, val_inputs, val_labels, batch_size=eval_batch_size,
-                                             transform=transform)  # fmt: skip
-                record.update(val_loss=val_loss, val_accuracy=val_acc)
-                if not math.isfinite(val_loss):
-                    raise TrainingFailed(
-                        f"validation loss became {val_loss} at epoch {epoch} (lr={config.lr:g}); training "
-                        "diverged: try a smaller learning rate",
-                        outcome.history + [record],
-                    )
-            record["seconds"] = time.perf_counter() - epoch_start
-            outcome.history.append(record)
-            outcome.best_epoch = epoch
-            faults.checkpoint("train-epoch")
-            if config.patience is not None:
-                if record["val_loss"] < best_loss:
-                    best_loss, since_best = record["val_loss"], 0
-                    best_state = (epoch, copy.deepcopy(model.state_dict()))
-                else:
-                    since_best += 1
-                    if since_best >= config.patience:
-                        outcome.stopped_early = epoch < config.epochs
-                        break
+            if budget.is_check(epoch):
+                stop = check(epoch, loss_sum, correct, seen, since)
+                outcome.stopped_early = stop and epoch < budget.epochs
+                loss_sum, correct, seen, since = 0.0, 0, 0, time.perf_counter()
         if best_state is not None:
             outcome.best_epoch = best_state[0]
             model.load_state_dict(best_state[1])
@@ -302,7 +446,7 @@ def train(
 
 
 @contextlib.contextmanager
-def _progress_bar(config: TrainConfig, n: int) -> Iterator[Callable[[int], None]]:
+def _progress_bar(config: TrainConfig, n: int, epochs: int) -> Iterator[Callable[[int], None]]:
     """A rich progress bar over all epochs' images (on stderr), or a no-op when ``config.progress`` is off."""
     if not config.progress:
         yield lambda k: None
@@ -312,5 +456,5 @@ def _progress_bar(config: TrainConfig, n: int) -> Iterator[Callable[[int], None]
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True) as bar:  # fmt: skip
-        task = bar.add_task(f"{config.description} ({config.epochs} epochs)", total=n * config.epochs)
+        task = bar.add_task(f"{config.description} ({epochs} epochs)", total=n * epochs)
         yield lambda k: bar.advance(task, k)

@@ -53,3 +53,69 @@ def test_finetune_runs_beat_chance(digits, ft_spec):
 def test_freezing_the_head_is_refused(digits, ft_spec):
     with pytest.raises(TransferlabError, match="frozen=10 is out of range.*0..9"):
         run(ft_spec(frozen=10), digits)
+
+
+# ------------------------------------------------------------------------------------ recipes (issue 15)
+
+
+def test_lp_ft_starts_from_the_linear_probe_and_can_keep_it(digits, ft_spec):
+    """LP-FT: the head is the converged probe at the start (the first check's validation accuracy is the
+    probe's, computed by sklearn on the cached features), and early stopping returns the best check."""
+    result = run(ft_spec(frozen=6, head_init="probe", epochs=None, steps=20, patience=3), digits)
+    assert result.ok, result.error
+    hyper = result.hyperparameters
+    assert hyper["probe_C"] in hyper["probe_Cs"] and hyper["prefix_cached"]
+    start = result.history[0]
+    assert start["epoch"] == 0 and start["train_loss"] is None
+    assert start["val_accuracy"] == pytest.approx(hyper["probe_val_accuracy"], abs=1e-9)
+    assert result.val_accuracy >= start["val_accuracy"]  # the kept weights are the best check, the start included
+    assert result.test_accuracy > 0.5  # chance 0.1
+    assert result.budget["rule"] == "steps" and result.budget["steps"] >= 20
+
+
+def test_l2_sp_keeps_the_trained_units_nearer_the_pretrained_weights(digits, ft_spec):
+    """The same run with and without L2-SP: the penalty pulls the trained units toward their start."""
+    pretrained = create_backbone(LITE0).state_dict()
+
+    def distance(**changes) -> float:
+        keep: dict = {}
+        spec = ft_spec(frozen=6, lr=5e-2, backbone_lr=5e-2, **changes)
+        from transferlab.strategies.finetune import fit_evaluate
+
+        assert fit_evaluate(spec, digits, keep=keep).ok
+        trained = keep["model"].state_dict()
+        keys = [k for k in pretrained if k.startswith("units.stage7") and k.endswith("weight")]
+        return sum(float((trained[k] - pretrained[k]).pow(2).sum()) for k in keys)
+
+    assert distance(l2_sp=50.0) < 0.5 * distance()
+
+
+def test_layer_decay_gives_each_trained_unit_its_rate(digits, ft_spec):
+    spec = ft_spec(frozen=6, layer_decay=0.5, backbone_lr=1e-3)
+    model = create_backbone(LITE0)
+    attach_head(model, spec, 10)
+    model.freeze(spec.frozen)
+    groups = [g for g in split_groups(model, spec) if g["params"]]
+    assert [g["lr"] for g in groups] == [1e-2, 1e-3, 5e-4, 2.5e-4]  # head, top unit (head conv), stage7, stage6
+    trained = {id(p) for p in model.trainable_parameters()}
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(trained)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"strategy": "scratch", "backbone": "cifar_cnn", "head_init": "probe"},
+         "head_init is not a setting of strategy 'scratch'.*needs pretrained weights"),
+        ({"strategy": "extract", "l2_sp": 0.1}, "l2_sp is not a setting of strategy 'extract'.*pretrained"),
+        ({"backbone": "cifar_cnn", "l2_sp": 0.1}, "l2_sp=0.1 needs pretrained weights.*'cifar_cnn' has none"),
+        ({"head": "fc2", "head_init": "probe"}, "head 'fc2' is not linear"),
+        ({"head_init": "lp"}, "head_init 'lp' is unknown.*probe, random"),
+        ({"l2_sp": -1.0}, "l2_sp=-1.0 is invalid"),
+        ({"layer_decay": 0.0}, r"layer_decay=0.0 is invalid; give a factor in \(0, 1\]"),
+    ],
+)
+def test_recipe_misuse_is_one_clear_error(changes, message):
+    from transferlab.runs import RunSpec
+
+    with pytest.raises(TransferlabError, match=message):
+        RunSpec(**{"strategy": "finetune", "dataset": "digits", **changes}).resolved()

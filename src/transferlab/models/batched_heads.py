@@ -54,7 +54,7 @@ from torch import nn
 from transferlab.errors import TransferlabError
 from transferlab.models.heads import GlobalAveragePool, _TorchHead
 from transferlab.parallel import Stopped, run_jobs, worker_count
-from transferlab.train import TrainConfig, TrainingFailed, seeded
+from transferlab.train import Budget, TrainConfig, TrainingFailed, resolve_budget, seeded
 
 EVAL_ROWS = 512  # validation rows per forward chunk (bounds the (C, rows, D) batched input)
 ACTIVATION_TYPES = (nn.Sigmoid, nn.ELU, nn.ReLU)
@@ -67,6 +67,7 @@ class _Config:
     index: int  # position in the caller's list
     head: _TorchHead
     config: TrainConfig
+    budget: Budget
     module: nn.Module
     linears: list[nn.Linear]
     activation: nn.Module | None  # hidden activation (None for a linear head)
@@ -77,6 +78,7 @@ class _Config:
     best: tuple[int, list[torch.Tensor]] | None = None  # (epoch, weights) of the best validation loss
     final: tuple[int, list[torch.Tensor]] | None = None  # (epoch, weights) the head ends with
     failure: BaseException | None = None
+    n_train: int = 0
 
 
 def _stack_layers(module: nn.Module) -> tuple[list[nn.Linear], nn.Module | None] | None:
@@ -198,18 +200,24 @@ def _train_stack(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val
     started = time.perf_counter()
     stack = _Stack(configs)
     first = configs[0].config
+    timeline = configs[0].budget  # learning-rate factor and check epochs: shared by the pass (see _timeline)
     optimizer = _Optimizer(stack, first.optimizer)
+    peaks = [group["lr"] for group in optimizer.optimizer.param_groups]
     generator = torch.Generator().manual_seed(first.seed)
     n, batch_size = len(y), first.batch_size
     has_val = x_val is not None and len(y_val) > 0
-    for epoch in range(1, max(c.config.epochs for c in configs) + 1):
-        epoch_start = time.perf_counter()
+    loss_sum = torch.zeros(stack.size, dtype=torch.float64)  # since each configuration's last check
+    correct = torch.zeros(stack.size, dtype=torch.int64)
+    seen, since, steps_done = 0, time.perf_counter(), 0
+    for epoch in range(1, max(c.budget.epochs for c in configs) + 1):
         order = torch.randperm(n, generator=generator)
-        loss_sum = torch.zeros(stack.size, dtype=torch.float64)
-        correct = torch.zeros(stack.size, dtype=torch.int64)
         for step, start in enumerate(range(0, n, batch_size)):
             if stop.is_set():
                 raise Stopped()
+            factor = timeline.lr_factor(steps_done)
+            for group, peak in zip(optimizer.optimizer.param_groups, peaks, strict=True):
+                group["lr"] = peak * factor
+            steps_done += 1
             batch = order[start : start + batch_size]
             xb, yb = x[batch], y[batch]
             logits = stack.forward(xb)  # (C, B, K)
@@ -230,14 +238,17 @@ def _train_stack(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val
                 break
             loss.sum().backward()
             optimizer.step()
+            seen += len(batch)
         if not any(c.active for c in configs):
             break
+        checking = [k for k, c in enumerate(stack.configs) if c.active and c.budget.is_check(epoch)]
+        if not checking:
+            continue
         val = _evaluate(stack, x_val, y_val) if has_val else None
-        seconds = (time.perf_counter() - epoch_start) / len(configs)  # each configuration's share
-        for k, c in enumerate(stack.configs):
-            if not c.active:
-                continue
-            record = {"epoch": epoch, "train_loss": float(loss_sum[k]) / n, "train_accuracy": int(correct[k]) / n,
+        seconds = (time.perf_counter() - since) / len(configs)  # each configuration's share
+        for k in checking:
+            c = stack.configs[k]
+            record = {"epoch": epoch, "train_loss": float(loss_sum[k]) / seen, "train_accuracy": int(correct[k]) / seen,
                       "val_loss": None, "val_accuracy": None}  # fmt: skip
             if val is not None:
                 val_loss, val_accuracy = val[0][k], val[1][k]
@@ -259,8 +270,12 @@ def _train_stack(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val
                     if c.since_best >= c.config.patience:
                         _finish(c, epoch, [])
                         continue
-            if epoch == c.config.epochs:
+            if epoch == c.budget.epochs:
                 _finish(c, epoch, weights or stack.weights_of(k))
+        # Every configuration of a pass checks at the same epochs (see _timeline), so the running sums restart.
+        loss_sum.zero_()
+        correct.zero_()
+        seen, since = 0, time.perf_counter()
         if not any(c.active for c in configs):
             break
     return time.perf_counter() - started
@@ -291,6 +306,7 @@ def _load_weights(config: _Config) -> None:
     config.module.eval()
     head = config.head
     head.module_, head.history_, head.best_epoch_ = config.module, config.history, epoch
+    head.budget_ = config.budget.record(config.history[-1]["epoch"] if config.history else 0, config.n_train)
 
 
 def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_sets: Sequence[tuple | None], *,
@@ -326,9 +342,8 @@ def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_set
             if flat.ndim != 2:  # a gap head on feature maps: pooling is not stacked
                 raise _NotBatchable
             y_index = head._start_fit(y)
-            config = TrainConfig(optimizer=head.optimizer, lr=head.lr, weight_decay=head.weight_decay,
-                                 epochs=head.epochs, batch_size=head.batch_size, patience=head.patience,
-                                 seed=head.seed, description=type(head).__name__)  # fmt: skip
+            config = head.train_config()
+            budget = resolve_budget(config, len(y_index))
             with seeded(head.seed):
                 module = head._module(flat, len(head.classes_))
             layers = _stack_layers(module)
@@ -347,8 +362,8 @@ def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_set
                 x_val = tensor(eval_set[0], head._inputs)
                 y_val = torch.from_numpy(head._encode(eval_set[1]))
             key = (id(X), id(y), id(eval_set[0]) if eval_set is not None else None, head.seed, config.batch_size,
-                   config.optimizer, len(head.classes_))  # fmt: skip
-            passes.setdefault(key, []).append(_Config(i, head, config, module, *layers))
+                   config.optimizer, len(head.classes_), _timeline(budget))  # fmt: skip
+            passes.setdefault(key, []).append(_Config(i, head, config, budget, module, *layers, n_train=len(y_index)))
             data.setdefault(key, (x_train, y_train, x_val, y_val))
             head.n_features_in_ = int(np.prod(flat.shape[1:]))
         except _NotBatchable:
@@ -379,7 +394,16 @@ def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_set
 
 def _cost(config: _Config, n: int) -> float:
     """Relative training cost of a configuration: multiply-adds per image x images x epochs."""
-    return sum(layer.in_features * layer.out_features for layer in config.linears) * n * config.config.epochs
+    return sum(layer.in_features * layer.out_features for layer in config.linears) * n * config.budget.epochs
+
+
+def _timeline(budget: Budget) -> tuple:
+    """Configurations share a pass only when their learning-rate factors and check epochs agree at every
+    step: any number of epochs at a constant rate checked every epoch (the studies' protocol), else the
+    same step budget."""
+    if budget.schedule == "constant" and budget.warmup_steps == 0 and budget.check_every == 1:
+        return ("constant",)
+    return (budget.epochs, budget.schedule, budget.warmup_steps, budget.check_every)
 
 
 def _stack_job(configs: list[_Config], pass_size: int, tensors: tuple, errors: list):

@@ -140,13 +140,19 @@ class _TorchHead(_LabelledHead):
     def _inputs(self, X) -> np.ndarray:
         return _as_float_array(X)
 
+    def train_config(self) -> TrainConfig:
+        """The head's training settings (budget: ``epochs``, else ``steps``, else the size rule)."""
+        return TrainConfig(optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
+                           epochs=self.epochs, steps=self.steps, schedule=self.schedule,
+                           batch_size=self.batch_size, patience=self.patience, seed=self.seed,
+                           description=type(self).__name__)  # fmt: skip
+
     def fit(self, X, y, eval_set: tuple | None = None):
-        """Train on features X with labels y. eval_set=(X_val, y_val): validation for the per-epoch
-        history and, with ``patience``, early stopping that keeps the best epoch. Returns self."""
+        """Train on features X with labels y. eval_set=(X_val, y_val): validation for the history and,
+        with ``patience``, early stopping that keeps the best check. Returns self (``budget_``: the
+        resolved budget and what ran of it)."""
         X, y_index = self._inputs(X), self._start_fit(y)
-        config = TrainConfig(optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
-                             epochs=self.epochs, batch_size=self.batch_size, patience=self.patience,
-                             seed=self.seed, description=type(self).__name__)  # fmt: skip
+        config = self.train_config()
         with seeded(self.seed):
             self.module_ = self._module(X, len(self.classes_))
         val = {}
@@ -154,7 +160,7 @@ class _TorchHead(_LabelledHead):
             val = {"val_inputs": torch.from_numpy(self._inputs(eval_set[0])),
                    "val_labels": torch.from_numpy(self._encode(eval_set[1]))}  # fmt: skip
         outcome = train(self.module_, torch.from_numpy(X), torch.from_numpy(y_index), config, **val)
-        self.history_, self.best_epoch_ = outcome.history, outcome.best_epoch
+        self.history_, self.best_epoch_, self.budget_ = outcome.history, outcome.best_epoch, outcome.budget_record()
         self.n_features_in_ = int(np.prod(X.shape[1:]))
         return self
 
@@ -176,11 +182,14 @@ class _TorchHead(_LabelledHead):
 class FCHead(_TorchHead):
     """Fully connected head. hidden: widths of the hidden layers, e.g. (100, 50) (``fc2``);
     activation: sigmoid/elu/relu; init: uniform/default; dropout after each hidden layer (0 = none);
-    lr (Adam step size), weight_decay (L2 coefficient), epochs, batch_size, patience (early stopping
-    epochs or None), optimizer adam/sgd, seed. Learned: ``module_``, ``classes_``, ``history_``."""
+    lr (Adam step size), weight_decay (L2 coefficient), the budget: epochs (constant rate) or steps or,
+    with neither, the size rule (see transferlab.train), schedule (constant/cosine, None: by budget),
+    batch_size, patience (early stopping checks or None), optimizer adam/sgd, seed. Learned:
+    ``module_``, ``classes_``, ``history_``, ``budget_``."""
 
     def __init__(self, hidden=(100,), activation="relu", init="uniform", dropout=0.0, lr=1e-3,
-                 weight_decay=0.0, epochs=20, batch_size=50, patience=None, optimizer="adam", seed=0):  # fmt: skip
+                 weight_decay=0.0, epochs=20, batch_size=50, patience=None, optimizer="adam", seed=0,
+                 steps=None, schedule=None):  # fmt: skip
         self.hidden = hidden
         self.activation = activation
         self.init = init
@@ -192,6 +201,8 @@ class FCHead(_TorchHead):
         self.patience = patience
         self.optimizer = optimizer
         self.seed = seed
+        self.steps = steps
+        self.schedule = schedule
 
     def _inputs(self, X) -> np.ndarray:
         return _flat(X)
@@ -205,7 +216,7 @@ class GAPHead(_TorchHead):
     -> linear. Settings as :class:`FCHead` minus the hidden layers."""
 
     def __init__(self, dropout=0.0, lr=1e-3, weight_decay=0.0, epochs=20, batch_size=50, patience=None,
-                 optimizer="adam", seed=0):  # fmt: skip
+                 optimizer="adam", seed=0, steps=None, schedule=None):  # fmt: skip
         self.dropout = dropout
         self.lr = lr
         self.weight_decay = weight_decay
@@ -214,6 +225,8 @@ class GAPHead(_TorchHead):
         self.patience = patience
         self.optimizer = optimizer
         self.seed = seed
+        self.steps = steps
+        self.schedule = schedule
 
     def _module(self, X: np.ndarray, num_classes: int) -> nn.Module:
         if X.ndim not in (2, 4):
@@ -295,13 +308,14 @@ class LogRegHead(_LabelledHead):
 
 
 def make_head(name: str, *, activation: str = "relu", init: str = "uniform", dropout: float = 0.0,
-              lr: float = 1e-3, weight_decay: float = 0.0, epochs: int = 20, batch_size: int = 50,
-              patience: int | None = None, optimizer: str = "adam", seed: int = 0) -> _LabelledHead:  # fmt: skip
+              lr: float = 1e-3, weight_decay: float = 0.0, epochs: int | None = 20, batch_size: int = 50,
+              patience: int | None = None, optimizer: str = "adam", seed: int = 0, steps: int | None = None,
+              schedule: str | None = None) -> _LabelledHead:  # fmt: skip
     """An unfitted head by name (see module docstring). Training settings apply to the torch heads
     (fc1-3, gap); svm and logreg choose their own regularisation."""
     check_choice("head", name, HEADS)
     training = dict(lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, patience=patience,
-                    optimizer=optimizer, seed=seed)  # fmt: skip
+                    optimizer=optimizer, seed=seed, steps=steps, schedule=schedule)  # fmt: skip
     if name in FC_HIDDEN:
         return FCHead(hidden=FC_HIDDEN[name], activation=activation, init=init, dropout=dropout, **training)
     if name == "gap":

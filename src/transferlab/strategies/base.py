@@ -102,10 +102,14 @@ def image_transform(backbone: nn.Module, spec: RunSpec, device: torch.device) ->
     return transform
 
 
-def train_config(spec: RunSpec, progress: bool, *, epochs: int | None = None, description: str = "") -> TrainConfig:
+def train_config(spec: RunSpec, progress: bool, *, epochs: int | None = None, description: str = "",
+                 evaluate_start: bool = False) -> TrainConfig:  # fmt: skip
+    """The spec's training settings; ``epochs`` overrides the spec's budget (snt's source_epochs)."""
     return TrainConfig(optimizer=spec.optimizer, lr=spec.lr, momentum=spec.momentum,
-                       weight_decay=spec.weight_decay, epochs=epochs or spec.epochs, batch_size=spec.batch_size,
+                       weight_decay=spec.weight_decay, epochs=epochs or spec.epochs,
+                       steps=None if epochs else spec.steps, schedule=spec.schedule, batch_size=spec.batch_size,
                        patience=spec.patience, bn_stats=spec.bn_stats, seed=spec.seed, progress=progress,
+                       evaluate_start=evaluate_start,
                        description=description or f"{spec.strategy} {spec.backbone}")  # fmt: skip
 
 
@@ -123,13 +127,13 @@ class NetworkScore:
 
 
 def fit_network(model: nn.Module, task: TaskData, config: TrainConfig, transform: BatchTransform,
-                param_groups: Sequence[dict] | None = None) -> NetworkScore:  # fmt: skip
-    """Train ``model`` on the task's training images (validated every epoch) and score the kept weights on
-    the training and test images."""
+                param_groups: Sequence[dict] | None = None, penalty=None) -> NetworkScore:  # fmt: skip
+    """Train ``model`` on the task's training images (validated at each check of its budget) and score
+    the kept weights on the training and test images. ``penalty``: see :func:`transferlab.train.train`."""
     outcome = train(model, task.images["train"], task.labels["train"], config,
                     val_inputs=task.images["val"], val_labels=task.labels["val"],
-                    param_groups=param_groups, transform=transform)  # fmt: skip
-    best = outcome.history[outcome.best_epoch - 1]
+                    param_groups=param_groups, transform=transform, penalty=penalty)  # fmt: skip
+    best = outcome.record_at(outcome.best_epoch)
     started = time.perf_counter()
     _, train_accuracy = evaluate(model, task.images["train"], task.labels["train"], transform=transform)
     test_loss, test_accuracy = evaluate(model, task.images["test"], task.labels["test"], transform=transform)
@@ -143,8 +147,9 @@ def network_result(spec: RunSpec, task: TaskData, score: NetworkScore, **extra) 
         spec=spec.to_dict(),
         test_accuracy=score.test_accuracy, test_loss=score.test_loss,
         val_accuracy=score.val_accuracy, val_loss=score.val_loss, train_accuracy=score.train_accuracy,
-        epochs_run=len(score.outcome.history), best_epoch=score.outcome.best_epoch,
+        epochs_run=score.outcome.epochs_run, best_epoch=score.outcome.best_epoch,
         history=score.outcome.history, fit_seconds=score.outcome.seconds, eval_seconds=score.eval_seconds,
+        budget=score.outcome.budget_record(),
         **task_fields(task.split), **extra,
     )  # fmt: skip
 

@@ -59,7 +59,7 @@ def _head(spec: RunSpec):
     return make_head(spec.head, activation=spec.activation or "relu", init=spec.init or "uniform",
                      dropout=spec.dropout, lr=spec.lr, weight_decay=spec.weight_decay, epochs=spec.epochs,
                      batch_size=spec.batch_size, patience=spec.patience, optimizer=spec.optimizer,
-                     seed=spec.seed)  # fmt: skip
+                     seed=spec.seed, steps=spec.steps, schedule=spec.schedule)  # fmt: skip
 
 
 def _score(spec: RunSpec, head, task, features: dict, labels: dict, features_seconds: float,
@@ -78,7 +78,8 @@ def _score(spec: RunSpec, head, task, features: dict, labels: dict, features_sec
         hyper["batched_with"] = head.batched_with_  # heads trained in the same pass (fit_seconds is a share)
     return RunResult(
         spec=spec.to_dict(), **metrics, **task_fields(task), history=history,
-        epochs_run=len(history), best_epoch=getattr(head, "best_epoch_", 0) if spec.head in TORCH_HEADS else 0,
+        epochs_run=history[-1]["epoch"] if history else 0, budget=getattr(head, "budget_", {}),
+        best_epoch=getattr(head, "best_epoch_", 0) if spec.head in TORCH_HEADS else 0,
         hyperparameters=hyper, features_seconds=features_seconds, fit_seconds=fit_seconds,
         eval_seconds=time.perf_counter() - started,
     )  # fmt: skip

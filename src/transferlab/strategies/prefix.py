@@ -152,11 +152,12 @@ def _as_is(batch: torch.Tensor, training: bool, generator: torch.Generator) -> t
 
 def fit_frozen_prefix(model: Backbone, spec: RunSpec, data: ImageSet, task: TaskData, config: TrainConfig,
                       transform: BatchTransform, param_groups: list[dict], device: torch.device, *, cache: bool,
-                      progress: bool = False) -> PrefixFit:  # fmt: skip
+                      progress: bool = False, penalty=None) -> PrefixFit:  # fmt: skip
     """``fit_network(model, task, config, transform, param_groups)`` with units 1..``spec.frozen`` of
     ``model`` (already frozen) computed once per image when that is the same run (module docstring), else
     on images. ``model`` ends trained either way (units k+1..end and classifier), ready to predict from
-    images. cache: read/store the maps in the feature cache (only for a pretrained ``spec.backbone``)."""
+    images. cache: read/store the maps in the feature cache (only for a pretrained ``spec.backbone``).
+    penalty: added to every step's loss (see :func:`transferlab.train.train`)."""
     k = spec.frozen
     why = fallback_reason(model, spec, k)
     probe = None
@@ -169,13 +170,13 @@ def fit_frozen_prefix(model: Backbone, spec: RunSpec, data: ImageSet, task: Task
             why = (f"maps of units 1..{k} for {count} images would take {nbytes / 2**20:,.0f} MiB, over "
                    f"the {PREFIX_BUDGET_BYTES / 2**20:,.0f} MiB budget")  # fmt: skip
     if why is not None:
-        score = fit_network(model, task, config, transform, param_groups)
+        score = fit_network(model, task, config, transform, param_groups, penalty)
         return PrefixFit(score, {"prefix_cached": False, "prefix_fallback": why}, 0.0)
     started = time.perf_counter()
     shape = tuple(probe.shape[1:])
     maps = prefix_maps(model, k, spec, data, task, device, shape, cache=cache, progress=progress)
     seconds = time.perf_counter() - started
     score = fit_network(
-        PrefixTail(model, k), TaskData(task.split, maps, task.labels), config, _as_is, param_groups
+        PrefixTail(model, k), TaskData(task.split, maps, task.labels), config, _as_is, param_groups, penalty
     )
     return PrefixFit(score, {"prefix_cached": True, "prefix_shape": list(shape)}, seconds)

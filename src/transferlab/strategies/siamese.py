@@ -173,13 +173,14 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
         **accuracy_metrics("nn_features", nearest_neighbour_correct(features["test"], tasks)),
         "test_pair_accuracy": float(((z > 0).long() == test_same).float().mean()),
     }  # fmt: skip
-    best = outcome.history[outcome.best_epoch - 1]
+    best = outcome.record_at(outcome.best_epoch)
     return RunResult(
         spec=spec.to_dict(), test_accuracy=metrics["one_shot_accuracy"], test_loss=test_loss,
         val_accuracy=best["val_accuracy"], val_loss=best["val_loss"], train_accuracy=train_accuracy,
         n_train=len(train_task.train), n_val=len(train_task.val), n_test=len(test_task.test), n_classes=n_way,
         size_label=train_task.size_label, indices_hash=indices_hash,
-        epochs_run=len(outcome.history), best_epoch=outcome.best_epoch, history=outcome.history,
+        epochs_run=outcome.epochs_run, best_epoch=outcome.best_epoch, history=outcome.history,
+        budget=outcome.budget_record(),
         hyperparameters={
             "mode": twins.mode, "feature_dim": twins.feature_dim, "frozen_units": twins.frozen_units,
             "trained_units": twins.trained_units, "source_dataset": source_data.name,

@@ -213,7 +213,9 @@ class Store:
             db.executemany(
                 "INSERT INTO history (run_id, epoch, train_loss, train_accuracy, val_loss, val_accuracy) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, i + 1, *(h.get(f) for f in HISTORY_FIELDS)) for i, h in enumerate(history or [])],
+                # the record's own epoch: with a step budget, checks are not every epoch (0 = the start)
+                [(run_id, h.get("epoch", i + 1), *(h.get(f) for f in HISTORY_FIELDS))
+                 for i, h in enumerate(history or [])],  # fmt: skip
             )
             faults.checkpoint("store-commit")
             return True
