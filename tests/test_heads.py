@@ -3,6 +3,8 @@ accuracy above chance on real data, GAP's pooling, the SVM's C search, and bad i
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -70,6 +72,22 @@ def test_svm_picks_c_by_cross_validation_and_shrinks_folds(digits_split):
     with pytest.warns(TransferlabWarning, match="one image per class"):
         lone = SVMHead().fit(x[one_each], y[one_each])
     assert lone.cv_folds_ == 0 and lone.C_ == 1.0
+
+
+def test_a_given_c_is_used_by_logreg_and_skips_the_svms_cross_validation(digits_split):
+    x, y, _, _ = digits_split
+    # Inverse L2 strength: a tiny C shrinks the weights that C=1 (the former fixed value) leaves large.
+    norms = {C: np.linalg.norm(make_head("logreg", C=C).fit(x, y).estimator_[-1].coef_) for C in (1e-4, 1.0)}
+    assert norms[1e-4] < 0.1 * norms[1.0]
+    assert make_head("logreg").C == 1.0
+    one_each = np.array([np.flatnonzero(y == c)[0] for c in range(10)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # given C: nothing to cross-validate, so no one-image warning
+        svm = make_head("svm", C=0.01).fit(x[one_each], y[one_each])
+    assert (svm.C_, svm.cv_folds_, svm.cv_scores_) == (0.01, 0, {})
+    assert svm.estimator_[-1].C == 0.01
+    with pytest.raises(TransferlabError, match="C applies to the svm and logreg heads only, not head 'fc1'"):
+        make_head("fc1", C=1.0)
 
 
 def test_labels_need_not_be_0_to_k(digits_split):

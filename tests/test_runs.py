@@ -48,6 +48,16 @@ def spec(**changes) -> RunSpec:
         ({"dropout": 0.5}, "dropout applies to the fc1-3 and gap heads only"),
         ({"bn_stats": "ema"}, "bn_stats 'ema' is unknown.*valid: momentum, recalibrate"),
         ({"strategy": "extract", "bn_stats": "momentum"}, "bn_stats is not a setting of strategy 'extract'"),
+        ({"strategy": "extract", "C": 0}, "C=0 is invalid; give a number > 0"),
+        ({"strategy": "extract", "C": -1.0}, "C=-1.0 is invalid"),
+        ({"strategy": "extract", "C": float("inf")}, "C=inf is invalid"),
+        ({"strategy": "extract", "C": float("nan")}, "C=nan is invalid"),
+        ({"strategy": "extract", "C": "1"}, "C='1' is invalid"),
+        (
+            {"strategy": "extract", "head": "fc2", "C": 1.0},
+            "C applies to extract's logreg and svm heads only, not strategy 'extract' with head 'fc2'",
+        ),
+        ({"C": 1.0}, "C applies to extract's logreg and svm heads only, not strategy 'scratch'"),
     ],
 )
 def test_bad_spec_values_raise_with_the_options(changes, message):
@@ -123,6 +133,8 @@ def test_cli_run_prints_json_metrics(cli):
         (["--strategy", "scratch", "--lr", "0"], 2, "lr=0.0 is invalid"),
         (["--strategy", "finetun"], 2, "did you mean: finetune"),
         (["--strategy", "scratch", "--epochs", "0"], 2, "epochs=0 is invalid"),
+        (["--strategy", "extract", "--C", "0"], 2, "C=0.0 is invalid; give a number > 0"),
+        (["--strategy", "scratch", "--C", "1"], 2, "C applies to extract's logreg and svm heads only"),
         (["--strategy", "scratch", "--lr", "1e6", "--optimizer", "sgd"], 1, "run failed: .*diverged"),
     ],
 )

@@ -97,6 +97,8 @@ class RunSpec:
     source_epochs: int | None = _field(None, "snt: epochs of source-model training (default: epochs)")
     layer: str | None = _field(None, "extract, siamese: unit (1-based index or name) whose pooled output is the feature")
     pool: str | None = _field(None, "extract, siamese: feature map -> vector by avg (global average, default) or flatten")
+    C: float | None = _field(None, "extract's logreg and svm heads: inverse L2 strength, > 0; default 1 for logreg, "
+                                   "chosen by 3-fold CV on the training subset for svm")  # fmt: skip
     source_dataset: str | None = _field(None, "siamese: another dataset whose classes (source, default all) train the "
                                               "network, tested on dataset's target classes (default all)")  # fmt: skip
     n_way: int | None = _field(None, "siamese: candidates per one-shot test task (N-way), >= 2; default every target class")
@@ -193,6 +195,11 @@ class RunSpec:
                     raise TransferlabError(f"{name} applies to the fc1/fc2/fc3 heads only, not head {head!r}")
         if self.dropout and head not in (*FC_HIDDEN, "gap"):
             raise TransferlabError(f"dropout applies to the fc1-3 and gap heads only, not head {head!r}")
+        if self.C is not None:  # tuned on validation by a study (issue 15: equal tuning budgets)
+            _positive("C", self.C)
+            if self.strategy != "extract" or head not in ("logreg", "svm"):
+                raise TransferlabError(f"C applies to extract's logreg and svm heads only, not strategy "
+                                       f"{self.strategy!r} with head {head!r}")  # fmt: skip
         not_used = {
             "layer": self.strategy not in ("extract", "siamese"),
             "pool": self.strategy not in ("extract", "siamese"),

@@ -48,3 +48,12 @@ def test_a_middle_unit_gives_narrower_features(digits, ex_spec):
 def test_a_backbone_without_weights_is_refused(digits, ex_spec):
     with pytest.raises(TransferlabError, match="cifar_cnn has random weights"):
         run(ex_spec(backbone="cifar_cnn"), digits)
+
+
+def test_a_given_c_is_used_and_recorded_without_a_search(digits, ex_spec):
+    svm = run(ex_spec(head="svm", C=0.01), digits)
+    assert svm.ok and svm.hyperparameters["C"] == 0.01
+    assert "cv_scores" not in svm.hyperparameters and "cv_folds" not in svm.hyperparameters
+    strong, weak = run(ex_spec(C=1e-5), digits), run(ex_spec(C=10.0), digits)  # logreg, the default head
+    assert (strong.hyperparameters["C"], weak.hyperparameters["C"]) == (1e-5, 10.0)
+    assert strong.train_accuracy < weak.train_accuracy  # heavy L2 cannot fit the training set as well

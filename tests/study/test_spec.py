@@ -38,6 +38,12 @@ def test_expansion_counts_and_conditional_axes():
     assert len({rid for rid, _ in study.runs}) == len(study.runs)
 
 
+def test_c_is_an_axis_of_the_logreg_and_svm_heads():
+    study = parse_study(SPEC.replace('head = ["logreg", "fc1"]', 'head = ["logreg", "svm"]\nC = [0.01, 1]'))
+    assert study.count_by_strategy() == {"scratch": 4, "extract": 16}  # 2 heads x 2 C x 2 sizes x 2 seeds
+    assert {spec.C for _, spec in study.runs if spec.strategy == "extract"} == {0.01, 1}
+
+
 def test_identical_runs_are_one_run_and_comments_do_not_change_the_grid():
     doubled = SPEC + '\n[[runs]]\nstrategy = "scratch"\nbackbone = "shallow_cnn"\n'
     assert len(parse_study(doubled).runs) == len(parse_study(SPEC).runs)
@@ -77,6 +83,7 @@ def test_grid_size_is_the_product_of_its_axes(sizes, seeds, heads, with_scratch)
         ('[base]\ndataset = "digits"\nstrategy = "scratch"\nsize = []\n', r"size = \[\] is an empty axis"),
         ('[base]\ndataset = "digits"\nstrategy = "scratch"\nhead = "svm"\n', r"head 'svm' is not taken by strategy 'scratch'"),
         ('[base]\ndataset = "digits"\nstrategy = "bogus"\n', r"unknown strategy 'bogus'"),
+        ('[base]\ndataset = "digits"\nstrategy = "extract"\nC = [1, 0]\n', r"C=0 is invalid"),
         ("name = 'bad name!'\n", r"name 'bad name!' must be"),
         ("[base\n", r"is not valid TOML"),
         ('repeats = 2\n[base]\ndataset = "digits"\nstrategy = "scratch"\nseed = [1]\n', r"either repeats or a seed axis"),

@@ -14,8 +14,8 @@ Heads (:func:`make_head` names):
   layer. Given already pooled (N, D) features there is nothing left to pool and it is exactly a linear
   (softmax regression) head trained by Adam, with dropout on its inputs.
 - ``svm``: standardised features -> LinearSVC (dual coordinate descent), C chosen by stratified k-fold
-  cross-validation on the training subset only.
-- ``logreg``: standardised features -> multinomial logistic regression (L-BFGS).
+  cross-validation on the training subset only, or given (then no CV: the study tunes C on validation).
+- ``logreg``: standardised features -> multinomial logistic regression (L-BFGS), C = 1 unless given.
 """
 
 from __future__ import annotations
@@ -238,6 +238,8 @@ class SVMHead(_LabelledHead):
     """Standardise -> LinearSVC, with C picked from ``Cs`` by stratified ``cv``-fold cross-validation
     (accuracy) on the training data. With fewer than ``cv`` images in some class the folds shrink to
     that count; with a single image per class no CV is possible and ``fallback_C`` is used (warned).
+    A given ``C`` skips the CV (``cv_folds_`` = 0, ``cv_scores_`` empty), so a study can tune C on the
+    validation set like every other arm's settings (VTAB's protocol) instead of inside the head.
     Learned: ``C_``, ``cv_folds_``, ``cv_scores_`` (mean CV accuracy per C), ``estimator_``.
 
     Always the dual solver: scikit-learn's ``dual="auto"`` takes the primal (trust-region Newton) whenever
@@ -246,7 +248,9 @@ class SVMHead(_LabelledHead):
     22.5 s and 32.5 s dual; 7.3 vs 2.8 s at C=1e-4), which made the CV grid take over 30 minutes. Both
     solve the same problem; their solutions differ within the solver tolerance."""
 
-    def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), cv=3, fallback_C=1.0, max_iter=5000, seed=0):
+    def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), cv=3, fallback_C=1.0, max_iter=5000, seed=0,
+                 C=None):  # fmt: skip
+        self.C = C
         self.Cs = Cs
         self.cv = cv
         self.fallback_C = fallback_C
@@ -263,7 +267,10 @@ class SVMHead(_LabelledHead):
             svc = LinearSVC(C=C, dual=True, max_iter=self.max_iter, random_state=self.seed)
             return make_pipeline(StandardScaler(), svc)
 
-        if self.cv_folds_:
+        if self.C is not None:
+            self.C_, self.cv_folds_, self.cv_scores_ = float(self.C), 0, {}
+            self.estimator_ = pipeline(self.C).fit(X, y_index)
+        elif self.cv_folds_:
             search = GridSearchCV(pipeline(1.0), {"linearsvc__C": list(self.Cs)}, scoring="accuracy",
                                   cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed))  # fmt: skip
             search.fit(X, y_index)
@@ -310,10 +317,12 @@ class LogRegHead(_LabelledHead):
 def make_head(name: str, *, activation: str = "relu", init: str = "uniform", dropout: float = 0.0,
               lr: float = 1e-3, weight_decay: float = 0.0, epochs: int | None = 20, batch_size: int = 50,
               patience: int | None = None, optimizer: str = "adam", seed: int = 0, steps: int | None = None,
-              schedule: str | None = None) -> _LabelledHead:  # fmt: skip
+              schedule: str | None = None, C: float | None = None) -> _LabelledHead:  # fmt: skip
     """An unfitted head by name (see module docstring). Training settings apply to the torch heads
-    (fc1-3, gap); svm and logreg choose their own regularisation."""
+    (fc1-3, gap); ``C`` (inverse L2 strength) to svm and logreg only: None = svm's CV choice, logreg's 1."""
     check_choice("head", name, HEADS)
+    if C is not None and name not in ("svm", "logreg"):
+        raise TransferlabError(f"C applies to the svm and logreg heads only, not head {name!r}")
     training = dict(lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, patience=patience,
                     optimizer=optimizer, seed=seed, steps=steps, schedule=schedule)  # fmt: skip
     if name in FC_HIDDEN:
@@ -321,5 +330,5 @@ def make_head(name: str, *, activation: str = "relu", init: str = "uniform", dro
     if name == "gap":
         return GAPHead(dropout=dropout, **training)
     if name == "svm":
-        return SVMHead(seed=seed)
-    return LogRegHead()
+        return SVMHead(seed=seed, C=C)
+    return LogRegHead(C=1.0 if C is None else C)

@@ -11,7 +11,7 @@
   ``runs.csv`` (the long table) and ``summary.md``.
 
 Configurations are chosen on validation accuracy and reported with test accuracy (see
-:mod:`transferlab.report.aggregate`). The folder is replaced as a whole, so it never mixes two reports.
+:mod:`transferlab.report.aggregate`), each with the number of configurations it was chosen from. The folder is replaced as a whole, so it never mixes two reports.
 """
 
 from __future__ import annotations

@@ -217,6 +217,50 @@ def best_by_validation(cells: Iterable[Cell]) -> Cell | None:
     return min(candidates, key=lambda c: (-c.val.mean, -c.val.n, repr(c.config.items)))
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A cell chosen on validation and its tuning budget: ``n_configs`` configurations competed (cells
+    with a validation accuracy), and ``tuned`` maps each field that varied among them to its sorted
+    values. Arms chosen from more configurations have more chances at a lucky validation score, so a
+    fair comparison gives each the same number (VTAB's protocol: tune on validation, test once)."""
+
+    cell: Cell
+    n_configs: int
+    tuned: dict[str, tuple] = field(compare=False)
+
+    @classmethod
+    def among(cls, cells: Iterable[Cell]) -> Choice | None:
+        """The choice of :func:`best_by_validation` among ``cells``; None when none has a validation accuracy."""
+        candidates = [c for c in cells if c.val is not None]
+        chosen = best_by_validation(candidates)
+        if chosen is None:
+            return None
+        values: dict[str, set] = defaultdict(set)
+        for cell in candidates:
+            for name, value in cell.config.items:
+                values[name].add(value)
+        # Unset values (a field another strategy's runs leave None) are left out, and so is a field with a
+        # single set value: that variation is already told by the field that does vary (e.g. strategy).
+        tuned = {name: tuple(sorted(set_values, key=_sort_key)) for name, vals in sorted(values.items())
+                 if len(vals) > 1 and len(set_values := vals - {None}) > 1}  # fmt: skip
+        return cls(chosen, len(candidates), tuned)
+
+    def tuned_text(self) -> str:
+        """'lr ∈ {0.0001, 0.001, 0.01}; head ∈ {fc1, fc2}' (empty when nothing was tuned)."""
+        return "; ".join(f"{name} ∈ {{{', '.join(map(_short, vals))}}}" for name, vals in self.tuned.items())
+
+    def text(self) -> str:
+        """'3 configurations (lr ∈ {0.0001, 0.001, 0.01})' or '1 configuration'."""
+        count = f"{self.n_configs} configuration{'s' if self.n_configs != 1 else ''}"
+        return count + (f" ({self.tuned_text()})" if self.tuned else "")
+
+
+def _sort_key(value: Any) -> tuple:
+    """Numbers in numeric order first, then anything else by its text (a field's values may mix types)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, value, "") if number else (1, 0, str(value))
+
+
 @dataclass
 class Task:
     """Every cell of one task (a dataset and its classes), with the sizes ordered by training images."""
@@ -267,6 +311,10 @@ class Task:
     def best(self, size: SizeKey, role: str | None = None, strategy: str | None = None) -> Cell | None:
         """The configuration chosen on validation among those of ``role`` / ``strategy`` at ``size``."""
         return best_by_validation(self.at(size, role, strategy))
+
+    def choice(self, size: SizeKey, role: str | None = None, strategy: str | None = None) -> Choice | None:
+        """:meth:`best` with the configurations it was chosen from (its tuning budget)."""
+        return Choice.among(self.at(size, role, strategy))
 
     def strategies(self) -> list[str]:
         return _ordered({c.config.strategy for c in self.cells}, STRATEGY_ORDER)

@@ -30,7 +30,8 @@ def summarize(study: StudyData) -> list[Section]:
     """One section on the study's state, then one per task."""
     sections = [Section("Status", _status(study))]
     for task in study.tasks:
-        points = [*_gains_by_size(task), *_best_strategy(task), *_depths(task), *_trend(task), *_sources(task)]
+        points = [*_gains_by_size(task), *_budgets(task), *_best_strategy(task), *_depths(task), *_trend(task),
+                  *_sources(task)]  # fmt: skip
         sections.append(Section(f"{task.label} ({task.n_classes} classes, chance {task.chance:.2f})", points))
     return sections
 
@@ -63,6 +64,23 @@ def _status(study: StudyData) -> list[str]:
 
 def _named(task: Task, cell: Cell) -> str:
     return f"{task.describe(cell.config)}: {cell.test.text()}"
+
+
+def _budgets(task: Task) -> list[str]:
+    """Whether the compared arms had equal tuning budgets: a point naming, for each size where transfer,
+    the baseline and augmentation were chosen from different numbers of configurations, how many each had
+    (the arm with more had more chances at a lucky validation score); nothing when they were equal."""
+    items = []
+    for size in task.sizes:
+        choices = {role: task.choice(size, role=role) for role in ("transfer", "baseline", "augmentation")}
+        present = {role: choice for role, choice in choices.items() if choice is not None}
+        if choices["transfer"] is not None and len({c.n_configs for c in present.values()}) > 1:
+            items.append((size, ", ".join(f"{role} from {choice.text()}" for role, choice in present.items())))
+    if not items:
+        return []
+    return [f"Unequal tuning budgets: chosen on validation, {_ranges(items)}. Part of a gain may come from the "
+            "larger search (and a lucky validation score among more tries) rather than from the arm itself; "
+            "give each arm the same number of trials (e.g. the same lr grid) for a fair verdict."]  # fmt: skip
 
 
 def _gains_by_size(task: Task) -> list[str]:

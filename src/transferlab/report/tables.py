@@ -1,12 +1,13 @@
 """The report's tables, each written as CSV (raw numbers, full precision) and LaTeX / HTML (rounded).
 
 - ``best_configs`` (the VGG16 study's Table 3): per task, size and strategy, the configuration with the
-  best mean validation accuracy, reported with its test accuracy.
+  best mean validation accuracy, reported with its test accuracy and how many configurations it was
+  chosen from (``n_configs``, and the ``tuned`` fields with their values).
 - ``accuracy_by_role`` (its Table 4): the baseline, augmentation and transfer configurations chosen on
   validation at each size, with validation and test accuracy.
 - ``gains`` (its Table 5): relative gain (ratio) and absolute gain (difference) of transfer over the
   baseline and over augmentation, on test accuracy (and on validation accuracy in the CSV, as the study
-  reported), with the Welch 95% interval of the absolute gain.
+  reported), with the Welch 95% interval of the absolute gain and each side's ``n_configs``.
 - ``aggregates`` (CSV only): every configuration at every size.
 
 Accuracies are fractions in [0, 1]; absolute gains are differences of fractions; relative gains are ratios.
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transferlab.report.aggregate import ROLES, Cell, Gain, Stat, StudyData, Task
+from transferlab.report.aggregate import ROLES, Cell, Choice, Gain, Stat, StudyData, Task
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _csv_value(value: Any) -> Any:
 
 _LATEX_SPECIAL = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_",
                   "{": "\\{", "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}",
-                  "±": "$\\pm$", "×": "$\\times$", "·": "$\\cdot$", "→": "$\\to$"}  # fmt: skip
+                  "±": "$\\pm$", "×": "$\\times$", "∈": "$\\in$", "·": "$\\cdot$", "→": "$\\to$"}  # fmt: skip
 
 
 def _latex_escape(text: str) -> str:
@@ -118,6 +119,19 @@ def _stat_fields(prefix: str, stat: Stat | None) -> dict[str, Any]:
             f"{prefix}_ci_low": stat.ci_low, f"{prefix}_ci_high": stat.ci_high}  # fmt: skip
 
 
+def _budget_fields(prefix: str, choice: Choice | None) -> dict[str, Any]:
+    """``n_configs`` (configurations the choice was made from) and ``tuned`` (what varied among them)."""
+    if choice is None:
+        return {f"{prefix}n_configs": 0, f"{prefix}tuned": None}
+    return {f"{prefix}n_configs": choice.n_configs, f"{prefix}tuned": choice.tuned_text()}
+
+
+def _budget(row: dict, prefix: str) -> str:
+    """'3: lr ∈ {0.001, 0.01, 0.1}' or '1'."""
+    tuned = row.get(f"{prefix}tuned")
+    return f"{row[f'{prefix}n_configs']}" + (f": {tuned}" if tuned else "")
+
+
 def _size_fields(task: Task, cell: Cell) -> dict[str, Any]:
     return {"task": task.label, "n_classes": cell.n_classes, "size": cell.size.label, "n_train": cell.n_train}
 
@@ -132,22 +146,26 @@ def best_configs(study: StudyData) -> Table:
         for size in task.sizes:
             overall = task.best(size)
             for strategy in task.strategies():
-                cell = task.best(size, strategy=strategy)
-                if cell is None:
+                choice = task.choice(size, strategy=strategy)
+                if choice is None:
                     continue
+                cell = choice.cell
                 rows.append({
                     **_size_fields(task, cell), "strategy": strategy, "role": cell.config.role,
                     "configuration": task.describe(cell.config), "best_at_size": cell is overall,
-                    **_stat_fields("val", cell.val), **_stat_fields("test", cell.test),
+                    **_budget_fields("", choice), **_stat_fields("val", cell.val), **_stat_fields("test", cell.test),
                     "directions": cell.directions, "run_ids": " ".join(cell.run_ids),
                 })  # fmt: skip
     display = [
         Column("Task", lambda r: r["task"]), Column("Size", lambda r: f"{r['size']} ({r['n_train']:,})"),
         Column("Configuration", lambda r: r["configuration"] + (" ★" if r["best_at_size"] else "")),
+        Column("Chosen from", lambda r: _budget(r, "")),
         Column("Val. acc.", lambda r: _num(r["val_mean"])), Column("Test acc.", lambda r: _mean_std(r, "test")),
     ]  # fmt: skip
     caption = ("Best configuration per task, training size and strategy, chosen on mean validation accuracy "
-               "and reported with test accuracy (mean ± std over repeats, n runs); ★ = best at that size.")  # fmt: skip
+               "and reported with test accuracy (mean ± std over repeats, n runs); ★ = best at that size. "
+               "Chosen from: how many configurations competed on validation, and the settings that varied "
+               "among them (a strategy tuned over more configurations had more chances).")  # fmt: skip
     return Table("best_configs", caption, rows, display)
 
 
@@ -155,13 +173,15 @@ def _role_rows(study: StudyData) -> list[dict]:
     rows = []
     for task in study.tasks:
         for size in task.sizes:
-            chosen = {role: task.best(size, role=role) for role in ROLES}
+            choices = {role: task.choice(size, role=role) for role in ROLES}
+            chosen = {role: None if choice is None else choice.cell for role, choice in choices.items()}
             if all(c is None for c in chosen.values()):
                 continue
             any_cell = next(c for c in chosen.values() if c is not None)
             row = _size_fields(task, any_cell)
             for role, cell in chosen.items():
                 row[f"{role}_configuration"] = None if cell is None else task.describe(cell.config)
+                row.update(_budget_fields(f"{role}_", choices[role]))
                 row.update(_stat_fields(f"{role}_val", None if cell is None else cell.val))
                 row.update(_stat_fields(f"{role}_test", None if cell is None else cell.test))
             transfer = chosen["transfer"]
@@ -210,11 +230,15 @@ def gains(study: StudyData, rows: list[dict] | None = None) -> Table:
         Column("RG vs augmentation", lambda r: _num(r["rg_vs_augmentation"], 2)),
         Column("AG vs baseline", absolute("ag_vs_baseline")),
         Column("AG vs augmentation", absolute("ag_vs_augmentation")),
+        Column("Configs T / B / A", lambda r: " / ".join(
+            str(r[f"{role}_n_configs"] or "–") for role in ("transfer", "baseline", "augmentation"))),
     ]  # fmt: skip
     caption = ("Gain of transfer learning over the baseline and over data augmentation on test accuracy, each "
                "configuration chosen on validation. RG = relative gain (ratio of mean accuracies); AG = "
-               "absolute gain (difference) ± half-width of its Welch 95% interval. The CSV also has the gains "
-               "on validation accuracy.")  # fmt: skip
+               "absolute gain (difference) ± half-width of its Welch 95% interval. Configs T / B / A: how many "
+               "configurations transfer, the baseline and augmentation were each chosen from (unequal numbers "
+               "are unequal tuning budgets). The CSV also has the gains on validation accuracy and what was "
+               "tuned.")  # fmt: skip
     return Table("gains", caption, rows, display)
 
 

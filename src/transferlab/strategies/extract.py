@@ -59,7 +59,7 @@ def _head(spec: RunSpec):
     return make_head(spec.head, activation=spec.activation or "relu", init=spec.init or "uniform",
                      dropout=spec.dropout, lr=spec.lr, weight_decay=spec.weight_decay, epochs=spec.epochs,
                      batch_size=spec.batch_size, patience=spec.patience, optimizer=spec.optimizer,
-                     seed=spec.seed, steps=spec.steps, schedule=spec.schedule)  # fmt: skip
+                     seed=spec.seed, steps=spec.steps, schedule=spec.schedule, C=spec.C)  # fmt: skip
 
 
 def _score(spec: RunSpec, head, task, features: dict, labels: dict, features_seconds: float,
@@ -72,8 +72,10 @@ def _score(spec: RunSpec, head, task, features: dict, labels: dict, features_sec
                "train_accuracy": head.score(features["train"], labels["train"])}  # fmt: skip
     history = getattr(head, "history_", [])
     hyper = {"feature_dim": int(np.prod(features["train"].shape[1:]))}
-    if spec.head == "svm":
+    if spec.head == "svm" and spec.C is None:
         hyper.update(C=head.C_, cv_folds=head.cv_folds_, cv_scores=head.cv_scores_)
+    elif spec.head in ("svm", "logreg"):  # C from the spec (logreg's default 1): recorded, nothing searched
+        hyper["C"] = float(head.C)
     if getattr(head, "batched_with_", 1) > 1:
         hyper["batched_with"] = head.batched_with_  # heads trained in the same pass (fit_seconds is a share)
     return RunResult(
