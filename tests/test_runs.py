@@ -46,7 +46,7 @@ def spec(**changes) -> RunSpec:
         ({"side": "left"}, "side 'left' is unknown.*valid: source, target"),
         ({"device": "tpu"}, "device 'tpu' is unknown"),
         ({"dropout": 0.5}, "dropout applies to the fc1-3 and gap heads only"),
-        ({"bn_stats": "ema"}, "bn_stats 'ema' is unknown.*valid: momentum, recalibrate"),
+        ({"bn_stats": "ema"}, "bn_stats 'ema' is unknown.*valid: momentum, pretrained, recalibrate"),
         ({"strategy": "extract", "bn_stats": "momentum"}, "bn_stats is not a setting of strategy 'extract'"),
         ({"strategy": "extract", "C": 0}, "C=0 is invalid; give a number > 0"),
         ({"strategy": "extract", "C": -1.0}, "C=-1.0 is invalid"),

@@ -229,8 +229,18 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------------------ run
 
+def _pixels_or_auto(text: str) -> int | str:
+    """--input-size: a whole number of pixels, or 'auto' (the pretrained weights' working resolution)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels or 'auto'") from None
+
+
 # RunSpec fields whose flags need a parser other than their annotation's plain type.
-_RUN_FLAG_TYPES = {"size": _fraction, "source_size": _fraction, "val_size": _holdout}
+_RUN_FLAG_TYPES = {"size": _fraction, "source_size": _fraction, "val_size": _holdout, "input_size": _pixels_or_auto}
 
 
 def _run_flag_type(annotation: str):

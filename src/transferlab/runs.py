@@ -19,7 +19,7 @@ from typing import Any
 from transferlab.data.augment import DEFAULT_AUGMENT, parse_augment
 from transferlab.errors import TransferlabError, options_hint
 from transferlab.models.backbone import POOLS
-from transferlab.models.heads import ACTIVATIONS, FC_HIDDEN, INITS
+from transferlab.models.heads import ACTIVATIONS, FC_HIDDEN, INITS, TORCH_HEADS
 from transferlab.train import AUTO_PATIENCE, BN_STATS, OPTIMIZERS, SCHEDULES
 
 SIDES = ("source", "target")
@@ -254,6 +254,11 @@ class RunSpec:
 
         return get_strategy(self.strategy)
 
+    def trains_a_network(self, head: str | None = None) -> bool:
+        """Whether this run trains with the training loop (so has a step budget): every strategy but extract
+        with a closed-form head (logreg, svm)."""
+        return self.strategy != "extract" or (head or self.head or self.strategy_info.default_head) in TORCH_HEADS
+
     def resolved(self) -> RunSpec:
         """This spec with every strategy default filled in (what actually runs, and what is saved)."""
         strategy = self.strategy_info
@@ -272,7 +277,8 @@ class RunSpec:
         if self.input_size == "auto":
             changes["input_size"] = working_resolution(backbone)
         # The size rule (no epochs, no steps) stops early on validation unless the run has none.
-        if self.epochs is None and self.steps is None and self.patience is None and self.val_size != 0:
+        if (self.epochs is None and self.steps is None and self.patience is None and self.val_size != 0
+                and self.trains_a_network(head)):
             changes["patience"] = AUTO_PATIENCE
         if self.strategy == "extract":
             changes["pool"] = self.pool or "avg"

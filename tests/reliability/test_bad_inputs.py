@@ -241,7 +241,7 @@ def test_unknown_top_level_key(tmp_path, victim, transferlab):
 
 def test_mistyped_run_key(tmp_path, victim, transferlab):
     code, err = study_on(tmp_path, victim, transferlab, SPEC.replace('head = "logreg"', 'heads = "logreg"'))
-    assert code == 2 and "([[runs]] #2): unknown key 'heads' (did you mean: head?)" in err
+    assert code == 2 and "([[runs]] #2): unknown key 'heads' (did you mean: head, head_init?)" in err
     assert victim.unharmed()
 
 

@@ -75,7 +75,7 @@ def test_grid_size_is_the_product_of_its_axes(sizes, seeds, heads, with_scratch)
         ('name = "x"\nrepeat = 3\n', r"line 2 \(top level\): unknown key 'repeat' \(did you mean: repeats\?\)"),
         ('[base]\ndataset = "digits"\nlearning_rate = 0.1\n', r"line 3 \(\[base\]\): unknown key 'learning_rate'"),
         ('[base]\ndataset = "digits"\n[[runs]]\nstrategy = "scratch"\n[[runs]]\nstrategy = "extract"\nheads = ["fc1"]\n',
-         r"line 7 \(\[\[runs\]\] #2\): unknown key 'heads' \(did you mean: head\?\)"),
+         r"line 7 \(\[\[runs\]\] #2\): unknown key 'heads' \(did you mean: head, head_init\?\)"),
         ('[base]\ndataset = "digits"\nstrategy = "scratch"\nepochs = "ten"\n',
          r"line 4 \(\[base\]\): epochs = 'ten' has the wrong type str; expected int"),
         ('[base]\ndataset = "digits"\nstrategy = "scratch"\nlr = [0.1, true]\n', r"lr = True has the wrong type bool"),
@@ -112,3 +112,35 @@ def test_run_ids_are_stable_across_releases(monkeypatch):
     # A set value is part of the identity.
     monkeypatch.setattr(RunSpec, "to_dict", lambda self: {**plain, "a_future_option": 3})
     assert run_id(spec) != GOLDEN_RUN_ID
+
+
+# Ids that release 0.1 gave these specs (computed with its code): studies it stored must resume unchanged.
+RELEASE_0_1_IDS = [
+    ('25b6d3cd1de14e98', {'strategy': 'extract', 'dataset': 'fashion-mnist', 'per_class': 5, 'head': 'logreg', 'seed': 1}),
+    ('efd63e5974953803', {'strategy': 'extract', 'dataset': 'fashion-mnist', 'per_class': 5, 'head': 'svm', 'seed': 1, 'layer': 5}),
+    ('7ec4fc240fa92dc6', {'strategy': 'extract', 'dataset': 'fashion-mnist', 'per_class': 5, 'head': 'fc2', 'seed': 1, 'epochs': 40}),
+    ('7b8c552937203070', {'strategy': 'scratch', 'dataset': 'fashion-mnist', 'per_class': 5, 'seed': 1, 'epochs': 30, 'patience': 5}),
+    ('12dcaa7b495912bf', {'strategy': 'finetune', 'dataset': 'fashion-mnist', 'per_class': 5, 'seed': 1, 'epochs': 30, 'frozen': 6}),
+    ('ba717c79a43de442', {'strategy': 'augment', 'dataset': 'fashion-mnist', 'per_class': 5, 'seed': 1, 'epochs': 30}),
+    ('0744bda955786ba9', {'strategy': 'snt', 'dataset': 'fashion-mnist', 'source': '0,1', 'target': '2,3', 'seed': 1, 'epochs': 30, 'transfer': 2}),
+    ('f0660069b0d15bb2', {'strategy': 'siamese', 'dataset': 'fashion-mnist', 'source': '0,1,2', 'target': '3,4', 'seed': 1, 'epochs': 3}),
+]
+
+
+@pytest.mark.parametrize(("golden", "fields"), RELEASE_0_1_IDS)
+def test_release_0_1_run_ids_still_match(golden, fields):
+    """Explicit-epochs network runs and closed-form heads mean what they meant in 0.1, so keep its ids."""
+    from transferlab.runs import RunSpec
+    from transferlab.study.spec import run_id
+
+    assert run_id(RunSpec(**fields).resolved()) == golden
+
+
+def test_a_network_run_without_a_budget_is_a_new_run():
+    """In 0.1 no epochs meant 20 epochs; now it means the size rule, a different recipe, so a different id."""
+    from transferlab.runs import RunSpec
+    from transferlab.study.spec import run_id
+
+    old = RunSpec(strategy="scratch", dataset="fashion-mnist", per_class=5, seed=1, epochs=20).resolved()
+    new = RunSpec(strategy="scratch", dataset="fashion-mnist", per_class=5, seed=1).resolved()
+    assert run_id(old) != run_id(new)

@@ -30,7 +30,10 @@ REPEAT_FIELDS = ("seed", "swap")  # aggregated over
 SIZE_FIELDS = ("size", "per_class")  # the x axis
 NOT_CONFIG_FIELDS = (*REPEAT_FIELDS, *SIZE_FIELDS, "device")  # device: how a run ran, not what it was
 # A size curve has one line per value of these; the other varying fields are tuned on validation per size.
-LINE_FIELDS = ("strategy", "variant", "backbone", "head", "source", "augment")
+# input_size (resolution), layer and the fine-tuning recipe are arms of their own, never tuned away inside a
+# line: a line mixing 64 and 224 px would hide the axis the study asked about.
+LINE_FIELDS = ("strategy", "variant", "backbone", "head", "source", "augment", "input_size", "layer", "head_init",
+               "l2_sp", "layer_decay")  # fmt: skip
 ROLES = ("baseline", "augmentation", "transfer")
 ROLE_HELP = {
     "baseline": "no transfer, no augmentation (scratch, or snt with transfer=0)",

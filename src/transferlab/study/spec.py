@@ -101,11 +101,30 @@ class StudySpec:
         return counts
 
 
+# Release 0.1 resolved these fields to a fixed default even in runs they do not affect (epochs of a logreg
+# head, bn_stats of extract); later releases leave them None there. Hashing the old filler keeps those runs'
+# ids, so studies stored by 0.1 resume. Where the field does matter, a None means a new rule (the size-based
+# budget instead of 20 epochs), a different run, and so rightly a different id.
+_RELEASE_0_1_FILLERS = {"epochs": 20, "bn_stats": "recalibrate"}
+# Settings added later whose resolved value is what release 0.1 did without naming it: hashed as absent.
+_RELEASE_0_1_IMPLIED = {"head_init": "random"}
+
+
+def _affects(name: str, spec: RunSpec) -> bool:
+    if name == "epochs":
+        return spec.trains_a_network()
+    return spec.strategy != "extract"  # bn_stats: extract's backbone runs in eval mode, its heads have no BN
+
+
 def run_id(spec: RunSpec) -> str:
     """16 hex digits of the sha256 of the resolved spec's set fields: the identity of a run across restarts.
     Fields that resolve to None are left out, so a release that adds an optional RunSpec field (default
     None) keeps every existing run id, and a study started with the previous release still resumes."""
-    fields = {name: value for name, value in spec.to_dict().items() if value is not None}
+    fields = {name: value for name, value in spec.to_dict().items()
+              if value is not None and _RELEASE_0_1_IMPLIED.get(name) != value}
+    for name, value in _RELEASE_0_1_FILLERS.items():
+        if name not in fields and not _affects(name, spec):
+            fields[name] = value
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
