@@ -120,6 +120,41 @@ def test_h_score_closed_form():
     assert 0 < h_score(wide, y_wide) < np.inf
 
 
+def tllib_regularized_h_score(features: np.ndarray, labels: np.ndarray) -> float:
+    """tllib's ``regularized_h_score`` (Ibrahim et al. 2022) written out: Ledoit-Wolf covariance of the
+    features, np.cov of the class-mean features, and tr(pinv(cov_alpha) (1 - alpha) cov_between)."""
+    from sklearn.covariance import LedoitWolf
+
+    f = features.astype(np.float64)
+    f = f - f.mean(0, keepdims=True)
+    estimate = LedoitWolf(assume_centered=False).fit(f)
+    g = np.zeros_like(f)
+    for k in range(labels.max() + 1):
+        g[labels == k] = f[labels == k].mean(0)
+    between = np.cov(g, rowvar=False)
+    return float(
+        np.trace(np.linalg.pinv(estimate.covariance_, rcond=1e-15) @ ((1 - estimate.shrinkage_) * between))
+    )
+
+
+@pytest.mark.parametrize(("n", "d"), [(60, 8), (50, 200)])
+def test_h_score_matches_tllib_regularized_h_score(n, d):
+    features, labels = blobs(n // 5, 5, d, separation=0.7, seed=n + d)
+    # tllib's between-class term uses np.cov's 1/(N - 1), ours 1/N like the Ledoit-Wolf covariance.
+    expected = tllib_regularized_h_score(features, labels) * (n - 1) / n
+    assert h_score(features, labels) == pytest.approx(expected, rel=1e-8)
+
+
+@pytest.mark.parametrize("d", [80, 100, 300])  # D close to N = 100, and above it
+def test_h_score_of_noise_is_near_zero_and_below_informative_features(d):
+    # Without the (1 - alpha) factor on the between-class term, noise scored about D (K - 1) / N
+    # (3.2 to 12 here) and outranked the informative features.
+    informative, labels = blobs(20, 5, d, separation=0.5, seed=d)
+    noise = np.random.default_rng(d + 1).normal(size=informative.shape)
+    assert 0 <= h_score(noise, labels) < 0.5
+    assert h_score(noise, labels) < h_score(informative, labels)
+
+
 def test_knn_accuracy_known_answers():
     separated, labels = blobs(15, 3, 5, separation=50.0)
     assert knn_accuracy(separated, labels, k=3) == 1.0

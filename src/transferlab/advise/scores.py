@@ -13,8 +13,10 @@ Higher is better for every score.
 - :func:`nce`: Tran et al. 2019, "Transferability and Hardness of Supervised Classification Tasks" —
   negative conditional entropy -H(Y | Z) of the labels given the source's hard predictions (nats, <= 0).
 - :func:`h_score`: Bao et al. 2019, "An Information-theoretic Approach to Transferability" —
-  tr(cov(f)^-1 cov(E[f | y])), with Ledoit-Wolf shrinkage of cov(f) by default (Ibrahim et al. 2022):
-  the plain inverse is singular whenever D >= N, as with a few hundred images and 1,280 features.
+  tr(cov(f)^-1 cov(E[f | y])); by default the regularised form of Ibrahim et al. 2022, "Newer is not
+  always better: rethinking transferability metrics" (Ledoit-Wolf shrinkage alpha of cov(f), and the
+  between-class term scaled by 1 - alpha): the plain inverse is singular whenever D >= N, as with a few
+  hundred images and 1,280 features.
 - :func:`knn_accuracy`: leave-one-out k-nearest-neighbour accuracy on standardised features (a fraction).
 """
 
@@ -151,21 +153,29 @@ def nce(source_labels: np.ndarray, labels: np.ndarray) -> float:
 
 
 def h_score(features: np.ndarray, labels: np.ndarray, *, shrinkage: bool = True) -> float:
-    """H-score tr(cov(f)^-1 cov(E[f | y])) of features (N, D): large when class means spread far relative
-    to the features' total spread (in [0, K - 1] for the plain covariance). shrinkage: Ledoit-Wolf covariance (well-conditioned for
-    D >= N); False: the paper's plain sample covariance with a pseudo-inverse."""
+    """H-score of features (N, D): large when class means spread far relative to the features' total
+    spread. shrinkage=True: the regularised H-score of Ibrahim et al. 2022 (tllib's
+    ``regularized_h_score``), tr(inv(S_alpha) (1 - alpha) cov(E[f | y])) with S_alpha the Ledoit-Wolf
+    covariance (1 - alpha) S + alpha mu I, well-conditioned for D >= N; False: Bao et al.'s
+    tr(pinv(S) cov(E[f | y])) with the plain sample covariance S, in [0, K - 1]."""
     f, y, _ = _check(features, labels, "features")
     f = f - f.mean(0)
-    if shrinkage:
-        from sklearn.covariance import LedoitWolf
-
-        cov = LedoitWolf(assume_centered=True).fit(f).covariance_
-    else:
-        cov = f.T @ f / len(f)
     class_means = np.zeros_like(f)
     for k in np.unique(y):
         class_means[y == k] = f[y == k].mean(0)
     between = class_means.T @ class_means / len(f)
+    if shrinkage:
+        from sklearn.covariance import LedoitWolf
+
+        estimate = LedoitWolf(assume_centered=True).fit(f)
+        cov, alpha = estimate.covariance_, float(estimate.shrinkage_)
+        # The between-class term is shrunk by the same (1 - alpha) as S: without it, pure noise with
+        # D near or above N (alpha -> 1, S_alpha -> mu I) scores about D (K - 1) / N instead of 0 and
+        # outranks informative features. Both terms use 1/N (tllib's np.cov uses 1/(N - 1) for the
+        # between term only: a factor N / (N - 1) larger, which no ranking notices).
+        between = (1.0 - alpha) * between
+    else:
+        cov = f.T @ f / len(f)
     return float(np.trace(np.linalg.pinv(cov, rcond=1e-10, hermitian=True) @ between))
 
 
