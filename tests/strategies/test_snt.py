@@ -55,6 +55,14 @@ def test_source_key_has_the_model_format_not_the_code_version(digits, snt_spec, 
     assert source_key(spec, digits, (0, 1, 2, 3, 4))[0] != key
 
 
+def test_source_key_has_the_step_budget_and_schedule_the_source_model_trains_with(digits, snt_spec):
+    classes = (0, 1, 2, 3, 4)
+    constant, cosine = (snt_spec(transfer=CONV_UNITS, schedule=name) for name in ("constant", "cosine"))
+    assert source_key(constant, digits, classes)[0] != source_key(cosine, digits, classes)[0]
+    steps = [snt_spec(transfer=CONV_UNITS, epochs=None, source_epochs=None, steps=n) for n in (50, 60)]
+    assert source_key(steps[0], digits, classes)[0] != source_key(steps[1], digits, classes)[0]
+
+
 def test_base_and_transfer_learn_a_tiny_target(digits, snt_spec):
     base = run(snt_spec(transfer=0), digits)
     transferred = run(snt_spec(transfer=CONV_UNITS), digits)

@@ -60,6 +60,8 @@ def source_key(spec: RunSpec, data: ImageSet, source_classes: tuple[int, ...]) -
         "optimizer": spec.optimizer, "lr": spec.lr, "momentum": spec.momentum,
         "weight_decay": spec.weight_decay, "epochs": spec.source_epochs, "batch_size": spec.batch_size,
         "patience": spec.patience, "bn_stats": spec.bn_stats, "augment": spec.augment, "seed": spec.seed, "format": SOURCE_MODEL_FORMAT,
+        # The rest of the budget _train_source gives train_config: a step budget when there are no epochs.
+        "steps": None if spec.source_epochs else spec.steps, "schedule": spec.schedule,
     }  # fmt: skip
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
     return f"{spec.backbone}-{digest}", settings
