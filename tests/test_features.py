@@ -160,6 +160,25 @@ def _entry_files(root):
     return array, array.with_suffix(".json")
 
 
+def test_key_has_the_features_format_not_the_code_version(digits, small_cnn, cache_root, monkeypatch):
+    from transferlab.version import code_version
+
+    base = feature_key(digits, np.arange(10), LITE, size=32)
+    # A new release or any source edit keeps the cache (the release used to key it) ...
+    monkeypatch.setattr("transferlab.__version__", "9.9.9")
+    monkeypatch.setattr("transferlab.version.code_version", lambda: "9.9.9+src.00000000")
+    assert feature_key(digits, np.arange(10), LITE, size=32) == base
+    assert base.format == features_module.FEATURES_FORMAT
+    # ... a bumped format does not.
+    monkeypatch.setattr(features_module, "FEATURES_FORMAT", features_module.FEATURES_FORMAT + 1)
+    assert feature_key(digits, np.arange(10), LITE, size=32).digest() != base.digest()
+    monkeypatch.undo()
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(cache_root.parent))
+    cached_features(digits, np.arange(5), small_cnn)
+    _, sidecar = _entry_files(cache_root)
+    assert json.loads(sidecar.read_text())["code_version"] == code_version()  # who wrote the entry
+
+
 @pytest.mark.parametrize("damage", ["torn array", "flipped bytes", "other key", "torn sidecar"])
 def test_damaged_entries_are_recomputed_never_reused(digits, small_cnn, cache_root, damage):
     indices = np.arange(12)

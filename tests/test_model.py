@@ -21,6 +21,7 @@ from transferlab.data.splits import make_task
 from transferlab.errors import TransferlabError
 from transferlab.model import fit, load_model
 from transferlab.runs import RunSpec
+from transferlab.version import code_version
 
 sys.path.insert(0, str(Path(__file__).parent))
 from report.conftest import StudyBuilder, spec  # noqa: E402
@@ -78,6 +79,7 @@ def test_fit_save_load_predict_round_trip(kind, digits, scratch_model, tmp_path)
         provenance["dataset_fingerprint"] == digits.fingerprint() and provenance["spec"]["strategy"] == kind
     )
     assert provenance["transferlab_version"] == transferlab.__version__
+    assert provenance["code_version"] == code_version() == result.code_version  # which code trained it
     assert list(loaded.classes_) == digits.class_names and loaded.payload["image"] == {
         "height": 8,
         "width": 8,

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 
+import numpy as np
 import pytest
 
 from transferlab.errors import TransferlabError
@@ -99,6 +100,28 @@ def test_run_result_is_json_ready_and_round_trips():
     result = RunResult(spec=spec().to_dict(), test_accuracy=0.5, history=[{"epoch": 1, "val_loss": None}])
     data = json.loads(json.dumps(result.to_dict()))
     assert RunResult.from_dict(data) == result and data["test_accuracy"] == 0.5 and data["status"] == "ok"
+
+
+def test_a_result_saves_its_indices_and_code_version(digits):
+    from transferlab.data.splits import indices_from_record, make_task, record_indices_hash
+    from transferlab.version import code_version
+
+    small = spec(per_class=5, epochs=1, input_size=16, val_size=5, test_per_class=5, target="1,2,3")
+    result = run(small, digits)
+    assert result.ok and result.code_version == code_version()
+    assert record_indices_hash(result.indices) == result.indices_hash
+    saved = indices_from_record(json.loads(json.dumps(result.indices)))  # as stored: JSON
+    task = make_task(digits, [1, 2, 3], per_class=5, val_size=5, test_per_class=5)
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(saved[part], getattr(task, part))
+    assert len(saved["train"]) == result.n_train == 15 and result.indices["classes"] == [1, 2, 3]
+
+
+def test_a_result_stored_before_indices_were_saved_still_loads():
+    old = {"spec": spec().to_dict(), "status": "ok", "test_accuracy": 0.5, "indices_hash": "0" * 64,
+           "code_version": "0.1.0"}  # fmt: skip
+    result = RunResult.from_dict(old)
+    assert result.indices == {} and result.test_accuracy == 0.5 and result.code_version == "0.1.0"
 
 
 def test_a_side_with_one_class_is_bad_input(digits):

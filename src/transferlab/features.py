@@ -20,8 +20,9 @@ worker per torch thread (``transferlab.parallel``; the same features bit for bit
 other collapse the rate.
 
 Cache layout: ``<cache_dir()>/features/<key[:2]>/<key>.npy`` plus ``<key>.json`` (the key fields,
-shape, dtype and the array's sha256). The key is the sha256 of: dataset fingerprint, image indices,
-backbone name, weights hash, layer, pooling, preprocessing, package version. Writes are atomic (temp
+shape, dtype, the array's sha256 and the code version that wrote it). The key is the sha256 of: dataset
+fingerprint, image indices, backbone name, weights hash, layer, pooling, preprocessing and
+``FEATURES_FORMAT`` (not the code version, which changes with any edit). Writes are atomic (temp
 file + rename; the sidecar, written last, marks an entry complete); a missing, torn or mismatched entry
 is recomputed, never reused.
 """
@@ -48,11 +49,16 @@ from transferlab.data.transforms import as_uint8_nhwc
 from transferlab.errors import TransferlabError, TransferlabWarning
 from transferlab.models.backbone import POOLS, Backbone
 from transferlab.parallel import check_workers, run_jobs, worker_count
+from transferlab.version import code_version
 
 DEFAULT_BATCH_SIZE = 32  # best of 16/32/64/256 for Lite0 at 64 px (larger batches leave cache)
 FAST_PATH_MIN_BATCHES = 4  # below this, tracing costs more than it saves
 FAST_PATH_TOLERANCE = 1e-3  # max |traced - eager| relative to max |eager| (BN folding moves ~1e-5)
 PARALLEL_MIN_BATCHES = 2  # per worker: below this, splitting the rest of a call is not worth a thread
+# Part of every cache key. Bump it when a change alters the features computed for the same key fields
+# (extraction, preprocessing, pooling, tracing numerics): entries of another format are then recomputed,
+# never reused. Other edits leave it, so they keep the cache.
+FEATURES_FORMAT = 1
 
 
 # ------------------------------------------------------------------------------------ extraction
@@ -231,7 +237,7 @@ class FeatureKey:
     layer: str  # unit index or name as requested, "end" for the feature end
     pool: str
     transform: str  # ImageTransform.key()
-    version: str  # transferlab version
+    format: int  # FEATURES_FORMAT
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
@@ -273,6 +279,7 @@ def _write_entry(key: FeatureKey, array: np.ndarray, root: Path, seconds: float,
     meta = {
         "key": asdict(key), "shape": list(array.shape), "dtype": "float32", "sha256": _array_sha256(array),
         "dataset_name": dataset_name, "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "code_version": code_version(),
     }  # fmt: skip
     # Array first, sidecar last: a sidecar only ever describes a complete array.
     paths.atomic_write(array_path, lambda f: np.save(f, array, allow_pickle=False))
@@ -302,7 +309,6 @@ def feature_key(
     size: int | None = None,
 ) -> FeatureKey:
     """The cache key, without building a named backbone (its weight file's hash stands for its weights)."""
-    from transferlab import __version__
     from transferlab.models.registry import get_backbone_entry
     from transferlab.models.weights import file_sha256
 
@@ -323,7 +329,7 @@ def feature_key(
     return FeatureKey(
         dataset=image_set.fingerprint(), indices=hashlib.sha256(idx.tobytes()).hexdigest(), count=len(idx),
         backbone=name, weights=weights, layer="end" if layer is None else str(layer), pool=pool,
-        transform=transform.key(), version=__version__,
+        transform=transform.key(), format=FEATURES_FORMAT,
     )  # fmt: skip
 
 

@@ -206,6 +206,7 @@ class TrainedModel:
 def _payload(spec: dict, data: ImageSet, class_names: list[str], kind: str, num_classes: int, transform: ImageTransform,
              outputs: str, result) -> dict:  # fmt: skip
     from transferlab import __version__
+    from transferlab.version import code_version
 
     metrics = {k: getattr(result, k) for k in ("val_accuracy", "test_accuracy", "train_accuracy", "n_train", "n_val",
                                                  "n_test", "size_label", "indices_hash", "best_epoch", "epochs_run")}  # fmt: skip
@@ -217,7 +218,7 @@ def _payload(spec: dict, data: ImageSet, class_names: list[str], kind: str, num_
         "image": {"height": data.resolution[0], "width": data.resolution[1], "channels": data.channels},
         "class_names": list(class_names), "outputs": outputs,
         "provenance": {"dataset": data.name, "dataset_source": data.source, "dataset_fingerprint": data.fingerprint(),
-                       "spec": spec, "transferlab_version": __version__, "torch_version": torch.__version__,
+                       "spec": spec, "transferlab_version": __version__, "code_version": code_version(), "torch_version": torch.__version__,
                        "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }  # fmt: skip
     # Plain JSON types only (numpy scalars would make the file unloadable with weights_only=True).
@@ -239,6 +240,7 @@ def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[
     from transferlab.data.datasets import load_dataset
     from transferlab.models.registry import create_backbone
     from transferlab.strategies import get_strategy
+    from transferlab.version import code_version
 
     spec = spec.resolved()
     strategy = get_strategy(spec.strategy)
@@ -250,6 +252,7 @@ def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[
     result = strategy.fit_evaluate(spec, data, progress=progress, keep=kept)
     if not result.ok:
         raise TransferlabError(f"training failed, no model to save: {result.error}")
+    result.code_version = code_version()  # set by strategies.run, which fit bypasses to keep the model
     task = kept["task"]
     class_names = list(task.class_names)
     spec_dict = spec.to_dict()

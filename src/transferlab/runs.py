@@ -410,13 +410,16 @@ class RunResult:
     source_seconds: float = 0.0
     eval_seconds: float = 0.0
     total_seconds: float = 0.0
-    code_version: str = ""
+    code_version: str = ""  # transferlab.version.code_version(): the release + a hash of the source files
     # The resolved training budget and what ran of it (transferlab.train.Budget.record): rule, steps,
     # epochs, images seen, schedule, warmup, checks, patience; empty for heads without one (logreg, svm).
     budget: dict[str, Any] = field(default_factory=dict)
     # Strategy-specific scalar results beyond the fields above (siamese: one-shot accuracy CI, chance,
     # 1-NN baselines), name -> number; the report aggregates each over repeats.
     metrics: dict[str, float] = field(default_factory=dict)
+    # The images the run saw, compact (TaskSplit.indices_record; siamese: its training and test splits and
+    # one-shot tasks); they reproduce indices_hash. Empty for failed runs and rows stored before it existed.
+    indices: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -8,7 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from transferlab.advise.scores import h_score, knn_accuracy, leep, logme, nce, score_all
+from transferlab.advise.scores import (
+    KNN_WORKSPACE_BYTES,
+    h_score,
+    knn_accuracy,
+    knn_chunk_rows,
+    leep,
+    logme,
+    nce,
+    score_all,
+)
 from transferlab.errors import TransferlabError
 
 
@@ -120,6 +129,41 @@ def test_h_score_closed_form():
     assert 0 < h_score(wide, y_wide) < np.inf
 
 
+def tllib_regularized_h_score(features: np.ndarray, labels: np.ndarray) -> float:
+    """tllib's ``regularized_h_score`` (Ibrahim et al. 2022) written out: Ledoit-Wolf covariance of the
+    features, np.cov of the class-mean features, and tr(pinv(cov_alpha) (1 - alpha) cov_between)."""
+    from sklearn.covariance import LedoitWolf
+
+    f = features.astype(np.float64)
+    f = f - f.mean(0, keepdims=True)
+    estimate = LedoitWolf(assume_centered=False).fit(f)
+    g = np.zeros_like(f)
+    for k in range(labels.max() + 1):
+        g[labels == k] = f[labels == k].mean(0)
+    between = np.cov(g, rowvar=False)
+    return float(
+        np.trace(np.linalg.pinv(estimate.covariance_, rcond=1e-15) @ ((1 - estimate.shrinkage_) * between))
+    )
+
+
+@pytest.mark.parametrize(("n", "d"), [(60, 8), (50, 200)])
+def test_h_score_matches_tllib_regularized_h_score(n, d):
+    features, labels = blobs(n // 5, 5, d, separation=0.7, seed=n + d)
+    # tllib's between-class term uses np.cov's 1/(N - 1), ours 1/N like the Ledoit-Wolf covariance.
+    expected = tllib_regularized_h_score(features, labels) * (n - 1) / n
+    assert h_score(features, labels) == pytest.approx(expected, rel=1e-8)
+
+
+@pytest.mark.parametrize("d", [80, 100, 300])  # D close to N = 100, and above it
+def test_h_score_of_noise_is_near_zero_and_below_informative_features(d):
+    # Without the (1 - alpha) factor on the between-class term, noise scored about D (K - 1) / N
+    # (3.2 to 12 here) and outranked the informative features.
+    informative, labels = blobs(20, 5, d, separation=0.5, seed=d)
+    noise = np.random.default_rng(d + 1).normal(size=informative.shape)
+    assert 0 <= h_score(noise, labels) < 0.5
+    assert h_score(noise, labels) < h_score(informative, labels)
+
+
 def test_knn_accuracy_known_answers():
     separated, labels = blobs(15, 3, 5, separation=50.0)
     assert knn_accuracy(separated, labels, k=3) == 1.0
@@ -128,6 +172,55 @@ def test_knn_accuracy_known_answers():
     line = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
     assert knn_accuracy(line, np.array([0, 0, 0, 1, 1]), k=1) == 1.0
     assert knn_accuracy(line, np.array([0, 0, 0, 1, 0]), k=1) == pytest.approx(3 / 5)
+
+
+def dense_knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """knn_accuracy as it was before chunking: the whole N x N distance matrix and a stable argsort."""
+    f = features.astype(np.float64)
+    std = f.std(0)
+    f = (f - f.mean(0)) / np.where(std > 0, std, 1.0)
+    sq = np.sum(f * f, 1)
+    distances = sq[:, None] + sq[None, :] - 2 * f @ f.T
+    np.fill_diagonal(distances, np.inf)
+    nearest = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    votes = np.zeros((len(f), labels.max() + 1))
+    np.add.at(votes, (np.repeat(np.arange(len(f)), k), labels[nearest].ravel()), 1.0)
+    return float(np.mean(votes.argmax(1) == labels))
+
+
+@pytest.mark.parametrize("workspace", [1, 24 * 100 * 7, 2**30])  # one row, 7 rows, one block per chunk
+def test_knn_accuracy_in_chunks_equals_the_dense_computation(monkeypatch, workspace):
+    monkeypatch.setattr("transferlab.advise.scores.KNN_WORKSPACE_BYTES", workspace)
+    for seed in range(3):
+        features, labels = blobs(20, 5, 6, separation=0.8, seed=seed)
+        for k in (1, 4, 5, 9):
+            assert knn_accuracy(features, labels, k=k) == dense_knn_accuracy(features, labels, k)
+    # Ties everywhere: few distinct points, each repeated (equal distances), and labels that disagree.
+    rng = np.random.default_rng(7)
+    coarse = rng.integers(0, 3, size=(100, 2)).astype(float)
+    noisy_labels = rng.integers(0, 4, size=100)
+    for k in (1, 3, 5, 12):
+        assert knn_accuracy(coarse, noisy_labels, k=k) == dense_knn_accuracy(coarse, noisy_labels, k)
+    # Points -1, 0, 1: the middle one is equally far from both ends and takes the lower-indexed one's
+    # label (a wrong vote); picking the other end would give 2/3.
+    assert knn_accuracy(np.array([[-1.0], [0.0], [1.0]]), np.array([1, 0, 0]), k=1) == pytest.approx(1 / 3)
+
+
+def test_knn_accuracy_memory_is_bounded_by_the_workspace(monkeypatch):
+    import tracemalloc
+
+    assert knn_chunk_rows(54_000) * 54_000 * 24 <= KNN_WORKSPACE_BYTES  # Fashion-MNIST's training set
+    assert knn_chunk_rows(10**9) == 1 and knn_chunk_rows(10) == 10
+    n = 3000  # dense: a 72 MB distance matrix (plus as much again for the argsort)
+    monkeypatch.setattr("transferlab.advise.scores.KNN_WORKSPACE_BYTES", 2**20)
+    features, labels = blobs(n // 3, 3, 4, separation=3.0)
+    tracemalloc.start()
+    try:
+        accuracy = knn_accuracy(features, labels)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert accuracy > 0.9 and peak < 8 * 2**20
 
 
 def test_score_all_and_bad_input():

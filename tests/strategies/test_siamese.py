@@ -14,7 +14,7 @@ from transferlab.errors import TransferlabError
 from transferlab.models.registry import get_backbone_entry
 from transferlab.runs import RunSpec
 from transferlab.strategies import run
-from transferlab.strategies.siamese import _used_images
+from transferlab.strategies.siamese import _used_images, indices_hash_of_record
 
 LITE0 = "efficientnet_lite0.in1k"
 
@@ -57,6 +57,7 @@ def test_protocol_a_scores_unseen_classes_with_ci_chance_and_baselines(protocol_
     ]
     assert hyper["mode"] == "cached features" and hyper["pairs"] == 400 and hyper["feature_dim"] == 1280
     assert result.n_train == 100 and result.n_test == 100  # 20 per training class; 20 test images per class
+    assert indices_hash_of_record(result.indices) == result.indices_hash  # the saved images and tasks
     assert (
         result.val_accuracy > 0.6 and 1 <= result.best_epoch <= 6
     )  # pairs of held-out training-class images

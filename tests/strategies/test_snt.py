@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from transferlab.errors import TransferlabError
-from transferlab.strategies import prefix, run
+from transferlab.strategies import prefix, run, snt
 from transferlab.strategies.base import fit_network, image_transform, load_task, train_config
-from transferlab.strategies.snt import source_model, target_model
+from transferlab.strategies.snt import source_key, source_model, target_model
+from transferlab.version import code_version
 
 CONV_UNITS = 7  # cifar_cnn: input + six convolutions
 
@@ -34,12 +35,32 @@ def test_source_model_is_cached_by_content(digits, snt_spec, private_cache):
     assert again.hyperparameters["source_model"] == key
     record = json.loads((private_cache / "source_models" / f"{key}.json").read_text())
     assert record["settings"]["source_classes"] == [0, 1, 2, 3, 4] and record["test_accuracy"] > 0.8
+    assert record["code_version"] == code_version() and again.hyperparameters["source_cached"]
     assert first.hyperparameters["mode"] == "SnT" and again.hyperparameters["mode"] == "SnT+"
     # cifar_cnn's unit 3 has dropout, which training applies in frozen units too: no fixed prefix there.
     assert "conv1_2.4 (Dropout)" in first.hyperparameters["prefix_fallback"]
     assert again.hyperparameters["prefix_fallback"] == "no frozen units (frozen=0)"
     other_seed = run(snt_spec(transfer=CONV_UNITS, seed=1), digits)
     assert other_seed.hyperparameters["source_model"] != key
+
+
+def test_source_key_has_the_model_format_not_the_code_version(digits, snt_spec, monkeypatch):
+    spec = snt_spec(transfer=CONV_UNITS)
+    key, settings = source_key(spec, digits, (0, 1, 2, 3, 4))
+    assert settings["format"] == snt.SOURCE_MODEL_FORMAT and "code_version" not in settings
+    monkeypatch.setattr("transferlab.__version__", "9.9.9")  # a release or source edit keeps the model
+    monkeypatch.setattr("transferlab.version.code_version", lambda: "9.9.9+src.00000000")
+    assert source_key(spec, digits, (0, 1, 2, 3, 4))[0] == key
+    monkeypatch.setattr(snt, "SOURCE_MODEL_FORMAT", snt.SOURCE_MODEL_FORMAT + 1)  # a bumped format retrains
+    assert source_key(spec, digits, (0, 1, 2, 3, 4))[0] != key
+
+
+def test_source_key_has_the_step_budget_and_schedule_the_source_model_trains_with(digits, snt_spec):
+    classes = (0, 1, 2, 3, 4)
+    constant, cosine = (snt_spec(transfer=CONV_UNITS, schedule=name) for name in ("constant", "cosine"))
+    assert source_key(constant, digits, classes)[0] != source_key(cosine, digits, classes)[0]
+    steps = [snt_spec(transfer=CONV_UNITS, epochs=None, source_epochs=None, steps=n) for n in (50, 60)]
+    assert source_key(steps[0], digits, classes)[0] != source_key(steps[1], digits, classes)[0]
 
 
 def test_base_and_transfer_learn_a_tiny_target(digits, snt_spec):

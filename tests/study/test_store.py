@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import socket
 
@@ -29,6 +30,27 @@ def test_lifecycle_and_long_table(tmp_path):
         assert [h["epoch"] for h in store.history("r0")] == [1, 2]
         assert [rid for rid, _ in store.claimable()] == ["r2", "r3"]
         assert store.retry_failed() == 1 and store.counts()["pending"] == 3
+
+
+def test_rows_with_and_without_saved_indices_load_and_export(tmp_path):
+    from transferlab.data.splits import INDICES_ENCODING, encode_indices, indices_from_record
+    from transferlab.runs import RunResult
+    from transferlab.study.export import long_table
+
+    spec = {"strategy": "scratch", "dataset": "digits"}
+    # Written by an older version: no "indices" field in the stored result.
+    old = {"spec": spec, "status": "ok", "test_accuracy": 0.5, "indices_hash": "0" * 64, "code_version": ""}
+    parts = {"train": encode_indices([3, 5, 8]), "val": encode_indices([1]), "test": encode_indices([0, 9])}
+    new = {**old, "indices": {"encoding": INDICES_ENCODING, "classes": [0, 1], **parts}}
+    with Store(tmp_path) as store:
+        store.add_runs([("old", spec), ("new", spec)])
+        for rid, result in (("old", old), ("new", new)):
+            assert store.claim(rid) and store.finish(rid, result, version=result["code_version"])
+        results = {run["run_id"]: RunResult.from_dict(run["result"]) for run in store.runs("done")}
+        _, rows = long_table(store)
+    assert results["old"].indices == {}
+    assert indices_from_record(results["new"].indices)["train"].tolist() == [3, 5, 8]
+    assert [row.get("indices") for row in rows] == [None, json.dumps(new["indices"], sort_keys=True)]
 
 
 def test_finish_requires_the_claim(tmp_path):

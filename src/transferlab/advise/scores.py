@@ -13,8 +13,10 @@ Higher is better for every score.
 - :func:`nce`: Tran et al. 2019, "Transferability and Hardness of Supervised Classification Tasks" —
   negative conditional entropy -H(Y | Z) of the labels given the source's hard predictions (nats, <= 0).
 - :func:`h_score`: Bao et al. 2019, "An Information-theoretic Approach to Transferability" —
-  tr(cov(f)^-1 cov(E[f | y])), with Ledoit-Wolf shrinkage of cov(f) by default (Ibrahim et al. 2022):
-  the plain inverse is singular whenever D >= N, as with a few hundred images and 1,280 features.
+  tr(cov(f)^-1 cov(E[f | y])); by default the regularised form of Ibrahim et al. 2022, "Newer is not
+  always better: rethinking transferability metrics" (Ledoit-Wolf shrinkage alpha of cov(f), and the
+  between-class term scaled by 1 - alpha): the plain inverse is singular whenever D >= N, as with a few
+  hundred images and 1,280 features.
 - :func:`knn_accuracy`: leave-one-out k-nearest-neighbour accuracy on standardised features (a fraction).
 """
 
@@ -27,6 +29,7 @@ from transferlab.errors import TransferlabError
 SCORES = ("logme", "leep", "nce", "h_score", "knn")
 FEATURE_SCORES = ("logme", "h_score", "knn")  # need features
 PROBABILITY_SCORES = ("leep", "nce")  # need the source model's class probabilities
+KNN_WORKSPACE_BYTES = 128 * 2**20  # memory for kNN's distance blocks; any size gives the same votes
 
 
 def _check(values: np.ndarray, labels: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -151,38 +154,71 @@ def nce(source_labels: np.ndarray, labels: np.ndarray) -> float:
 
 
 def h_score(features: np.ndarray, labels: np.ndarray, *, shrinkage: bool = True) -> float:
-    """H-score tr(cov(f)^-1 cov(E[f | y])) of features (N, D): large when class means spread far relative
-    to the features' total spread (in [0, K - 1] for the plain covariance). shrinkage: Ledoit-Wolf covariance (well-conditioned for
-    D >= N); False: the paper's plain sample covariance with a pseudo-inverse."""
+    """H-score of features (N, D): large when class means spread far relative to the features' total
+    spread. shrinkage=True: the regularised H-score of Ibrahim et al. 2022 (tllib's
+    ``regularized_h_score``), tr(inv(S_alpha) (1 - alpha) cov(E[f | y])) with S_alpha the Ledoit-Wolf
+    covariance (1 - alpha) S + alpha mu I, well-conditioned for D >= N; False: Bao et al.'s
+    tr(pinv(S) cov(E[f | y])) with the plain sample covariance S, in [0, K - 1]."""
     f, y, _ = _check(features, labels, "features")
     f = f - f.mean(0)
-    if shrinkage:
-        from sklearn.covariance import LedoitWolf
-
-        cov = LedoitWolf(assume_centered=True).fit(f).covariance_
-    else:
-        cov = f.T @ f / len(f)
     class_means = np.zeros_like(f)
     for k in np.unique(y):
         class_means[y == k] = f[y == k].mean(0)
     between = class_means.T @ class_means / len(f)
+    if shrinkage:
+        from sklearn.covariance import LedoitWolf
+
+        estimate = LedoitWolf(assume_centered=True).fit(f)
+        cov, alpha = estimate.covariance_, float(estimate.shrinkage_)
+        # The between-class term is shrunk by the same (1 - alpha) as S: without it, pure noise with
+        # D near or above N (alpha -> 1, S_alpha -> mu I) scores about D (K - 1) / N instead of 0 and
+        # outranks informative features. Both terms use 1/N (tllib's np.cov uses 1/(N - 1) for the
+        # between term only: a factor N / (N - 1) larger, which no ranking notices).
+        between = (1.0 - alpha) * between
+    else:
+        cov = f.T @ f / len(f)
     return float(np.trace(np.linalg.pinv(cov, rcond=1e-10, hermitian=True) @ between))
+
+
+def knn_chunk_rows(n: int, workspace_bytes: int | None = None) -> int:
+    """Rows of the (rows, n) distance block :func:`knn_accuracy` handles at once: about 24 bytes per
+    entry (float64 distances, a float64 temporary, then a partitioned copy; a mask) within ``workspace_bytes``
+    (default ``KNN_WORKSPACE_BYTES``), at least one row."""
+    budget = KNN_WORKSPACE_BYTES if workspace_bytes is None else workspace_bytes
+    return max(1, min(n, budget // (24 * n)))
 
 
 def knn_accuracy(features: np.ndarray, labels: np.ndarray, *, k: int = 5) -> float:
     """Leave-one-out accuracy of a k-nearest-neighbour vote (Euclidean, standardised features; ties go to
-    the smaller label) over the N images: each image is classified by the k others nearest to it."""
+    the smaller label) over the N images: each image is classified by the k others nearest to it (of
+    equally distant images, the lower-indexed ones, as a stable sort would pick). Distances are computed
+    for :func:`knn_chunk_rows` images at a time, so memory stays bounded (the full N x N matrix of
+    Fashion-MNIST's 54,000 training images would be 23 GB)."""
     f, y, classes = _check(features, labels, "features")
-    if not isinstance(k, int) or not 1 <= k < len(f):
-        raise TransferlabError(f"k={k!r} is invalid for {len(f)} images; give 1 <= k < {len(f)}")
+    n = len(f)
+    if not isinstance(k, int) or not 1 <= k < n:
+        raise TransferlabError(f"k={k!r} is invalid for {n} images; give 1 <= k < {n}")
     std = f.std(0)
     f = (f - f.mean(0)) / np.where(std > 0, std, 1.0)
     sq = np.sum(f * f, 1)
-    distances = sq[:, None] + sq[None, :] - 2 * f @ f.T
-    np.fill_diagonal(distances, np.inf)  # leave one out: an image never votes for itself
-    nearest = np.argsort(distances, axis=1, kind="stable")[:, :k]
-    votes = np.zeros((len(f), classes))
-    np.add.at(votes, (np.repeat(np.arange(len(f)), k), y[nearest].ravel()), 1.0)
+    votes = np.zeros((n, classes))
+    step = knn_chunk_rows(n)
+    for start in range(0, n, step):
+        rows = np.arange(start, min(start + step, n))
+        # (|a|^2 + |b|^2) - 2 a.b in that order, as the dense matrix was (the same rounding, so the same
+        # neighbours), with one temporary block instead of three.
+        distances = sq[rows, None] + sq[None, :]
+        distances -= 2 * (f[rows] @ f.T)
+        distances[np.arange(len(rows)), rows] = np.inf  # leave one out: an image never votes for itself
+        kth = np.partition(distances, k - 1, axis=1)[:, k - 1 : k]
+        nearest = distances <= kth
+        # Images tied at the k-th distance: keep the lowest-indexed, as the stable sort did before
+        # chunking (argpartition alone would pick among them arbitrarily).
+        for r in np.flatnonzero(nearest.sum(1) > k):
+            tied = np.flatnonzero(distances[r] == kth[r, 0])
+            nearest[r, tied[k - int(np.sum(distances[r] < kth[r, 0])) :]] = False
+        hit_rows, hit_cols = np.nonzero(nearest)
+        np.add.at(votes, (rows[hit_rows], y[hit_cols]), 1.0)
     return float(np.mean(votes.argmax(1) == y))
 
 

@@ -93,9 +93,10 @@ def photo_reference(side: int = 64, seed: int = 0) -> ImageSet:
 
     try:
         from skimage import data as skdata
-    except ImportError:
+    except ImportError:  # a dependency of transferlab; missing only from a broken or partial install
         raise TransferlabError(
-            "the ImageNet stand-in needs scikit-image (pip install scikit-image)"
+            "the ImageNet stand-in needs scikit-image, a dependency of transferlab that is not installed: "
+            "pip install 'scikit-image>=0.22'"
         ) from None
     rng = np.random.default_rng(seed)
     crops = []

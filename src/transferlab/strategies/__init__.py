@@ -35,8 +35,8 @@ def run(spec: RunSpec, data: ImageSet | None = None, *, progress: bool = False) 
     """Execute one run: resolve the spec's defaults, load its dataset (unless ``data`` is given), fit and
     evaluate. Bad input raises :class:`TransferlabError`; a run that fails while training (a NaN loss, an
     error inside the model) returns a RunResult with ``status="failed"`` and the reason in ``error``."""
-    from transferlab import __version__
     from transferlab.data.datasets import load_dataset
+    from transferlab.version import code_version
 
     started = time.perf_counter()
     spec = spec.resolved()
@@ -54,7 +54,7 @@ def run(spec: RunSpec, data: ImageSet | None = None, *, progress: bool = False) 
         result = RunResult(spec=spec.to_dict(), status="failed",
                            error=f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})")  # fmt: skip
     result.total_seconds = time.perf_counter() - started
-    result.code_version = __version__
+    result.code_version = code_version()
     return result
 
 
@@ -65,8 +65,8 @@ def run_batch(specs: list[RunSpec], data: ImageSet | None = None) -> list[RunRes
     rounding for batched heads; ``hyperparameters["batched_with"]`` says how many trained together).
     Unlike :func:`run`, bad input fails only its own run: a TransferlabError becomes a failed result.
     ``data`` is the loaded dataset of every spec (default: loaded per dataset)."""
-    from transferlab import __version__
     from transferlab.data.datasets import load_dataset
+    from transferlab.version import code_version
 
     resolved, results = [], [None] * len(specs)
     for i, spec in enumerate(specs):
@@ -107,7 +107,7 @@ def run_batch(specs: list[RunSpec], data: ImageSet | None = None) -> list[RunRes
                                    history=outcome.history, epochs_run=len(outcome.history))  # fmt: skip
             else:
                 result = RunResult(spec=spec.to_dict(), status="failed", error=str(outcome))
-            result.total_seconds, result.code_version = share, __version__
+            result.total_seconds, result.code_version = share, code_version()
             results[i] = result
     return results
 

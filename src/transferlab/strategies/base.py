@@ -155,8 +155,9 @@ def network_result(spec: RunSpec, task: TaskData, score: NetworkScore, **extra) 
 
 
 def task_fields(split: TaskSplit) -> dict:
-    """The RunResult fields that describe the data a run saw."""
+    """The RunResult fields that describe the data a run saw (the indices themselves included)."""
     return {
         "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
         "n_classes": len(split.classes), "size_label": split.size_label, "indices_hash": split.indices_hash(),
+        "indices": split.indices_record(),
     }  # fmt: skip

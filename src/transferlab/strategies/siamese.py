@@ -34,7 +34,16 @@ from torch import nn
 from transferlab.data.augment import parse_augment
 from transferlab.data.datasets import load_dataset
 from transferlab.data.imageset import ImageSet
-from transferlab.data.splits import TaskSplit, class_split, make_task, resolve_classes
+from transferlab.data.splits import (
+    INDICES_ENCODING,
+    TaskSplit,
+    class_split,
+    decode_indices,
+    encode_indices,
+    make_task,
+    record_indices_hash,
+    resolve_classes,
+)
 from transferlab.errors import TransferlabError
 from transferlab.features import cached_features
 from transferlab.models.backbone import unit_index
@@ -129,6 +138,7 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
     test_pairs, test_same = _pairs(test_labels, min(EVAL_PAIRS, spec.pairs), spec.seed, _TEST_PAIRS,
                                    f"test images of {data.name}", test_task.class_names)  # fmt: skip
     indices_hash = _indices_hash(train_task, test_task, tasks)
+    indices = _indices_record(train_task, test_task, tasks)
     images = {}  # dataset indices of the images each part reads, and positions re-indexed into them
     images["train"], (train_pairs,) = _used_images(train_task.train, train_pairs)
     images["test"], (query, candidates, test_pairs) = _used_images(test_task.test, tasks.query, tasks.candidates,
@@ -178,7 +188,7 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
         spec=spec.to_dict(), test_accuracy=metrics["one_shot_accuracy"], test_loss=test_loss,
         val_accuracy=best["val_accuracy"], val_loss=best["val_loss"], train_accuracy=train_accuracy,
         n_train=len(train_task.train), n_val=len(train_task.val), n_test=len(test_task.test), n_classes=n_way,
-        size_label=train_task.size_label, indices_hash=indices_hash,
+        size_label=train_task.size_label, indices_hash=indices_hash, indices=indices,
         epochs_run=outcome.epochs_run, best_epoch=outcome.best_epoch, history=outcome.history,
         budget=outcome.budget_record(),
         hyperparameters={
@@ -205,13 +215,35 @@ def _used_images(pool: np.ndarray, *positions) -> tuple[np.ndarray, list[torch.T
     return pool[used], [torch.as_tensor(np.searchsorted(used, np.asarray(p))) for p in positions]
 
 
+_TASK_ARRAYS = ("query", "candidates", "answer")
+
+
 def _indices_hash(train_task: TaskSplit, test_task: TaskSplit, tasks: OneShotTasks) -> str:
     """sha256 of the training/validation images, the test pool and the tasks drawn from it."""
-    h = hashlib.sha256(train_task.indices_hash().encode())
-    h.update(test_task.indices_hash().encode())
-    for array in (tasks.query, tasks.candidates, tasks.answer):
+    arrays = [getattr(tasks, name) for name in _TASK_ARRAYS]
+    return _combined_hash(train_task.indices_hash(), test_task.indices_hash(), arrays)
+
+
+def _combined_hash(train_hash: str, test_hash: str, task_arrays: list[np.ndarray]) -> str:
+    h = hashlib.sha256(train_hash.encode())
+    h.update(test_hash.encode())
+    for array in task_arrays:  # candidates (T, N) hash as their row-major values
         h.update(np.ascontiguousarray(array, dtype="<i8").tobytes())
     return h.hexdigest()
+
+
+def _indices_record(train_task: TaskSplit, test_task: TaskSplit, tasks: OneShotTasks) -> dict:
+    """RunResult.indices of a siamese run: both splits' records and the one-shot tasks (positions in the
+    test split's ``test`` images), compact; :func:`indices_hash_of_record` re-hashes them."""
+    return {"encoding": INDICES_ENCODING, "train_split": train_task.indices_record(),
+            "test_split": test_task.indices_record(), "n_way": tasks.n_way,
+            **{name: encode_indices(getattr(tasks, name)) for name in _TASK_ARRAYS}}  # fmt: skip
+
+
+def indices_hash_of_record(record: dict) -> str:
+    """The ``indices_hash`` of a siamese run from its saved ``indices`` record."""
+    return _combined_hash(record_indices_hash(record["train_split"]), record_indices_hash(record["test_split"]),
+                          [decode_indices(record[name]) for name in _TASK_ARRAYS])  # fmt: skip
 
 
 class _TwinSetup:

@@ -3,7 +3,7 @@ Tiny-ImageNet / MiniPlaces thesis, seed 004).
 
 1. A source model (``spec.backbone`` from random init) is trained on the source classes. It is stored
    under ``cache_dir()/source_models`` by a content key (dataset fingerprint, source classes,
-   architecture, every training setting, seed, code version), so every target run of a sweep — all n,
+   architecture, every training setting, seed, ``SOURCE_MODEL_FORMAT``), so every target run of a sweep — all n,
    frozen or fine-tuned — reuses the same source model instead of retraining it.
 2. A fresh target model (same architecture, new classifier for the target classes) receives units 1..n
    (``spec.transfer``) from the source model.
@@ -43,20 +43,25 @@ from transferlab.strategies.base import (
 )
 from transferlab.strategies.prefix import fit_frozen_prefix
 from transferlab.train import seeded
+from transferlab.version import code_version
 
 SOURCE_FOLDER = "source_models"
+# Part of every source-model key. Bump it when a change alters the model trained for the same settings
+# (training loop, initialisation, data order, augmentation numerics): cached models of another format are
+# then retrained, never reused. Not the code version: any edit would retrain every source model.
+SOURCE_MODEL_FORMAT = 1
 
 
 def source_key(spec: RunSpec, data: ImageSet, source_classes: tuple[int, ...]) -> tuple[str, dict]:
     """(content key, the settings it hashes): what determines the source model's weights."""
-    from transferlab import __version__
-
     settings = {
         "dataset": data.fingerprint(), "source_classes": list(source_classes), "backbone": spec.backbone,
         "input_size": spec.input_size, "source_size": spec.source_size, "val_size": spec.val_size,
         "optimizer": spec.optimizer, "lr": spec.lr, "momentum": spec.momentum,
         "weight_decay": spec.weight_decay, "epochs": spec.source_epochs, "batch_size": spec.batch_size,
-        "patience": spec.patience, "bn_stats": spec.bn_stats, "augment": spec.augment, "seed": spec.seed, "code_version": __version__,
+        "patience": spec.patience, "bn_stats": spec.bn_stats, "augment": spec.augment, "seed": spec.seed, "format": SOURCE_MODEL_FORMAT,
+        # The rest of the budget _train_source gives train_config: a step budget when there are no epochs.
+        "steps": None if spec.source_epochs else spec.steps, "schedule": spec.schedule,
     }  # fmt: skip
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
     return f"{spec.backbone}-{digest}", settings
@@ -91,7 +96,7 @@ def _train_source(model: Backbone, spec: RunSpec, data: ImageSet, source_classes
     record = {
         "key": key, "settings": settings, "n_train": len(task.split.train),
         "val_accuracy": score.val_accuracy, "test_accuracy": score.test_accuracy,
-        "seconds": score.outcome.seconds + score.eval_seconds,
+        "seconds": score.outcome.seconds + score.eval_seconds, "code_version": code_version(),
     }  # fmt: skip
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     paths.atomic_write(weights_path, lambda f: torch.save(state, f))

@@ -163,7 +163,7 @@ def run_study(spec_path: str | Path, directory: str | Path | None = None, *, wor
               executor: str = "local", address: str | None = None, threads: int | None = None,
               retry_failed: bool = False, quiet: bool = False, report: bool = True) -> StudyOutcome:  # fmt: skip
     """Run every missing run of the study at ``spec_path`` in ``directory`` (default runs/<name>)."""
-    from transferlab import __version__
+    from transferlab.version import code_version
 
     started = time.perf_counter()
     study = load_study(spec_path)
@@ -178,7 +178,7 @@ def run_study(spec_path: str | Path, directory: str | Path | None = None, *, wor
         progress = _Progress(len(todo), quiet)
         try:
             pool = make_executor(executor, workers, address, threads)
-            outcome = drive(store, todo, pool, on_result=progress, version=__version__)
+            outcome = drive(store, todo, pool, on_result=progress, version=code_version())
         finally:
             progress.close()
         counts = store.counts()

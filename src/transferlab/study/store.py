@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     result      TEXT,                       -- RunResult without history, JSON
     error       TEXT,
-    version     TEXT                        -- transferlab version that produced the result
+    version     TEXT                        -- code version (release + source hash) that produced it
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, position);
 CREATE TABLE IF NOT EXISTS history (
