@@ -347,11 +347,11 @@ def image_paths(inputs: list[str | os.PathLike]) -> list[Path]:
 
 def predict_files(model: TrainedModel, inputs: list[str | os.PathLike]) -> tuple[list[dict], list[str]]:
     """(one row per image: path, class, probability, every class's probability; the conversion notes)."""
-    from transferlab.data.readers import _decode
+    from transferlab.data.readers import decode_files
 
     files = image_paths(inputs)
     image = model.payload["image"]
-    decoded = [_decode(p)[0] for p in files]
+    decoded = [array for array, _ in decode_files(files)]
     note = InputNote()
     arrays = []
     sizes = set()

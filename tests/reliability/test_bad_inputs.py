@@ -17,6 +17,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -406,3 +407,138 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, transferlab
     code, err = transferlab("study", spec, "--dir", tmp_path / "study", *STUDY_FLAGS)
     assert code == 0, err
     assert results(tmp_path / "study") == reference
+
+
+# ------------------------------------------- adversarial review (issue 16): data the readers must refuse
+
+
+def split_info(transferlab, uri) -> tuple[int, str]:
+    """`transferlab split-info` of ``uri``: the cheapest command that loads a dataset."""
+    return transferlab("split-info", uri)
+
+
+def one_line_error(code: int, err: str, needle: str) -> bool:
+    """Exit 2 with exactly one line on stderr (warnings aside) holding ``needle``, no traceback."""
+    lines = [line for line in err.splitlines() if not line.startswith("transferlab: warning:")]
+    return code == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few bytes whose header claims width x height pixels (a decompression bomb's shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_png_claiming_20000_by_20000_pixels(tmp_path, transferlab):
+    folder = image_folder(tmp_path / "images")
+    (folder / "a" / "bomb.png").write_bytes(png_header_claiming(20000, 20000))
+    code, err = split_info(transferlab, f"folder:{folder}")
+    assert one_line_error(
+        code, err, f"cannot decode image {folder / 'a' / 'bomb.png'}: its header claims too many"
+    )
+
+
+def test_image_over_pillows_warning_limit_is_refused_too(tmp_path, transferlab, monkeypatch):
+    """Between MAX_IMAGE_PIXELS and twice that Pillow only warns (and decodes); the warning names no file."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # the folder's 8x8 = 64 px images: warn, not error
+    folder = image_folder(tmp_path / "images")
+    code, err = split_info(transferlab, f"folder:{folder}")
+    assert one_line_error(
+        code, err, f"cannot decode image {folder / 'a' / '0.png'}: its header claims too many"
+    )
+
+
+def npz(path, x, y, **extra):
+    np.savez(path, x=x, y=y, **extra)
+    return path
+
+
+@pytest.mark.parametrize(("label", "needle"), [
+    (2**40, "label 1099511627776 is not a class index of 4 images"),
+    (-3, "label -3 is negative; labels must be class indices 0..K-1"),
+])  # fmt: skip
+def test_npz_label_that_is_no_class_index(tmp_path, transferlab, label, needle):
+    path = npz(tmp_path / "d.npz", np.zeros((4, 8, 8), np.uint8), np.array([0, 1, 0, label]))
+    code, err = split_info(transferlab, f"npz:{path}")
+    assert one_line_error(code, err, f"{path}: {needle}")
+
+
+def test_idx_label_of_2_to_the_31(tmp_path, transferlab):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    for prefix in ("train", "t10k"):
+        idx_file(folder / f"{prefix}-images-idx3-ubyte", np.zeros((4, 8, 8)))
+    labels = np.array([0, 1, 0, 2**31 - 1], ">i4")
+    for prefix in ("train", "t10k"):
+        data = struct.pack(">BBBB", 0, 0, 0x0C, 1) + struct.pack(">i", 4) + labels.tobytes()
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(data)
+    code, err = split_info(transferlab, f"idx:{folder}")
+    assert one_line_error(code, err, "label 2147483647 is not a class index of 8 images")
+
+
+def test_npz_with_no_images(tmp_path, transferlab):
+    path = npz(tmp_path / "empty.npz", np.zeros((0, 8, 8), np.uint8), np.zeros(0, np.int64))
+    code, err = split_info(transferlab, f"npz:{path}")
+    assert one_line_error(code, err, f"{path}: x holds 0 images")
+
+
+def test_idx_float_images_are_refused_not_cast_to_black(tmp_path, transferlab):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    pixels = np.full((4, 8, 8), 0.5, ">f4")  # in [0, 1]: a cast to uint8 would make every pixel 0
+    for prefix in ("train", "t10k"):
+        data = struct.pack(">BBBB", 0, 0, 0x0D, 3) + struct.pack(">3i", *pixels.shape) + pixels.tobytes()
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(data)
+        idx_file(folder / f"{prefix}-labels-idx1-ubyte", np.arange(4) % 2)
+    code, err = split_info(transferlab, f"idx:{folder}")
+    assert one_line_error(
+        code, err, "train images hold float32 values; transferlab reads IDX images of unsigned bytes"
+    )
+
+
+def test_folder_size_option_is_bounded(tmp_path, transferlab):
+    folder = image_folder(tmp_path / "images")
+    code, err = split_info(transferlab, f"folder:{folder}?size=60000")
+    assert one_line_error(code, err, "?size=60000 is out of range; give 1..4096 pixels per side")
+
+
+def test_empty_dataset_path_is_not_the_current_directory(tmp_path, transferlab, monkeypatch):
+    monkeypatch.chdir(image_folder(tmp_path / "images"))  # a loadable folder, were "" read as "."
+    for uri in ("folder:", "npz:", "folder:?size=8"):
+        code, err = split_info(transferlab, uri)
+        assert one_line_error(code, err, f"dataset URI {uri!r} names no path"), err
+
+
+def test_folder_symlink_out_of_the_tree(tmp_path, transferlab):
+    folder = image_folder(tmp_path / "images")
+    outside = image_folder(tmp_path / "elsewhere", classes=("c",))
+    (folder / "c").symlink_to(outside / "c")  # a class folder that is a link to another tree
+    code, err = split_info(transferlab, f"folder:{folder}")
+    assert one_line_error(code, err, f"folder {folder / 'c'} leads outside the dataset folder {folder}")
+    (folder / "c").unlink()
+    (folder / "a" / "x.png").symlink_to(outside / "c" / "0.png")  # one image that is a link out
+    code, err = split_info(transferlab, f"folder:{folder}")
+    assert one_line_error(code, err, f"file {folder / 'a' / 'x.png'} leads outside the dataset folder")
+
+
+def tiny_imagenet(root, annotation: str):
+    """A two-class Tiny-ImageNet layout whose val annotations hold ``annotation``."""
+    wnids = ("n01", "n02")
+    (root / "wnids.txt").parent.mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(wnids))
+    for wnid in wnids:
+        image_folder(root / "train" / wnid, classes=("images",))
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "val" / "val_annotations.txt").write_text(f"{annotation}\tn01\t0\t0\t8\t8\n")
+    return root
+
+
+@pytest.mark.parametrize("name", ["../../secret.png", "/etc/hostname", "sub/../../x.png"])
+def test_tiny_imagenet_annotation_outside_the_dataset(tmp_path, transferlab, name):
+    root = tiny_imagenet(tmp_path / "tiny", name)
+    code, err = split_info(transferlab, f"tiny-imagenet:{root}")
+    assert one_line_error(code, err, f"val_annotations.txt line 1: image {name!r} is not a plain file name")
