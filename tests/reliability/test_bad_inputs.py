@@ -542,3 +542,29 @@ def test_tiny_imagenet_annotation_outside_the_dataset(tmp_path, transferlab, nam
     root = tiny_imagenet(tmp_path / "tiny", name)
     code, err = split_info(transferlab, f"tiny-imagenet:{root}")
     assert one_line_error(code, err, f"val_annotations.txt line 1: image {name!r} is not a plain file name")
+
+
+# ------------------------------------------------------------ adversarial review (issue 16): study specs
+
+
+def test_spec_that_is_not_utf8(tmp_path, transferlab):
+    spec = tmp_path / "latin1.toml"
+    spec.write_bytes(SPEC.replace("shallow CNN", "r\xe9seau").encode("latin-1"))
+    code, err = transferlab("study", spec, "--dry-run")
+    assert one_line_error(code, err, f"study spec {spec} is not UTF-8 text (byte 0xe9 on line 3)")
+
+
+@pytest.mark.parametrize(("change", "count"), [
+    (("repeats = 2", "repeats = 100000000"), "400,000,000 runs"),
+    (("epochs = 2", "epochs = [" + ", ".join(map(str, range(1, 1001))) + "]"), "8,000 runs"),
+])  # fmt: skip
+def test_huge_grid_is_counted_not_expanded(tmp_path, transferlab, monkeypatch, change, count):
+    from transferlab.study import spec as study_spec
+
+    # A low limit, so that the second grid is cheap to refuse and to count.
+    monkeypatch.setattr(study_spec, "MAX_RUNS", 1000)
+    path = tmp_path / "huge.toml"
+    path.write_text(SPEC.replace(*change))
+    code, err = transferlab("study", path, "--dry-run")
+    assert one_line_error(code, err, f"the grid expands to {count} (axes multiplied, times repeats)")
+    assert "more than the limit of 1,000" in err
