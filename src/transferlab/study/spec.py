@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
