@@ -126,8 +126,11 @@ class RunSpec:
         for name, minimum in (("n_way", 2), ("tasks", 1), ("pairs", 1), ("hidden", 1)):
             if getattr(self, name) is not None:
                 _whole(name, getattr(self, name), minimum)
-        if self.weight_decay is not None and not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise TransferlabError(f"weight_decay={self.weight_decay!r} is invalid; give an L2 coefficient >= 0")
+        wd = self.weight_decay
+        if wd is not None and not (
+            isinstance(wd, (int, float)) and not isinstance(wd, bool) and math.isfinite(wd) and wd >= 0
+        ):
+            raise TransferlabError(f"weight_decay={wd!r} is invalid; give a finite L2 coefficient >= 0")
         if self.size is not None and self.per_class is not None:
             raise TransferlabError("give either size (a fraction) or per_class (a count), not both")
         if self.size is not None and not (isinstance(self.size, (int, float)) and 0 < self.size <= 1):

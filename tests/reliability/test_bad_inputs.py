@@ -568,3 +568,33 @@ def test_huge_grid_is_counted_not_expanded(tmp_path, transferlab, monkeypatch, c
     code, err = transferlab("study", path, "--dry-run")
     assert one_line_error(code, err, f"the grid expands to {count} (axes multiplied, times repeats)")
     assert "more than the limit of 1,000" in err
+
+
+# ------------------------------------------------------ adversarial review (issue 16): studies and runs
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--workers", "0"), ("--threads", "0"), ("--threads", "-2")])
+def test_workers_and_threads_are_checked_before_the_study_directory_exists(tmp_path, transferlab, flag, value):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    code, err = transferlab("study", spec, "--dir", tmp_path / "study", flag, value, "--quiet")
+    assert one_line_error(code, err, f"{flag[2:]}={value} is invalid; give a whole number >= 1")
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_weight_decay_must_be_finite(tmp_path, transferlab, value):
+    code, err = transferlab("run", "--dataset", "digits", "--strategy", "scratch", "--backbone", "shallow_cnn",
+                            "--weight-decay", value, "--quiet")  # fmt: skip
+    assert one_line_error(code, err, f"weight_decay={float(value)!r} is invalid; give a finite L2 coefficient >= 0")
+
+
+def test_study_without_validation_set_prints_its_progress(tmp_path, transferlab):
+    """val_size = 0: runs have no validation accuracy, which the progress line printed as a number."""
+    text = SPEC.replace("repeats = 2", "repeats = 1").replace("val_size = 5", "val_size = 0")
+    text = text.replace("per_class = [10, 20]", "per_class = 10").split("[[runs]]")[:2]
+    spec = tmp_path / "noval.toml"
+    spec.write_text("[[runs]]".join(text))
+    code, err = transferlab("study", spec, "--dir", tmp_path / "study", *STUDY_FLAGS)
+    assert code == 0, err
+    assert "[1/1] scratch/shallow_cnn/linear 10/class seed=0: val n/a test 0." in err
