@@ -574,7 +574,7 @@ def test_huge_grid_is_counted_not_expanded(tmp_path, transferlab, monkeypatch, c
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--workers", "0"), ("--threads", "0"), ("--threads", "-2")])
-def test_workers_and_threads_are_checked_before_the_study_directory_exists(tmp_path, transferlab, flag, value):
+def test_workers_and_threads_are_checked_before_the_study_dir_exists(tmp_path, transferlab, flag, value):
     spec = tmp_path / "tiny.toml"
     spec.write_text(SPEC)
     code, err = transferlab("study", spec, "--dir", tmp_path / "study", flag, value, "--quiet")
@@ -586,7 +586,9 @@ def test_workers_and_threads_are_checked_before_the_study_directory_exists(tmp_p
 def test_weight_decay_must_be_finite(tmp_path, transferlab, value):
     code, err = transferlab("run", "--dataset", "digits", "--strategy", "scratch", "--backbone", "shallow_cnn",
                             "--weight-decay", value, "--quiet")  # fmt: skip
-    assert one_line_error(code, err, f"weight_decay={float(value)!r} is invalid; give a finite L2 coefficient >= 0")
+    assert one_line_error(
+        code, err, f"weight_decay={float(value)!r} is invalid; give a finite L2 coefficient >= 0"
+    )
 
 
 def test_study_without_validation_set_prints_its_progress(tmp_path, transferlab):
