@@ -102,7 +102,7 @@ def test_cli_predict_on_a_folder_of_pngs(capsys, scratch_model, tmp_path, test_i
     _write_pngs(tmp_path / "pngs" / "nested", images[:12], size=40)
     code, out, err = run_cli(capsys, "predict", str(model_path), str(tmp_path / "pngs"), "--json")
     assert code == 0, err
-    rows = json.loads(out)
+    rows = [json.loads(line) for line in out.splitlines()]  # JSON lines: one object per image per line
     assert len(rows) == 12 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
     assert (
         "resized 12 image(s) (40x40) to the training size 8x8" in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import pickle
 import resource
 import shutil
@@ -600,3 +601,81 @@ def test_study_without_validation_set_prints_its_progress(tmp_path, transferlab)
     code, err = transferlab("study", spec, "--dir", tmp_path / "study", *STUDY_FLAGS)
     assert code == 0, err
     assert "[1/1] scratch/shallow_cnn/linear 10/class seed=0: val n/a test 0." in err
+
+
+# ----------------------------------------------- adversarial review (issue 16): the command line itself
+
+
+def test_unexpected_error_is_one_line_and_a_crash_file(tmp_path, transferlab, monkeypatch):
+    from transferlab.data import datasets
+
+    def broken():
+        raise RuntimeError("something nobody foresaw\nsecond line")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(datasets, "list_datasets", broken)
+    code, err = transferlab("datasets")
+    crash = next((tmp_path / "xdg" / "transferlab").glob("crash-*.txt"))
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"internal error: RuntimeError: something nobody foresaw (full traceback in {crash}; please" in err
+    assert "Traceback (most recent call last)" in crash.read_text() and "in broken" in crash.read_text()
+
+
+def test_file_the_system_refuses_is_one_line_naming_it(tmp_path, transferlab, monkeypatch):
+    from transferlab.data import datasets
+
+    def refused():
+        raise PermissionError(13, "Permission denied", "/data/locked")
+
+    monkeypatch.setattr(datasets, "list_datasets", refused)
+    code, err = transferlab("datasets")
+    assert one_line_error(code, err, "transferlab: error: /data/locked: Permission denied")
+
+
+def test_json_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`transferlab ... --json | head -1`: the reader goes away before the output is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "transferlab.cli", "datasets", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1 and err == ""
+
+
+def test_every_json_command_prints_json(tmp_path, victim, transferlab, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    code, err = transferlab("export", victim.dir, "--json")
+    assert code == 0, err
+    assert json.loads(transferlab.stdout) == {"format": "csv", "path": str(victim.dir / "runs.csv")}
+    code, err = transferlab("cache", "clear", "--json")
+    assert code == 0 and json.loads(transferlab.stdout)["removed_files"] == 0
+    code, err = transferlab("data", "install", "digits", "--json")
+    assert code == 0 and json.loads(transferlab.stdout) == {
+        "name": "digits",
+        "status": "bundled",
+        "folder": None,
+    }
+    code, err = transferlab("data", "install", "digits")
+    assert transferlab.stdout == "digits: bundled with scikit-learn, nothing to install\n"
+
+
+def test_export_to_a_directory(tmp_path, victim, transferlab):
+    code, err = transferlab("export", victim.dir, "-o", tmp_path)
+    assert one_line_error(code, err, f"export output {str(tmp_path)!r} is a directory; give a file name")
+    assert victim.unharmed()
+
+
+@pytest.mark.parametrize("where", ["under a file", "a directory"])
+def test_fit_output_is_checked_before_training(tmp_path, transferlab, monkeypatch, where):
+    from transferlab import model
+
+    monkeypatch.setattr(model, "fit", lambda *a, **k: pytest.fail("trained although -o cannot be written"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    output, needle = {
+        "under a file": (blocker / "model.pt", f"cannot write model file {str(blocker / 'model.pt')!r}: "
+                                               f"{str(blocker)!r} is a file, not a folder"),
+        "a directory": (tmp_path, f"model file {str(tmp_path)!r} is a directory; give a file name"),
+    }[where]  # fmt: skip
+    code, err = transferlab("fit", "--dataset", "digits", "--strategy", "scratch", "-o", output)
+    assert one_line_error(code, err, needle)
+    assert blocker.read_text() == "keep me"

@@ -155,7 +155,14 @@ def _unpickle(path: Path) -> dict:
         raise TransferlabError(f"cannot read CIFAR pickle {path}: {exc} (corrupt or truncated file?)") from None
     if not isinstance(obj, dict):
         raise TransferlabError(f"{path}: expected a dict in a CIFAR pickle, found {type(obj).__name__}")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    return {_text(k, path) if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _text(value: bytes, path: Path) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TransferlabError(f"{path}: {value[:40]!r} is not UTF-8 ({exc.reason}); corrupt file?") from None
 
 
 def _cifar_part(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +179,7 @@ def _cifar_part(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
 def _names(meta: dict, key: str, path: Path) -> list[str]:
     if key not in meta:
         raise TransferlabError(f"{path}: meta file lacks '{key}' (keys: {sorted(meta)})")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
+    return [_text(n, path) if isinstance(n, bytes) else str(n) for n in meta[key]]
 
 
 def load_cifar(directory: str | os.PathLike, variant: int = 10, labels: str = "fine") -> ImageSet:
