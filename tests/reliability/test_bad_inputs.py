@@ -679,3 +679,49 @@ def test_fit_output_is_checked_before_training(tmp_path, transferlab, monkeypatc
     code, err = transferlab("fit", "--dataset", "digits", "--strategy", "scratch", "-o", output)
     assert one_line_error(code, err, needle)
     assert blocker.read_text() == "keep me"
+
+
+def damage_history_pages(store) -> None:
+    """Garbage over the header of the history table's root page: the runs table still reads fine."""
+    with sqlite3.connect(store) as db:
+        page = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'history'").fetchone()[0]
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    data = bytearray(store.read_bytes())
+    data[(page - 1) * size : (page - 1) * size + 8] = b"\x0d\x00\x07\xff\xff\x00\x00\x00"
+    store.write_bytes(bytes(data))
+
+
+def test_lightly_damaged_study_store(tmp_path, victim, transferlab):
+    """Before: `study` said 8/8 done (it reads only the runs table) and `report` crashed on the history."""
+    store = victim.dir / "study.sqlite"
+    damage_history_pages(store)
+    damaged = store.read_bytes()
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    for argv in (("study", spec, "--dir", victim.dir, *STUDY_FLAGS), ("report", victim.dir),
+                 ("export", victim.dir), ("fit", "--from-study", victim.dir, "--best", "-o", tmp_path / "m.pt")):  # fmt: skip
+        code, err = transferlab(*argv)
+        assert one_line_error(
+            code, err, f"the study store {store} is damaged: database disk image is malformed"
+        )
+        assert "it is left as it is (nothing was written to it)" in err
+        assert store.read_bytes() == damaged
+    assert not (tmp_path / "m.pt").exists() and not (victim.dir / "report").exists()
+
+
+def test_foreign_sqlite_file_as_study_store(tmp_path, transferlab):
+    directory = tmp_path / "study"
+    directory.mkdir()
+    with sqlite3.connect(directory / "study.sqlite") as db:
+        db.execute("CREATE TABLE photos (id INTEGER, path TEXT)")
+    db.close()
+    before = (directory / "study.sqlite").read_bytes()
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    for argv in (("study", spec, "--dir", directory, *STUDY_FLAGS), ("report", directory)):
+        code, err = transferlab(*argv)
+        assert one_line_error(code, err, "study.sqlite is an SQLite database of another program (tables: photos), "
+                                         "not a transferlab study store")  # fmt: skip
+        assert (directory / "study.sqlite").read_bytes() == before  # no meta table written into it
+    assert sorted(p.name for p in directory.iterdir()) == ["study.sqlite"]
