@@ -201,3 +201,18 @@ def test_malformed_model_header_names_file_and_field(capsys, scratch_model, tmp_
     assert needle in str(caught.value)
     code, out, err = run_cli(capsys, "predict", str(path), str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and needle in err and "Traceback" not in err
+
+
+def test_predict_on_a_decompression_bomb_names_the_file(capsys, scratch_model, tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"  # a few bytes whose header claims 20000 x 20000 pixels
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+    code, out, err = run_cli(capsys, "predict", str(scratch_model[2]), str(bomb), "--json")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"cannot decode image {bomb}: its header claims too many pixels" in err

@@ -126,7 +126,7 @@ def test_cli_report_and_its_errors(capsys, tmp_path):
 def test_dollar_signs_in_a_dataset_path_are_text_not_math(builder):
     """A path with two '$' was read as math markup (mathtext) in figure titles: the report failed to render."""
     dataset = "folder:/data/$v_1_2/$HOME"  # as mathtext: a double subscript, an error
-    builder.add(spec(dataset=dataset, size=0.01), test=0.40, val=0.41, n_train=540, n_classes=10, epochs_history=4)
-    builder.add(spec(dataset=dataset, size=0.1), test=0.60, val=0.61, n_train=5400, n_classes=10, epochs_history=4)
+    for size, accuracy, n_train in ((0.01, 0.4, 540), (0.1, 0.6, 5400)):
+        builder.add(spec(dataset=dataset, size=size), accuracy, accuracy, n_train, n_classes=10, epochs_history=4)
     folder = write_report(builder.store.directory).parent
     assert len(_images((folder / "report.html").read_text())) >= 2
