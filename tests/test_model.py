@@ -104,7 +104,7 @@ def test_cli_predict_on_a_folder_of_pngs(capsys, scratch_model, tmp_path, test_i
     _write_pngs(tmp_path / "pngs" / "nested", images[:12], size=40)
     code, out, err = run_cli(capsys, "predict", str(model_path), str(tmp_path / "pngs"), "--json")
     assert code == 0, err
-    rows = json.loads(out)
+    rows = [json.loads(line) for line in out.splitlines()]  # JSON lines: one object per image per line
     assert len(rows) == 12 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
     assert (
         "resized 12 image(s) (40x40) to the training size 8x8" in err
@@ -157,3 +157,64 @@ def test_cli_fit_from_study_best(capsys, tmp_path):
     assert code == 2 and "no finished runs" in err and not (tmp_path / "c.pt").exists()
     code, _, err = run_cli(capsys, "fit", "-o", str(tmp_path / "d.pt"))
     assert code == 2 and "fit needs --strategy and --dataset" in err
+
+
+def _edited(payload: dict, edit: str) -> dict:
+    """A copy of a model file's payload with one malformed header field."""
+    p = {**payload, "provenance": dict(payload["provenance"]), "image": dict(payload["image"])}
+    names = list(p["class_names"])
+    if edit == "no provenance":
+        del p["provenance"]
+    elif edit == "no spec":
+        del p["provenance"]["spec"]
+    elif edit == "features without head":
+        p["kind"] = "features"
+    elif edit == "state_dict a list":
+        p["state_dict"] = list(p["state_dict"].values())
+    elif edit == "fewer class names":
+        p["class_names"] = names[:-1]
+    elif edit == "1e10 classes":
+        p["num_classes"] = 10**10
+    elif edit == "one class more, consistently":
+        p["num_classes"], p["class_names"] = len(names) + 1, [*names, "extra"]
+    elif edit == "image 60000 px":
+        p["image"]["height"] = 60000
+    return p
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    ("no provenance", "model header field provenance is missing"),
+    ("no spec", "model header field provenance.spec is missing"),
+    ("features without head", "model header field state_dict holds no head weights"),
+    ("state_dict a list", "model header field state_dict is a list, not a dict"),
+    ("fewer class names", "model header field num_classes = 10 does not match the 9 class_names"),
+    ("1e10 classes", "model header field num_classes = 10000000000 does not match the 10 class_names"),
+    ("one class more, consistently", "has shape (10, "),
+    ("image 60000 px", "model header field image.height = 60000 is out of range; valid: 1..4096 pixels"),
+])  # fmt: skip
+def test_malformed_model_header_names_file_and_field(capsys, scratch_model, tmp_path, edit, needle):
+    """A file that loads safely (weights_only) but whose header is malformed: checked before anything is
+    built, so a claimed size is never allocated."""
+    payload = torch.load(scratch_model[2], weights_only=True)
+    path = tmp_path / "edited.pt"
+    torch.save(_edited(payload, edit), path)
+    with pytest.raises(TransferlabError, match=f"^'{path}': ") as caught:
+        load_model(path)
+    assert needle in str(caught.value)
+    code, out, err = run_cli(capsys, "predict", str(path), str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and needle in err and "Traceback" not in err
+
+
+def test_predict_on_a_decompression_bomb_names_the_file(capsys, scratch_model, tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"  # a few bytes whose header claims 20000 x 20000 pixels
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+    code, out, err = run_cli(capsys, "predict", str(scratch_model[2]), str(bomb), "--json")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"cannot decode image {bomb}: its header claims too many pixels" in err

@@ -1,16 +1,20 @@
 """The ``transferlab`` command line.
 
-Exit codes: 0 ok, 1 a run failed, 2 bad input or usage (one line on stderr, no traceback).
-Listing and result commands take ``--json`` and then print only JSON on stdout.
+Exit codes: 0 ok, 1 a run failed, 2 bad input or usage (one line on stderr, no traceback). An unexpected
+error is one line too (exit 1), its traceback saved to a crash file the line names; a closed stdout
+(``| head``) ends the command quietly (exit 1, as Python's own on EPIPE).
+Listing and result commands take ``--json`` and then print only JSON on stdout (``predict``: JSON lines).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from transferlab.errors import TransferlabError
 
@@ -92,10 +96,20 @@ def _add_datasets(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_data_install(args: argparse.Namespace) -> int:
-    from transferlab.data.datasets import install_dataset
+    from transferlab.data.datasets import get_builtin, install_dataset
 
-    folder = install_dataset(args.name, force=args.force)
-    print(f"{args.name}: installed in {folder}")
+    ds = get_builtin(args.name)
+    if ds.install is None:  # ships inside a Python package: there is no folder of ours to name
+        status, folder = "bundled", None
+        text = f"bundled with {ds.source.removesuffix(' (bundled)')}, nothing to install"
+    else:
+        status = "present" if ds.present() and not args.force else "installed"
+        folder = install_dataset(args.name, force=args.force)
+        text = f"{'already present' if status == 'present' else 'installed'} in {folder}"
+    if args.json:
+        _emit_json({"name": args.name, "status": status, "folder": None if folder is None else str(folder)})
+    else:
+        print(f"{args.name}: {text}")
     return EXIT_OK
 
 
@@ -109,6 +123,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     inst.add_argument("name", help="dataset name, see `transferlab datasets`")
     inst.add_argument("--force", action="store_true", help="fetch again even if present")
+    inst.add_argument("--json", action="store_true", help="machine-readable output on stdout: name, status "
+                                                          "(installed, present, bundled), folder")  # fmt: skip
     inst.set_defaults(func=_cmd_data_install)
 
 
@@ -371,7 +387,10 @@ def _cmd_cache_clear(args: argparse.Namespace) -> int:
     from transferlab.features import clear_cache, features_dir
 
     removed, freed = clear_cache()
-    print(f"removed {removed} files ({freed / 1e6:.1f} MB) from {features_dir()}")
+    if args.json:
+        _emit_json({"removed_files": removed, "freed_bytes": freed, "folder": str(features_dir())})
+    else:
+        print(f"removed {removed} files ({freed / 1e6:.1f} MB) from {features_dir()}")
     return EXIT_OK
 
 
@@ -386,6 +405,7 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     ls.set_defaults(func=_cmd_cache_ls)
     clear = actions.add_parser("clear", help="delete every cache entry", description="Delete every cached feature array.")
+    clear.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     clear.set_defaults(func=_cmd_cache_clear)
 
 
@@ -420,7 +440,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from transferlab.study.export import export_table
 
     path = export_table(args.dir, args.format, args.output)
-    print(f"{args.format}: {path}")
+    if args.json:
+        _emit_json({"format": args.format, "path": str(path)})
+    else:
+        print(f"{args.format}: {path}")
     return EXIT_OK
 
 
@@ -433,6 +456,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", help="study directory")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="file format (default csv)")
     p.add_argument("-o", "--output", help="file to write (default DIR/runs.csv or DIR/runs.parquet)")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout: format, path")
     p.set_defaults(func=_cmd_export)
 
 
@@ -536,8 +560,10 @@ def _add_advise(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from transferlab.model import best_spec, fit
+    from transferlab.paths import check_output_file
     from transferlab.runs import RunSpec
 
+    check_output_file(args.output, "model file")  # now, not after the training it would lose
     given = _spec_from_flags(args)
     if args.from_study:
         if not args.best:
@@ -599,8 +625,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if model.outputs == "scores":
         print("transferlab: note: this model's head is an SVM: the numbers are softmax-normalised margins, "
               "not calibrated probabilities", file=sys.stderr)  # fmt: skip
-    if args.json:
-        _emit_json(rows)
+    if args.json:  # JSON lines: one object per image, so a consumer can stream them
+        for row in rows:
+            sys.stdout.write(json.dumps(row) + "\n")
     elif args.csv:
         writer = csv.writer(sys.stdout)
         names = [str(c) for c in model.classes_]
@@ -625,7 +652,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="model file (transferlab fit -o FILE)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    out.add_argument("--json", action="store_true", help="JSON lines on stdout: one object per image per line "
+                                                         "(path, class, probability, probabilities)")  # fmt: skip
     out.add_argument("--csv", action="store_true", help="CSV on stdout: path, class, probability, one column per class")
     p.set_defaults(func=_cmd_predict)
 
@@ -663,18 +691,69 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"transferlab: warning: {message}", file=sys.stderr)
 
 
+def _save_traceback() -> Path | None:
+    """The current exception's full traceback in a crash file (named to the user); None if unwritable."""
+    import tempfile
+    import time
+    import traceback
+
+    from transferlab import __version__, paths
+
+    text = f"transferlab {__version__}, argv {sys.argv!r}\n\n{traceback.format_exc()}"
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    for folder in (paths.crash_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+            return folder / name
+        except OSError:
+            continue
+    return None
+
+
+def _stdout_gone() -> int:
+    """A reader closed our stdout (``| head``): stop without a traceback, as the Python docs' SIGPIPE
+    note advises: stdout goes to devnull so that the interpreter's final flush cannot raise again, and
+    the exit code is 1, as Python's own on EPIPE (the output was cut short)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_RUN_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     warnings.showwarning = _one_line_warning
     try:
-        return int(args.func(args) or EXIT_OK)
+        code = int(args.func(args) or EXIT_OK)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
+        return code
     except TransferlabError as exc:
         print(f"transferlab: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("transferlab: interrupted; finished work is kept, run the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _stdout_gone()
+    except OSError as exc:
+        if exc.filename is None:
+            return _internal_error(exc)
+        # A file the system refused (permission, disk full, a folder where a file was expected): the
+        # message names it; nothing was half-written (every write is atomic).
+        print(f"transferlab: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # last line of defence: one line here, the traceback in a file
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    saved = _save_traceback()
+    where = f"full traceback in {saved}" if saved else "the traceback could not be saved"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    print(f"transferlab: internal error: {type(exc).__name__}: {first[:300]} ({where}; please report it)",
+          file=sys.stderr)  # fmt: skip
+    return EXIT_RUN_FAILED
 
 
 if __name__ == "__main__":

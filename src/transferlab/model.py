@@ -297,19 +297,13 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
     if payload.get("format_version") != FORMAT_VERSION:
         raise TransferlabError(f"{str(path)!r} has model format version {payload.get('format_version')!r}; this "
                                f"transferlab reads version {FORMAT_VERSION}")  # fmt: skip
-    spec, k = payload["provenance"]["spec"], payload["num_classes"]
+    _check_header(payload, path)
     state = payload.pop("state_dict")
-    if payload["kind"] == "features":
-        from transferlab.models.registry import create_backbone
-
-        backbone = create_backbone(payload["architecture"], pretrained=False)
-        dim = state[next(key for key in state if key.startswith("head.") and key.endswith("weight") and
-                         state[key].ndim == 2)].shape[1]  # fmt: skip
-        module = _FeaturesAndHead(
-            backbone, _build_head(spec, dim, k), payload["layer"], payload["pool"]
-        )
-    else:
-        module = _rebuild_network(spec, k)
+    # Built on the meta device first (no memory): the file's tensors must match the module's shapes before
+    # the real one is allocated, so a header's sizes can never make us allocate more than the file holds.
+    with torch.device("meta"):
+        _check_weights(_module_of(payload, state), state, payload["architecture"], path)
+    module = _module_of(payload, state)
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
@@ -317,6 +311,108 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
             f"{str(path)!r}: its weights do not fit a {payload['architecture']} ({str(exc)[:200]})"
         ) from None
     return TrainedModel(module, payload)
+
+
+MAX_SIDE = 4096  # px: a model's image and preprocessing sizes beyond this are corrupt, not a real model
+
+
+def _module_of(payload: dict, state: dict) -> nn.Module:
+    """The untrained module a (checked) header describes."""
+    spec, k = payload["provenance"]["spec"], payload["num_classes"]
+    if payload["kind"] == "features":
+        from transferlab.models.registry import create_backbone
+
+        backbone = create_backbone(payload["architecture"], pretrained=False)
+        dim = next(t for key, t in state.items() if _is_head_weight(key, t)).shape[1]
+        return _FeaturesAndHead(backbone, _build_head(spec, dim, k), payload["layer"], payload["pool"])
+    return _rebuild_network(spec, k)
+
+
+def _is_head_weight(key: str, tensor: torch.Tensor) -> bool:
+    return key.startswith("head.") and key.endswith("weight") and tensor.ndim == 2
+
+
+def _check_weights(module: nn.Module, state: dict, architecture: str, path: Path) -> None:
+    """Every tensor of ``module`` is in ``state`` with the same shape (compared, not allocated)."""
+    for key, expected in module.state_dict().items():
+        if key not in state:
+            raise TransferlabError(f"{str(path)!r}: state_dict lacks {key!r}, which a {architecture} model needs "
+                                   "(truncated or edited file?)")  # fmt: skip
+        if tuple(state[key].shape) != tuple(expected.shape):
+            raise TransferlabError(f"{str(path)!r}: state_dict {key!r} has shape {tuple(state[key].shape)}, but the "
+                                   f"header describes {tuple(expected.shape)} (num_classes or class_names edited?)")  # fmt: skip
+
+
+def _check_header(payload: dict, path: Path) -> None:
+    """Every header field load_model reads, with its type and range, before anything is built: one error
+    naming the file and the field instead of a KeyError, or a 1e10-class head allocated on trust."""
+
+    def bad(field: str, why: str) -> TransferlabError:
+        return TransferlabError(f"{str(path)!r}: model header field {field} {why} (a corrupt or edited file; "
+                                "write a new one with `transferlab fit ... -o FILE`)")  # fmt: skip
+
+    def whole(value, low: int, high: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    for field, kind in (("architecture", str), ("kind", str), ("num_classes", int), ("class_names", list),
+                        ("state_dict", dict), ("preprocessing", dict), ("image", dict), ("outputs", str),
+                        ("provenance", dict)):  # fmt: skip
+        if field not in payload:
+            raise bad(field, "is missing")
+        if not isinstance(payload[field], kind) or isinstance(payload[field], bool):
+            raise bad(field, f"is a {type(payload[field]).__name__}, not a {kind.__name__}")
+    if payload["kind"] not in KINDS:
+        raise bad("kind", f"= {payload['kind']!r} is unknown; valid: {', '.join(KINDS)}")
+    if payload["outputs"] not in ("probabilities", "scores"):
+        raise bad("outputs", f"= {payload['outputs']!r} is unknown; valid: probabilities, scores")
+    names = payload["class_names"]
+    if not names or not all(isinstance(n, str) for n in names):
+        raise bad("class_names", "must be a non-empty list of strings")
+    if payload["num_classes"] != len(names):
+        raise bad("num_classes", f"= {payload['num_classes']} does not match the {len(names)} class_names")
+    image = payload["image"]
+    for key in ("height", "width"):
+        if not whole(image.get(key), 1, MAX_SIDE):
+            raise bad(f"image.{key}", f"= {image.get(key)!r} is out of range; valid: 1..{MAX_SIDE} pixels")
+    if image.get("channels") not in (1, 3):
+        raise bad("image.channels", f"= {image.get('channels')!r} is invalid; valid: 1, 3")
+    pre = payload["preprocessing"]
+    for key in ("resize", "crop"):
+        if not whole(pre.get(key), 1, MAX_SIDE):
+            raise bad(f"preprocessing.{key}", f"= {pre.get(key)!r} is out of range; valid: 1..{MAX_SIDE} px")
+    for key in ("mean", "std"):
+        values = pre.get(key)
+        if not (isinstance(values, list) and len(values) == 3 and
+                all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)):  # fmt: skip
+            raise bad(f"preprocessing.{key}", f"= {values!r} must be 3 finite numbers")
+    if not all(v > 0 for v in pre["std"]):
+        raise bad("preprocessing.std", f"= {pre['std']!r} must be > 0")
+    if not isinstance(pre.get("interpolation"), str):
+        raise bad("preprocessing.interpolation", "is missing")
+    state = payload["state_dict"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise bad("state_dict", "must map names to tensors")
+    spec = payload["provenance"].get("spec")
+    if not isinstance(spec, dict):
+        raise bad("provenance.spec", "is missing (the resolved run spec the model is rebuilt from)")
+    from transferlab.models.registry import get_backbone_entry
+    from transferlab.runs import RunSpec
+
+    try:
+        get_backbone_entry(payload["architecture"])
+    except TransferlabError as exc:
+        raise bad("architecture", f"is invalid: {exc}") from None
+    try:
+        RunSpec.from_dict(spec)
+    except (TransferlabError, TypeError) as exc:  # TypeError: a required field is missing
+        raise bad("provenance.spec", f"is invalid: {exc}") from None
+    if payload["kind"] == "features":
+        if not any(_is_head_weight(k, v) for k, v in state.items()):
+            raise bad("state_dict", "holds no head weights (head.*.weight), which a features model needs")
+        if not isinstance(payload.get("pool"), str):
+            raise bad("pool", f"= {payload.get('pool')!r} is not a pooling name")
+        if not isinstance(payload.get("layer"), (str, int, type(None))):
+            raise bad("layer", f"= {payload.get('layer')!r} is not a unit name or index")
 
 
 # ------------------------------------------------------------------------------------ image files
@@ -350,11 +446,11 @@ def image_paths(inputs: list[str | os.PathLike]) -> list[Path]:
 
 def predict_files(model: TrainedModel, inputs: list[str | os.PathLike]) -> tuple[list[dict], list[str]]:
     """(one row per image: path, class, probability, every class's probability; the conversion notes)."""
-    from transferlab.data.readers import _decode
+    from transferlab.data.readers import decode_files
 
     files = image_paths(inputs)
     image = model.payload["image"]
-    decoded = [_decode(p)[0] for p in files]
+    decoded = [array for array, _ in decode_files(files)]
     note = InputNote()
     arrays = []
     sizes = set()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from transferlab import faults
+from transferlab.errors import TransferlabError
 
 
 def _base() -> Path:
@@ -30,6 +31,11 @@ def cache_dir() -> Path:
     """Directory for content-keyed caches (features, source models; not created here)."""
     env = os.environ.get("TRANSFERLAB_CACHE")
     return Path(env).expanduser() if env else _base() / "cache"
+
+
+def crash_dir() -> Path:
+    """Where the CLI saves the traceback of an unexpected error (``~/.cache/transferlab``; not created here)."""
+    return _base()
 
 
 @contextlib.contextmanager
@@ -66,3 +72,27 @@ def atomic_write(path: Path, write: Callable) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """``path`` as a Path, if a file can be written there (by :func:`atomic_write`, which creates missing
+    folders); else TransferlabError. Checked before hours of work whose result would go there."""
+    path = Path(path)
+    if path.is_dir():
+        raise TransferlabError(
+            f"{what} {str(path)!r} is a directory; give a file name, e.g. {str(path / 'out')!r}"
+        )
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise TransferlabError(
+            f"cannot write {what} {str(path)!r}: {str(ancestor)!r} is a file, not a folder"
+        )
+    try:
+        tempfile.TemporaryFile(dir=ancestor).close()
+    except OSError as exc:
+        raise TransferlabError(
+            f"cannot write {what} {str(path)!r}: folder {str(ancestor)!r}: {exc.strerror}"
+        ) from None
+    return path

@@ -171,7 +171,7 @@ class RunSpec:
             if getattr(self, name) is not None:
                 _whole(name, getattr(self, name), minimum)
         if self.weight_decay is not None and not (_number(self.weight_decay) and self.weight_decay >= 0):
-            raise TransferlabError(f"weight_decay={self.weight_decay!r} is invalid; give an L2 coefficient >= 0")
+            raise TransferlabError(f"weight_decay={self.weight_decay!r} is invalid; give a finite L2 coefficient >= 0")
         if self.size is not None and self.per_class is not None:
             raise TransferlabError("give either size (a fraction) or per_class (a count), not both")
         if self.size is not None and not (isinstance(self.size, (int, float)) and 0 < self.size <= 1):

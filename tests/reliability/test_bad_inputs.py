@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import pickle
 import resource
 import shutil
@@ -17,6 +18,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -406,3 +408,320 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, transferlab
     code, err = transferlab("study", spec, "--dir", tmp_path / "study", *STUDY_FLAGS)
     assert code == 0, err
     assert results(tmp_path / "study") == reference
+
+
+# ------------------------------------------- adversarial review (issue 16): data the readers must refuse
+
+
+def split_info(transferlab, uri) -> tuple[int, str]:
+    """`transferlab split-info` of ``uri``: the cheapest command that loads a dataset."""
+    return transferlab("split-info", uri)
+
+
+def one_line_error(code: int, err: str, needle: str) -> bool:
+    """Exit 2 with exactly one line on stderr (warnings aside) holding ``needle``, no traceback."""
+    lines = [line for line in err.splitlines() if not line.startswith("transferlab: warning:")]
+    return code == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few bytes whose header claims width x height pixels (a decompression bomb's shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_png_claiming_20000_by_20000_pixels(tmp_path, transferlab):
+    folder = image_folder(tmp_path / "images")
+    (folder / "a" / "bomb.png").write_bytes(png_header_claiming(20000, 20000))
+    code, err = split_info(transferlab, f"folder:{folder}")
+    assert one_line_error(
+        code, err, f"cannot decode image {folder / 'a' / 'bomb.png'}: its header claims too many"
+    )
+
+
+def test_image_over_pillows_warning_limit_is_refused_too(tmp_path, transferlab, monkeypatch):
+    """Between MAX_IMAGE_PIXELS and twice that Pillow only warns (and decodes); the warning names no file."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # the folder's 8x8 = 64 px images: warn, not error
+    folder = image_folder(tmp_path / "images")
+    code, err = split_info(transferlab, f"folder:{folder}")
+    assert one_line_error(
+        code, err, f"cannot decode image {folder / 'a' / '0.png'}: its header claims too many"
+    )
+
+
+def npz(path, x, y, **extra):
+    np.savez(path, x=x, y=y, **extra)
+    return path
+
+
+@pytest.mark.parametrize(("label", "needle"), [
+    (2**40, "label 1099511627776 is not a class index of 4 images"),
+    (-3, "label -3 is negative; labels must be class indices 0..K-1"),
+])  # fmt: skip
+def test_npz_label_that_is_no_class_index(tmp_path, transferlab, label, needle):
+    path = npz(tmp_path / "d.npz", np.zeros((4, 8, 8), np.uint8), np.array([0, 1, 0, label]))
+    code, err = split_info(transferlab, f"npz:{path}")
+    assert one_line_error(code, err, f"{path}: {needle}")
+
+
+def test_idx_label_of_2_to_the_31(tmp_path, transferlab):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    for prefix in ("train", "t10k"):
+        idx_file(folder / f"{prefix}-images-idx3-ubyte", np.zeros((4, 8, 8)))
+    labels = np.array([0, 1, 0, 2**31 - 1], ">i4")
+    for prefix in ("train", "t10k"):
+        data = struct.pack(">BBBB", 0, 0, 0x0C, 1) + struct.pack(">i", 4) + labels.tobytes()
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(data)
+    code, err = split_info(transferlab, f"idx:{folder}")
+    assert one_line_error(code, err, "label 2147483647 is not a class index of 8 images")
+
+
+def test_npz_with_no_images(tmp_path, transferlab):
+    path = npz(tmp_path / "empty.npz", np.zeros((0, 8, 8), np.uint8), np.zeros(0, np.int64))
+    code, err = split_info(transferlab, f"npz:{path}")
+    assert one_line_error(code, err, f"{path}: x holds 0 images")
+
+
+def test_idx_float_images_are_refused_not_cast_to_black(tmp_path, transferlab):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    pixels = np.full((4, 8, 8), 0.5, ">f4")  # in [0, 1]: a cast to uint8 would make every pixel 0
+    for prefix in ("train", "t10k"):
+        data = struct.pack(">BBBB", 0, 0, 0x0D, 3) + struct.pack(">3i", *pixels.shape) + pixels.tobytes()
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(data)
+        idx_file(folder / f"{prefix}-labels-idx1-ubyte", np.arange(4) % 2)
+    code, err = split_info(transferlab, f"idx:{folder}")
+    assert one_line_error(
+        code, err, "train images hold float32 values; transferlab reads IDX images of unsigned bytes"
+    )
+
+
+def test_folder_size_option_is_bounded(tmp_path, transferlab):
+    folder = image_folder(tmp_path / "images")
+    code, err = split_info(transferlab, f"folder:{folder}?size=60000")
+    assert one_line_error(code, err, "?size=60000 is out of range; give 1..4096 pixels per side")
+
+
+def test_empty_dataset_path_is_not_the_current_directory(tmp_path, transferlab, monkeypatch):
+    monkeypatch.chdir(image_folder(tmp_path / "images"))  # a loadable folder, were "" read as "."
+    for uri in ("folder:", "npz:", "folder:?size=8"):
+        code, err = split_info(transferlab, uri)
+        assert one_line_error(code, err, f"dataset URI {uri!r} names no path"), err
+
+
+def test_folder_symlink_out_of_the_tree(tmp_path, transferlab):
+    folder = image_folder(tmp_path / "images")
+    outside = image_folder(tmp_path / "elsewhere", classes=("c",))
+    (folder / "c").symlink_to(outside / "c")  # a class folder that is a link to another tree
+    code, err = split_info(transferlab, f"folder:{folder}")
+    assert one_line_error(code, err, f"folder {folder / 'c'} leads outside the dataset folder {folder}")
+    (folder / "c").unlink()
+    (folder / "a" / "x.png").symlink_to(outside / "c" / "0.png")  # one image that is a link out
+    code, err = split_info(transferlab, f"folder:{folder}")
+    assert one_line_error(code, err, f"file {folder / 'a' / 'x.png'} leads outside the dataset folder")
+
+
+def tiny_imagenet(root, annotation: str):
+    """A two-class Tiny-ImageNet layout whose val annotations hold ``annotation``."""
+    wnids = ("n01", "n02")
+    (root / "wnids.txt").parent.mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(wnids))
+    for wnid in wnids:
+        image_folder(root / "train" / wnid, classes=("images",))
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "val" / "val_annotations.txt").write_text(f"{annotation}\tn01\t0\t0\t8\t8\n")
+    return root
+
+
+@pytest.mark.parametrize("name", ["../../secret.png", "/etc/hostname", "sub/../../x.png"])
+def test_tiny_imagenet_annotation_outside_the_dataset(tmp_path, transferlab, name):
+    root = tiny_imagenet(tmp_path / "tiny", name)
+    code, err = split_info(transferlab, f"tiny-imagenet:{root}")
+    assert one_line_error(code, err, f"val_annotations.txt line 1: image {name!r} is not a plain file name")
+
+
+# ------------------------------------------------------------ adversarial review (issue 16): study specs
+
+
+def test_spec_that_is_not_utf8(tmp_path, transferlab):
+    spec = tmp_path / "latin1.toml"
+    spec.write_bytes(SPEC.replace("shallow CNN", "r\xe9seau").encode("latin-1"))
+    code, err = transferlab("study", spec, "--dry-run")
+    assert one_line_error(code, err, f"study spec {spec} is not UTF-8 text (byte 0xe9 on line 3)")
+
+
+@pytest.mark.parametrize(("change", "count"), [
+    (("repeats = 2", "repeats = 100000000"), "400,000,000 runs"),
+    (("epochs = 2", "epochs = [" + ", ".join(map(str, range(1, 1001))) + "]"), "8,000 runs"),
+])  # fmt: skip
+def test_huge_grid_is_counted_not_expanded(tmp_path, transferlab, monkeypatch, change, count):
+    from transferlab.study import spec as study_spec
+
+    # A low limit, so that the second grid is cheap to refuse and to count.
+    monkeypatch.setattr(study_spec, "MAX_RUNS", 1000)
+    path = tmp_path / "huge.toml"
+    path.write_text(SPEC.replace(*change))
+    code, err = transferlab("study", path, "--dry-run")
+    assert one_line_error(code, err, f"the grid expands to {count} (axes multiplied, times repeats)")
+    assert "more than the limit of 1,000" in err
+
+
+# ------------------------------------------------------ adversarial review (issue 16): studies and runs
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--workers", "0"), ("--threads", "0"), ("--threads", "-2")])
+def test_workers_and_threads_are_checked_before_the_study_dir_exists(tmp_path, transferlab, flag, value):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    code, err = transferlab("study", spec, "--dir", tmp_path / "study", flag, value, "--quiet")
+    assert one_line_error(code, err, f"{flag[2:]}={value} is invalid; give a whole number >= 1")
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_weight_decay_must_be_finite(tmp_path, transferlab, value):
+    code, err = transferlab("run", "--dataset", "digits", "--strategy", "scratch", "--backbone", "shallow_cnn",
+                            "--weight-decay", value, "--quiet")  # fmt: skip
+    assert one_line_error(
+        code, err, f"weight_decay={float(value)!r} is invalid; give a finite L2 coefficient >= 0"
+    )
+
+
+def test_study_without_validation_set_prints_its_progress(tmp_path, transferlab):
+    """val_size = 0: runs have no validation accuracy, which the progress line printed as a number."""
+    text = SPEC.replace("repeats = 2", "repeats = 1").replace("val_size = 5", "val_size = 0")
+    text = text.replace("per_class = [10, 20]", "per_class = 10").split("[[runs]]")[:2]
+    spec = tmp_path / "noval.toml"
+    spec.write_text("[[runs]]".join(text))
+    code, err = transferlab("study", spec, "--dir", tmp_path / "study", *STUDY_FLAGS)
+    assert code == 0, err
+    assert "[1/1] scratch/shallow_cnn/linear 10/class seed=0: val n/a test 0." in err
+
+
+# ----------------------------------------------- adversarial review (issue 16): the command line itself
+
+
+def test_unexpected_error_is_one_line_and_a_crash_file(tmp_path, transferlab, monkeypatch):
+    from transferlab.data import datasets
+
+    def broken():
+        raise RuntimeError("something nobody foresaw\nsecond line")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(datasets, "list_datasets", broken)
+    code, err = transferlab("datasets")
+    crash = next((tmp_path / "xdg" / "transferlab").glob("crash-*.txt"))
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"internal error: RuntimeError: something nobody foresaw (full traceback in {crash}; please" in err
+    assert "Traceback (most recent call last)" in crash.read_text() and "in broken" in crash.read_text()
+
+
+def test_file_the_system_refuses_is_one_line_naming_it(tmp_path, transferlab, monkeypatch):
+    from transferlab.data import datasets
+
+    def refused():
+        raise PermissionError(13, "Permission denied", "/data/locked")
+
+    monkeypatch.setattr(datasets, "list_datasets", refused)
+    code, err = transferlab("datasets")
+    assert one_line_error(code, err, "transferlab: error: /data/locked: Permission denied")
+
+
+def test_json_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`transferlab ... --json | head -1`: the reader goes away before the output is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "transferlab.cli", "datasets", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1 and err == ""
+
+
+def test_every_json_command_prints_json(tmp_path, victim, transferlab, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_CACHE", str(tmp_path / "cache"))
+    code, err = transferlab("export", victim.dir, "--json")
+    assert code == 0, err
+    assert json.loads(transferlab.stdout) == {"format": "csv", "path": str(victim.dir / "runs.csv")}
+    code, err = transferlab("cache", "clear", "--json")
+    assert code == 0 and json.loads(transferlab.stdout)["removed_files"] == 0
+    code, err = transferlab("data", "install", "digits", "--json")
+    assert code == 0 and json.loads(transferlab.stdout) == {
+        "name": "digits",
+        "status": "bundled",
+        "folder": None,
+    }
+    code, err = transferlab("data", "install", "digits")
+    assert transferlab.stdout == "digits: bundled with scikit-learn, nothing to install\n"
+
+
+def test_export_to_a_directory(tmp_path, victim, transferlab):
+    code, err = transferlab("export", victim.dir, "-o", tmp_path)
+    assert one_line_error(code, err, f"export output {str(tmp_path)!r} is a directory; give a file name")
+    assert victim.unharmed()
+
+
+@pytest.mark.parametrize("where", ["under a file", "a directory"])
+def test_fit_output_is_checked_before_training(tmp_path, transferlab, monkeypatch, where):
+    from transferlab import model
+
+    monkeypatch.setattr(model, "fit", lambda *a, **k: pytest.fail("trained although -o cannot be written"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    output, needle = {
+        "under a file": (blocker / "model.pt", f"cannot write model file {str(blocker / 'model.pt')!r}: "
+                                               f"{str(blocker)!r} is a file, not a folder"),
+        "a directory": (tmp_path, f"model file {str(tmp_path)!r} is a directory; give a file name"),
+    }[where]  # fmt: skip
+    code, err = transferlab("fit", "--dataset", "digits", "--strategy", "scratch", "-o", output)
+    assert one_line_error(code, err, needle)
+    assert blocker.read_text() == "keep me"
+
+
+def damage_history_pages(store) -> None:
+    """Garbage over the header of the history table's root page: the runs table still reads fine."""
+    with sqlite3.connect(store) as db:
+        page = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'history'").fetchone()[0]
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    data = bytearray(store.read_bytes())
+    data[(page - 1) * size : (page - 1) * size + 8] = b"\x0d\x00\x07\xff\xff\x00\x00\x00"
+    store.write_bytes(bytes(data))
+
+
+def test_lightly_damaged_study_store(tmp_path, victim, transferlab):
+    """Before: `study` said 8/8 done (it reads only the runs table) and `report` crashed on the history."""
+    store = victim.dir / "study.sqlite"
+    damage_history_pages(store)
+    damaged = store.read_bytes()
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    for argv in (("study", spec, "--dir", victim.dir, *STUDY_FLAGS), ("report", victim.dir),
+                 ("export", victim.dir), ("fit", "--from-study", victim.dir, "--best", "-o", tmp_path / "m.pt")):  # fmt: skip
+        code, err = transferlab(*argv)
+        assert one_line_error(
+            code, err, f"the study store {store} is damaged: database disk image is malformed"
+        )
+        assert "it is left as it is (nothing was written to it)" in err
+        assert store.read_bytes() == damaged
+    assert not (tmp_path / "m.pt").exists() and not (victim.dir / "report").exists()
+
+
+def test_foreign_sqlite_file_as_study_store(tmp_path, transferlab):
+    directory = tmp_path / "study"
+    directory.mkdir()
+    with sqlite3.connect(directory / "study.sqlite") as db:
+        db.execute("CREATE TABLE photos (id INTEGER, path TEXT)")
+    db.close()
+    before = (directory / "study.sqlite").read_bytes()
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    for argv in (("study", spec, "--dir", directory, *STUDY_FLAGS), ("report", directory)):
+        code, err = transferlab(*argv)
+        assert one_line_error(code, err, "study.sqlite is an SQLite database of another program (tables: photos), "
+                                         "not a transferlab study store")  # fmt: skip
+        assert (directory / "study.sqlite").read_bytes() == before  # no meta table written into it
+    assert sorted(p.name for p in directory.iterdir()) == ["study.sqlite"]

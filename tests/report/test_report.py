@@ -121,3 +121,12 @@ def test_cli_report_and_its_errors(capsys, tmp_path):
     assert code == 0
     assert json.loads(capsys.readouterr().out)["report"] == str(tmp_path / "report" / "report.html")
     assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_dollar_signs_in_a_dataset_path_are_text_not_math(builder):
+    """A path with two '$' was read as math markup (mathtext) in figure titles: the report failed to render."""
+    dataset = "folder:/data/$v_1_2/$HOME"  # as mathtext: a double subscript, an error
+    for size, accuracy, n_train in ((0.01, 0.4, 540), (0.1, 0.6, 5400)):
+        builder.add(spec(dataset=dataset, size=size), accuracy, accuracy, n_train, 10, epochs_history=4)
+    folder = write_report(builder.store.directory).parent
+    assert len(_images((folder / "report.html").read_text())) >= 2

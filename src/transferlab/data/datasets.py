@@ -257,6 +257,10 @@ def load_dataset(name_or_uri: str) -> ImageSet:
     scheme, sep, rest = name_or_uri.partition(":")
     if sep and scheme in _SCHEMES:
         path, _, query = rest.partition("?")
+        if not path.strip():  # Path("") is the current directory: never read that by accident
+            raise TransferlabError(
+                f"dataset URI {name_or_uri!r} names no path; give {scheme}:PATH ({URI_HELP})"
+            )
         allowed, reader = _SCHEMES[scheme]
         options = _parse_options(name_or_uri, query, allowed)
         ds = reader(Path(path).expanduser(), **options)

@@ -63,6 +63,22 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
+def class_names_for(labels: np.ndarray, where: str) -> list[str]:
+    """Names "0".."K-1" for integer ``labels``, refusing a label that cannot be a class index of this data:
+    negative, or not below the number of images (one stray 2**40 would otherwise make 2**40 names)."""
+    if len(labels) == 0:
+        return []
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        raise TransferlabError(f"{where}: label {low} is negative; labels must be class indices 0..K-1")
+    if high >= len(labels):
+        raise TransferlabError(
+            f"{where}: label {high} is not a class index of {len(labels)} images (labels must be 0..K-1 with K "
+            f"at most the number of images, here <= {len(labels) - 1}); corrupt labels?"
+        )
+    return [str(i) for i in range(high + 1)]
+
+
 def _find_one(directory: Path, patterns: Sequence[str], what: str) -> Path:
     for pattern in patterns:
         hits = sorted(directory.glob(pattern))
@@ -84,10 +100,20 @@ def load_idx_dir(directory: str | os.PathLike, name: str = "idx", class_names: S
             raise TransferlabError(
                 f"{directory}: {prefix} images {img.shape} and labels {lab.shape} do not pair up (N,H,W) with (N,)"
             )
-        parts[split] = (img.astype(np.uint8, copy=False), lab.astype(np.int64))
+        # Pixels are bytes everywhere else; casting floats in [0, 1] would silently make every image black.
+        if img.dtype != np.uint8:
+            raise TransferlabError(f"{directory}: {prefix} images hold {img.dtype.name} values; transferlab reads "
+                                   "IDX images of unsigned bytes (type 0x08, pixels 0..255) only")  # fmt: skip
+        if not np.issubdtype(lab.dtype, np.integer):
+            raise TransferlabError(f"{directory}: {prefix} labels hold {lab.dtype.name} values; give integer "
+                                   "class indices (IDX type 0x08, 0x09, 0x0B or 0x0C)")  # fmt: skip
+        parts[split] = (img, lab.astype(np.int64))
     labels = np.concatenate([parts["train"][1], parts["test"][1]])
-    n_classes = int(labels.max()) + 1
-    names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
+    if not len(labels):
+        raise TransferlabError(f"idx dataset folder {directory} holds 0 images")
+    names = (
+        list(class_names) if class_names is not None else class_names_for(labels, f"idx dataset {directory}")
+    )
     images = np.concatenate([parts["train"][0], parts["test"][0]])[..., None]
     split = np.array(["train"] * len(parts["train"][1]) + ["test"] * len(parts["test"][1]))
     return ImageSet(images, labels, names, split, name=name, source=str(directory))
@@ -129,7 +155,14 @@ def _unpickle(path: Path) -> dict:
         raise TransferlabError(f"cannot read CIFAR pickle {path}: {exc} (corrupt or truncated file?)") from None
     if not isinstance(obj, dict):
         raise TransferlabError(f"{path}: expected a dict in a CIFAR pickle, found {type(obj).__name__}")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    return {_text(k, path) if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _text(value: bytes, path: Path) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TransferlabError(f"{path}: {value[:40]!r} is not UTF-8 ({exc.reason}); corrupt file?") from None
 
 
 def _cifar_part(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +179,7 @@ def _cifar_part(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
 def _names(meta: dict, key: str, path: Path) -> list[str]:
     if key not in meta:
         raise TransferlabError(f"{path}: meta file lacks '{key}' (keys: {sorted(meta)})")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
+    return [_text(n, path) if isinstance(n, bytes) else str(n) for n in meta[key]]
 
 
 def load_cifar(directory: str | os.PathLike, variant: int = 10, labels: str = "fine") -> ImageSet:
@@ -205,8 +238,26 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
                 rgb = img.convert("RGBA").convert("RGB")
                 return np.asarray(rgb, dtype=np.uint8), False
             return np.asarray(img.convert("RGB"), dtype=np.uint8), False
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise TransferlabError(
+            f"cannot decode image {path}: its header claims too many pixels ({exc}); a corrupt file or a "
+            "decompression bomb? Remove it, or shrink it first"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise TransferlabError(f"cannot decode image {path}: {exc} (corrupt, truncated or not an image)") from None
+
+
+def decode_files(paths: Sequence[Path]) -> list[tuple[np.ndarray, bool]]:
+    """:func:`_decode` of each file, in parallel threads (PIL decodes with the GIL released). Pillow's
+    "may be a decompression bomb" warning is an error here: decoding such a file would allocate gigabytes,
+    and the warning alone would not say which file it was."""
+    from PIL import Image
+
+    workers = min(16, (os.cpu_count() or 1) * 2)
+    # The filter is process-wide, so it is set once around the whole pool, not per thread.
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return list(pool.map(_decode, paths))
 
 
 def _fit_square(arr: np.ndarray, size: int) -> np.ndarray:
@@ -229,9 +280,7 @@ def decode_images(paths: Sequence[Path], size: int | None = None, what: str = "i
     """Decode files into one uint8 (N, H, W, C) array. C = 1 when every image is grey, else 3 (grey
     replicated). Mixed sizes need one: ``size`` (short side + centre crop); when None and sizes differ,
     the median short side (at most 256 px) is used with a warning."""
-    workers = min(16, (os.cpu_count() or 1) * 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes with the GIL released
-        decoded = list(pool.map(_decode, paths))
+    decoded = decode_files(paths)
     if not decoded:
         raise TransferlabError(f"no images to decode for {what}")
     grey = all(g for _, g in decoded)
@@ -250,9 +299,22 @@ def decode_images(paths: Sequence[Path], size: int | None = None, what: str = "i
     return np.stack(arrays)
 
 
-def _image_files(folder: Path) -> list[Path]:
+def _inside(path: Path, root: Path, what: str) -> Path:
+    """``path`` itself, refused when it (or a symlink on the way) leads outside the dataset folder ``root``:
+    a dataset reads its own files, never e.g. ``../../home`` named by an annotation or a link."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise TransferlabError(
+            f"{what} {path} leads outside the dataset folder {root} (to {path.resolve()}); a dataset may only "
+            "read files inside its folder: copy the files in instead of linking to them"
+        )
+    return path
+
+
+def _image_files(folder: Path, root: Path | None = None) -> list[Path]:
     files, skipped = [], []
     for p in sorted(folder.iterdir()):
+        if root is not None:
+            _inside(p, root, "file")
         if p.is_file():
             (files if p.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(p)
     visible = [p.name for p in skipped if not p.name.startswith(".")]
@@ -266,8 +328,12 @@ def _image_files(folder: Path) -> list[Path]:
     return files
 
 
-def _class_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _class_dirs(folder: Path, root: Path | None = None) -> list[Path]:
+    dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [_inside(p, root, "folder") for p in dirs] if root is not None else dirs
+
+
+MAX_SIZE = 4096  # px per side for ?size=N: 4096x4096x3 is 48 MB per image, beyond any backbone's input
 
 
 def load_folder(root: str | os.PathLike, size: int | None = None) -> ImageSet:
@@ -277,13 +343,17 @@ def load_folder(root: str | os.PathLike, size: int | None = None) -> ImageSet:
     root = Path(root)
     if not root.is_dir():
         raise TransferlabError(f"image folder {root} does not exist")
-    top = {p.name.lower(): p for p in _class_dirs(root)}
+    if size is not None and not 1 <= size <= MAX_SIZE:
+        raise TransferlabError(
+            f"folder:{root}?size={size} is out of range; give 1..{MAX_SIZE} pixels per side"
+        )
+    top = {p.name.lower(): p for p in _class_dirs(root, root)}
     if "train" in top and "test" in top:
         parts = {"train": top["train"], "test": top["test"]}
-        class_names = sorted({p.name for part in parts.values() for p in _class_dirs(part)})
+        class_names = sorted({p.name for part in parts.values() for p in _class_dirs(part, root)})
     else:
         parts = {"train": root}
-        class_names = [p.name for p in _class_dirs(root)]
+        class_names = [p.name for p in _class_dirs(root, root)]
     if not class_names:
         raise TransferlabError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
     paths: list[Path] = []
@@ -292,7 +362,7 @@ def load_folder(root: str | os.PathLike, size: int | None = None) -> ImageSet:
     for part, folder in parts.items():
         for label, cls in enumerate(class_names):
             cdir = folder / cls
-            files = _image_files(cdir) if cdir.is_dir() else []
+            files = _image_files(cdir, root) if cdir.is_dir() else []
             if not files and (part == "train" or cdir.is_dir()):
                 raise TransferlabError(f"class folder {cdir} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             paths += files
@@ -300,6 +370,22 @@ def load_folder(root: str | os.PathLike, size: int | None = None) -> ImageSet:
             split += [part] * len(files)
     images = decode_images(paths, size, what=str(root))
     return ImageSet(images, np.array(labels), class_names, np.array(split), name=f"folder:{root.name}", source=str(root))
+
+
+def _plain_name(name: str) -> bool:
+    """One file or folder name: no separators, not '.', '..' or empty."""
+    return (
+        bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+    )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TransferlabError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise TransferlabError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def load_tiny_imagenet(directory: str | os.PathLike) -> ImageSet:
@@ -313,7 +399,12 @@ def load_tiny_imagenet(directory: str | os.PathLike) -> ImageSet:
     wnids_file = root / "wnids.txt"
     if not wnids_file.is_file():
         raise TransferlabError(f"{wnids_file} is missing: {root} is not a Tiny-ImageNet folder")
-    wnids = [w.strip() for w in wnids_file.read_text().split() if w.strip()]
+    wnids = [w.strip() for w in _read_text(wnids_file).split() if w.strip()]
+    for wnid in wnids:  # a wnid names a folder under train/: one plain name, never a path
+        if not _plain_name(wnid):
+            raise TransferlabError(
+                f"{wnids_file}: class {wnid!r} is not a plain folder name (like n01443537)"
+            )
     words = {}
     if (root / "words.txt").is_file():
         for line in (root / "words.txt").read_text(errors="replace").splitlines():
@@ -326,7 +417,7 @@ def load_tiny_imagenet(directory: str | os.PathLike) -> ImageSet:
     split: list[str] = []
     for wnid in wnids:
         folder = root / "train" / wnid / "images"
-        files = _image_files(folder) if folder.is_dir() else []
+        files = _image_files(folder, root) if folder.is_dir() else []
         if not files:
             raise TransferlabError(f"{folder} holds no training images for class {wnid}")
         paths += files
@@ -334,13 +425,16 @@ def load_tiny_imagenet(directory: str | os.PathLike) -> ImageSet:
         split += ["train"] * len(files)
     ann = root / "val" / "val_annotations.txt"
     if ann.is_file():
-        for n, line in enumerate(ann.read_text().splitlines(), 1):
+        for n, line in enumerate(_read_text(ann).splitlines(), 1):
             fields = line.split("\t")
             if len(fields) < 2:
                 continue
             if fields[1] not in index:
                 raise TransferlabError(f"{ann} line {n}: class {fields[1]!r} is not in wnids.txt")
-            paths.append(root / "val" / "images" / fields[0])
+            if not _plain_name(fields[0]):
+                raise TransferlabError(f"{ann} line {n}: image {fields[0]!r} is not a plain file name in val/images "
+                                       "(no folders, '..' or absolute paths)")  # fmt: skip
+            paths.append(_inside(root / "val" / "images" / fields[0], root, "image"))
             labels.append(index[fields[1]])
             split.append("test")
     names = [words.get(w, w) for w in wnids]
@@ -368,8 +462,13 @@ def load_npz(path: str | os.PathLike) -> ImageSet:
         x = x[..., None]
     if not np.issubdtype(y.dtype, np.integer):
         raise TransferlabError(f"{path}: y must hold integer class indices, got {y.dtype}")
-    n_classes = int(y.max()) + 1 if len(y) else 0
-    names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else [str(i) for i in range(n_classes)]
+    if x.ndim == 0 or len(x) == 0:
+        raise TransferlabError(
+            f"{path}: x holds 0 images (shape {x.shape}); a dataset needs at least one per class"
+        )
+    names = (
+        [str(n) for n in arrays["class_names"]] if "class_names" in arrays else class_names_for(y, str(path))
+    )
     split = arrays["split"].astype(str) if "split" in arrays else np.array(["train"] * len(y))
     return ImageSet(x, y, names, split, name=f"npz:{path.stem}", source=str(path))
 

@@ -39,8 +39,10 @@ OTHER_COLOUR = "#D55E00"
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 CHANCE_STYLE = {"color": "black", "linestyle": ":", "linewidth": 1.0}
+# text.parse_math off: figure text carries user strings (dataset paths, class names) in which a '$' is a
+# character, never math markup; two of them in a path made mathtext fail and the report unwritable.
 RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
-      "ytick.labelsize": 8, "figure.titlesize": 11}  # fmt: skip
+      "ytick.labelsize": 8, "figure.titlesize": 11, "text.parse_math": False}  # fmt: skip
 
 
 def _wrap_lines(width: float, *lines: str) -> str:

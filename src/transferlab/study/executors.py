@@ -178,17 +178,22 @@ class RayExecutor:
         pass  # a Ray runtime is shared: leave it to its owner (ray.shutdown() ends a local one)
 
 
-def make_executor(kind: str, workers: int, address: str | None = None, threads: int | None = None):
-    """An executor for ``workers`` parallel runs of ``threads`` torch threads each (default: cores split
-    between the workers)."""
+def check_executor(kind: str, workers: int, threads: int | None = None) -> None:
+    """Raise TransferlabError for an unknown executor or a worker/thread count below 1 (None: the default)."""
     if kind not in EXECUTORS:
         raise TransferlabError(f"executor {kind!r} is unknown; valid: {', '.join(EXECUTORS)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise TransferlabError(f"workers={workers!r} is invalid; give a whole number >= 1")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise TransferlabError(f"threads={threads!r} is invalid; give a whole number >= 1")
+
+
+def make_executor(kind: str, workers: int, address: str | None = None, threads: int | None = None):
+    """An executor for ``workers`` parallel runs of ``threads`` torch threads each (default: cores split
+    between the workers)."""
+    check_executor(kind, workers, threads)
     if threads is None:
         threads = default_threads(workers)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise TransferlabError(f"threads={threads!r} is invalid; give a whole number >= 1")
     if kind == "ray":
         return RayExecutor(workers, threads, address)
     return InlineExecutor(threads) if workers == 1 else LocalPoolExecutor(workers, threads)

@@ -66,6 +66,9 @@ def export_table(study_dir: str | os.PathLike, format: str = "csv", output: str 
     with open_study(study_dir) as store:
         columns, rows = long_table(store)
     path = Path(output) if output is not None else Path(study_dir) / f"runs.{format}"
+    if path.is_dir():
+        raise TransferlabError(f"export output {str(path)!r} is a directory; give a file name, e.g. "
+                               f"{str(path / f'runs.{format}')!r}")  # fmt: skip
     if not path.parent.is_dir():
         raise TransferlabError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transferlab import paths
 from transferlab.errors import TransferlabError
-from transferlab.study.executors import drive, make_executor
+from transferlab.study.executors import check_executor, drive, make_executor
 from transferlab.study.spec import StudySpec, load_study
 from transferlab.study.store import Store
 
@@ -123,6 +123,10 @@ def _describe(spec: dict) -> str:
     return f"{'/'.join(p for p in parts if p)} {size} seed={spec['seed']}"
 
 
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 class _Progress:
     """A rich progress bar with ETA and the best validation accuracy so far, or plain lines (--quiet,
     or when stderr is not a terminal)."""
@@ -142,9 +146,10 @@ class _Progress:
         self.count += 1
         spec = result.get("spec") or {}
         if result.get("status") == "ok":
-            if self.best is None or result["val_accuracy"] > self.best[0]:
-                self.best = (result["val_accuracy"], _describe(spec))
-            line = f"val {result['val_accuracy']:.3f} test {result['test_accuracy']:.3f} ({result['total_seconds']:.1f} s)"
+            val = result.get("val_accuracy")  # None when the run had no validation set (val_size = 0)
+            if val is not None and (self.best is None or val > self.best[0]):
+                self.best = (val, _describe(spec))
+            line = f"val {_score(val)} test {_score(result.get('test_accuracy'))} ({result['total_seconds']:.1f} s)"
         else:
             line = f"FAILED: {result.get('error')}"
         what = _describe(spec) if spec else run_id
@@ -166,6 +171,7 @@ def run_study(spec_path: str | Path, directory: str | Path | None = None, *, wor
     from transferlab.version import code_version
 
     started = time.perf_counter()
+    check_executor(executor, workers, threads)  # before anything is created on disk
     study = load_study(spec_path)
     directory = Path(directory) if directory is not None else Path("runs") / study.name
     _precheck_sizes(study)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
@@ -45,6 +46,7 @@ TOP_LEVEL = {
     "base": "table of RunSpec fields applied to every run (a list value is an axis)",
     "runs": "array of tables [[runs]], each a family of runs with its own axes",
 }
+MAX_RUNS = 100_000  # a grid beyond this is a typo (repeats = 100000000), and expanding it would fill memory
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "None": (type(None),)}
 
@@ -196,6 +198,14 @@ def parse_study(text: str, source: str = "<spec>") -> StudySpec:
             raise TransferlabError(f"{where('repeats', None)}: repeats = {repeats!r}; give a whole number >= 1")
         if "seed" in base or any("seed" in b for b in blocks):
             raise TransferlabError(f"{where('repeats', None)}: give either repeats or a seed axis, not both")
+    # Counted before anything is expanded: the product of the axes, not a list of them, decides.
+    planned = sum(math.prod(len(v) for _, v in _axes({**base, **block})) for block in blocks) * (repeats or 1)
+    if planned > MAX_RUNS:
+        raise TransferlabError(
+            f"{source}: the grid expands to {planned:,} runs (axes multiplied{', times repeats' if repeats else ''}), "
+            f"more than the limit of {MAX_RUNS:,}; shorten an axis or lower repeats, or split it into several studies"
+        )
+    if repeats is not None:
         base = {**base, "seed": list(range(repeats))}
 
     runs: dict[str, RunSpec] = {}
@@ -218,7 +228,13 @@ def parse_study(text: str, source: str = "<spec>") -> StudySpec:
 def load_study(path: str | Path) -> StudySpec:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")  # TOML is UTF-8 by definition, whatever the locale says
     except OSError as exc:
         raise TransferlabError(f"cannot read study spec {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise TransferlabError(
+            f"study spec {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); save it as "
+            "UTF-8, as TOML requires"
+        ) from None
     return parse_study(text, str(path))

@@ -85,19 +85,61 @@ class Store:
         self.stale_after = stale_after
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            existing = self.path.is_file() and self.path.stat().st_size > 0
             # isolation_level=None: we issue BEGIN ourselves; timeout: wait for a busy writer, never fail fast.
             self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
+            if existing:
+                self._check_existing()  # reads only: a file we refuse is left byte for byte as it was
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=120000")
             self._db.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS); runs in its own transaction
         except sqlite3.OperationalError as exc:  # e.g. "disk I/O error" creating the WAL index
             raise self._write_error(exc, "open") from None
-        except (OSError, sqlite3.DatabaseError) as exc:  # DatabaseError: e.g. "file is not a database"
+        except sqlite3.DatabaseError as exc:
+            with suppress(sqlite3.Error, AttributeError):
+                self._db.close()
+            if "not a database" in str(exc):  # garbage, or encrypted: not a store at all
+                raise TransferlabError(
+                    f"cannot open the study store {self.path}: {exc} (a corrupt file, or not a transferlab "
+                    "study? it is left as it is: move it aside to start the study afresh)"
+                ) from None
+            raise self._corrupt(exc) from None
+        except OSError as exc:
             raise TransferlabError(
                 f"cannot open the study store {self.path}: {exc} (a corrupt file, or not a transferlab "
                 "study? it is left as it is: move it aside to start the study afresh)"
             ) from None
+
+    def _check_existing(self) -> None:
+        """Refuse, before any write, a file that is another program's database or a damaged store. A damaged
+        page can hide behind queries that never touch it (the runs table reads fine, the history does not):
+        ``PRAGMA quick_check`` reads every page once (about a second per 100 MB)."""
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ours = {"meta", "runs", "history"}
+        if tables and not tables & ours:
+            self._db.close()
+            raise TransferlabError(
+                f"{self.path} is an SQLite database of another program (tables: {', '.join(sorted(tables)[:5])}), "
+                "not a transferlab study store; it is left as it is: choose another study directory (--dir)"
+            )
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"{problems[0]} ({len(problems)} problem(s) found by quick_check)")
+
+    def _corrupt(self, exc: sqlite3.DatabaseError) -> TransferlabError:
+        return TransferlabError(
+            f"the study store {self.path} is damaged: {exc}; it is left as it is (nothing was written to it): "
+            "restore it from a backup, or move it aside to start the study afresh"
+        )
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Queries of a store damaged after it was opened: one error naming the file, not a traceback."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from None
 
     def close(self) -> None:
         self._db.close()
@@ -127,6 +169,8 @@ class Store:
 
     def _write_error(self, exc: sqlite3.DatabaseError, action: str = "write") -> TransferlabError:
         """A write the disk refused (full, a file size limit, read-only): nothing of it was stored."""
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return self._corrupt(exc)  # damage found while writing: the disk is not to blame
         return TransferlabError(
             f"cannot {action} the study store {self.path}: {exc} (disk full, a file size limit or a read-only "
             "directory?); every finished run is kept: make room and run the same command to resume"
@@ -135,7 +179,8 @@ class Store:
     # ------------------------------------------------------------------------------ meta
 
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        with self._reading():
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
@@ -179,10 +224,11 @@ class Store:
     def claimable(self) -> list[tuple[str, dict]]:
         """Runs that may be claimed now (pending, or running with a vanished owner), in grid order."""
         now = time.time()
-        rows = self._db.execute(
-            "SELECT run_id, spec, status, owner, heartbeat FROM runs WHERE status IN ('pending', 'running') "
-            "ORDER BY position"
-        ).fetchall()
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT run_id, spec, status, owner, heartbeat FROM runs WHERE status IN ('pending', 'running') "
+                "ORDER BY position"
+            ).fetchall()
         return [
             (rid, json.loads(spec))
             for rid, spec, status, owner, hb in rows
@@ -248,7 +294,8 @@ class Store:
     # ------------------------------------------------------------------------------ reading
 
     def counts(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall()
+        with self._reading():
+            rows = self._db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall()
         return {s: 0 for s in STATUSES} | dict(rows)
 
     def runs(self, status: str | None = None) -> list[dict]:
@@ -256,8 +303,9 @@ class Store:
         if status is not None and status not in STATUSES:
             raise TransferlabError(f"status {status!r} is unknown; valid: {', '.join(STATUSES)}")
         query = "SELECT run_id, status, error, attempts, spec, result, version FROM runs"
-        rows = self._db.execute(query + (" WHERE status = ?" if status else "") + " ORDER BY position",
-                                (status,) if status else ()).fetchall()  # fmt: skip
+        with self._reading():
+            rows = self._db.execute(query + (" WHERE status = ?" if status else "") + " ORDER BY position",
+                                    (status,) if status else ()).fetchall()  # fmt: skip
         return [
             {"run_id": r[0], "status": r[1], "error": r[2], "attempts": r[3], "spec": json.loads(r[4]),
              "result": json.loads(r[5]) if r[5] else None, "version": r[6]}
@@ -265,9 +313,10 @@ class Store:
         ]  # fmt: skip
 
     def history(self, run_id: str) -> list[dict]:
-        rows = self._db.execute(
-            f"SELECT epoch, {', '.join(HISTORY_FIELDS)} FROM history WHERE run_id = ? ORDER BY epoch", (run_id,)
-        ).fetchall()
+        with self._reading():
+            rows = self._db.execute(
+                f"SELECT epoch, {', '.join(HISTORY_FIELDS)} FROM history WHERE run_id = ? ORDER BY epoch", (run_id,)
+            ).fetchall()
         return [dict(zip(("epoch", *HISTORY_FIELDS), r, strict=True)) for r in rows]
 
     def table(self) -> list[dict]:
