@@ -15,7 +15,7 @@ from transferlab.study.store import Store
 
 from .conftest import spec
 
-FIGURE_KINDS = ("size_curves", "depth_heatmaps", "depth_lines", "learning_curves")
+FIGURE_KINDS = ("gain_curves", "size_curves", "depth_heatmaps", "depth_lines", "learning_curves")
 
 
 def _images(page: str) -> list[str]:
@@ -43,8 +43,11 @@ def test_full_report_files_and_page(full_study):
     assert "TrainingFailed: loss is NaN at epoch 3" in page
     assert "The study is not finished" in page
     summary = (folder / "summary.md").read_text()
-    assert re.search(r"At 0\.1% \(54 images\), transfer \(.*\) reaches 0\.\d{3} ± 0\.\d{3} \(n=3\)", summary)
-    assert "over the baseline" in summary and "over augmentation" in summary
+    assert summary.index("## Answer") < summary.index("## Status")  # the answer comes first
+    assert re.search(r"At 0\.1% \(54 images\), the best transfer configuration \(.*\) scores 0\.\d{3} ± "
+                     r"0\.\d{3} \(n=3\); against training from scratch", summary)  # fmt: skip
+    assert "against scratch with data augmentation" in summary and "95% CI" in summary
+    assert page.index('id="answer"') < page.index('id="summary"') < page.index('id="runs"')
     assert "transferred and frozen (SnT)" in summary and "A→B" not in summary
 
 
@@ -85,7 +88,7 @@ def test_single_size_and_single_seed_say_no_ci(builder):
                          size=0.01), test=0.6 + k / 50, val=0.6 + k / 40, n_train=540, n_classes=10)  # fmt: skip
     folder = write_report(builder.store.directory).parent
     page = (folder / "report.html").read_text()
-    assert len(_images(page)) == 4  # size curves, heatmaps, lines, learning curves
+    assert len(_images(page)) == 5  # gain, size curves, heatmaps, lines, learning curves
     summary = (folder / "summary.md").read_text()
     assert "0.620 (n=1)" in summary and "Only one training size" in summary
 

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from transferlab import faults, paths
 from transferlab.errors import TransferlabError
 from transferlab.report import figures as figs
-from transferlab.report import learning_fit
+from transferlab.report import learning_fit, provenance
 from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
 from transferlab.report.html import FigureFile, render
 from transferlab.report.summary import summarize, to_markdown
@@ -54,20 +54,26 @@ def write_report(study_dir: str | os.PathLike) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{REPORT_FOLDER}-", dir=study.directory))
         try:
-            fits = learning_fit.all_fits(study, {run["run_id"]: run["result"] or {} for run in store.runs("done")})
+            runs = store.runs()
+            fits = learning_fit.all_fits(study, {run["run_id"]: run["result"] or {} for run in runs
+                                                 if run["status"] == "done"})  # fmt: skip
             with matplotlib.rc_context(figs.RC):
                 figures = _draw_figures(study, staging)
                 figures += learning_fit.figures(study, fits, staging, _save, _slug)
-            extra_tables = learning_fit.tables(study, fits)
+            extra_tables = [*learning_fit.tables(study, fits), provenance.cost_table(study, runs)]
             tables = [table for table in [*all_tables(study), *extra_tables] if table.rows]
             for table in tables:
                 table.write_csv(staging / f"{table.name}.csv")
                 if table.display:
                     (staging / f"{table.name}.tex").write_text(table.latex(), encoding="utf-8")
             write_csv(*long_table(store), staging / "runs.csv")
+            tables.append(provenance.all_runs_table(study, runs))  # on the page only: runs.csv has every field
             summary = summarize(study)
-            (staging / "summary.md").write_text(f"# {study.name}\n\n{to_markdown(summary)}", encoding="utf-8")
-            page = render(study, summary, figures, tables, __version__)
+            how = provenance.provenance(study, runs)
+            commands = "\n".join(how.commands)
+            (staging / "summary.md").write_text(f"# {study.name}\n\n{to_markdown(summary)}\n## Reproduce\n\n"
+                                                f"```\n{commands}\n```\n", encoding="utf-8")  # fmt: skip
+            page = render(study, summary, figures, tables, __version__, how)
             (staging / "report.html").write_text(page, encoding="utf-8")
             _replace_folder(staging, folder)
         except BaseException as exc:
@@ -109,11 +115,23 @@ def _draw_figures(study: StudyData, folder: Path) -> list[FigureFile]:
     saved = []
     for t, task in enumerate(study.tasks, start=1):
         prefix = f"{t}-{_slug(task.label)}"
+        gain = figs.gain_curves(task)
+        if gain is not None:
+            saved.append(_save(
+                gain, folder, f"gain_curves_{prefix}", f"{task.label}: gain of transfer vs training size",
+                "Test accuracy of the best transfer configuration minus that of the best configuration trained "
+                "from scratch (and minus the best with augmentation), each chosen on validation at each size, in "
+                "percentage points; band: Welch 95% interval of the difference; filled markers: the interval "
+                "excludes 0 (a detectable difference); hollow: it covers 0 (no detectable difference). Solid "
+                "black: 0, no difference.",
+            ))  # fmt: skip
         saved.append(_save(
             figs.size_curves(task), folder, f"size_curves_{prefix}", f"{task.label}: accuracy vs training size",
             f"Test accuracy (line: mean; band: 95% t-interval over repeats; n runs in the legend) against the "
-            f"number of training images on a log axis. One line per {', '.join(task.line_fields())}; at each "
-            f"size it shows {_tuned_text(task.tuned_fields())}. Dotted: chance level, 1/{task.n_classes}.",
+            f"number of training images on a log axis, the accuracy axis zoomed to the data. One line per "
+            f"{', '.join(task.line_fields())} (every other field that varies, except the tuning fields, also "
+            f"separates lines, so a line never joins two configurations); at each size it shows "
+            f"{_tuned_text(task.tuned_fields())}. Dotted: chance level, 1/{task.n_classes}, when inside the axis.",
         ))  # fmt: skip
         for s, sweep in enumerate(depth_sweeps(task), start=1):
             stem = f"{prefix}-{s}-{_slug(sweep.title)}"

@@ -29,11 +29,16 @@ CONFIDENCE = 0.95
 REPEAT_FIELDS = ("seed", "swap")  # aggregated over
 SIZE_FIELDS = ("size", "per_class")  # the x axis
 NOT_CONFIG_FIELDS = (*REPEAT_FIELDS, *SIZE_FIELDS, "device")  # device: how a run ran, not what it was
-# A size curve has one line per value of these; the other varying fields are tuned on validation per size.
-# input_size (resolution), layer and the fine-tuning recipe are arms of their own, never tuned away inside a
-# line: a line mixing 64 and 224 px would hide the axis the study asked about.
-LINE_FIELDS = ("strategy", "variant", "backbone", "head", "source", "augment", "input_size", "layer", "head_init",
-               "l2_sp", "layer_decay")  # fmt: skip
+# Fields an arm may choose on validation inside one size-curve line: optimisation settings of one recipe.
+# Every other field that varies (backbone, head, layer, input_size, frozen, transfer, recipe fields, ...)
+# separates lines, so a line never joins two configurations: a line mixing unit 5 at one size with the top
+# unit at another, or 64 with 224 px, would hide the very axis the study asked about.
+TUNING_FIELDS = ("lr", "C", "weight_decay", "momentum", "dropout", "backbone_lr", "batch_size", "optimizer",
+                 "epochs", "steps", "schedule", "patience")  # fmt: skip
+# The order in which fields are named when a configuration is described (the most telling first); fields
+# not listed follow alphabetically, tuning fields last.
+DESCRIBE_ORDER = ("backbone", "head", "source", "augment", "input_size", "layer", "transfer", "frozen", "head_init",
+                  "l2_sp", "layer_decay", "hidden", "activation", "init", "pool", "bn_stats")  # fmt: skip
 ROLES = ("baseline", "augmentation", "transfer")
 ROLE_HELP = {
     "baseline": "no transfer, no augmentation (scratch, or snt with transfer=0)",
@@ -173,7 +178,8 @@ class Config:
         return "augmentation" if self.get("augment") not in (None, "none") else "baseline"
 
     def line_key(self) -> tuple:
-        return tuple(self.get(name) for name in LINE_FIELDS)
+        """(strategy, every (field, value) but the tuning fields): cells with one key form one line."""
+        return (self.strategy, *((k, v) for k, v in self.items if k not in TUNING_FIELDS))
 
     def describe(self, names: Iterable[str]) -> str:
         """'extract · head=fc2 · lr=0.001': the strategy (and snt variant), then ``names`` that are set."""
@@ -209,6 +215,8 @@ class Cell:
     run_ids: tuple[str, ...]
     directions: int  # distinct swap values pooled (2 = A->B and B->A averaged)
     metrics: dict[str, Stat] = field(default_factory=dict, compare=False)  # RunResult.metrics over the repeats
+    seconds: Stat | None = field(default=None, compare=False)  # wall-clock seconds per run (total_seconds)
+    run_seconds: tuple[float, ...] = field(default=(), compare=False)  # ... of each timed run
 
 
 def best_by_validation(cells: Iterable[Cell]) -> Cell | None:
@@ -274,6 +282,7 @@ class Task:
     n_train: dict[SizeKey, int] = field(init=False)
     varying: list[str] = field(init=False)  # config fields with more than one value in this task
     _varying_within: dict[str, list[str]] = field(init=False, repr=False)  # ... among one strategy's cells
+    _telling: dict[str, list[str]] = field(init=False, repr=False, default_factory=dict)  # telling_fields' cache
 
     def __post_init__(self) -> None:
         by_size: dict[SizeKey, list[int]] = defaultdict(list)
@@ -323,15 +332,25 @@ class Task:
         return _ordered({c.config.strategy for c in self.cells}, STRATEGY_ORDER)
 
     def line_fields(self) -> list[str]:
-        """The LINE_FIELDS that distinguish lines in this task (strategy always)."""
-        return ["strategy"] + [f for f in LINE_FIELDS[1:] if f in self.varying]
+        """The fields that separate size-curve lines in this task and are named in their labels: strategy,
+        and each strategy's :meth:`telling_fields` that are not tuning fields."""
+        names = {f for strategy in self.strategies() for f in self.telling_fields(strategy) if f not in TUNING_FIELDS}
+        return ["strategy", *_describe_order(names)]
 
     def tuned_fields(self) -> list[str]:
-        """Varying fields that a size curve's line selects on validation at each size."""
-        return [f for f in self.varying if f not in LINE_FIELDS]
+        """The tuning fields that some line really chose on validation: more than one value among the
+        cells of one line at one size (empty when every point of every line is a single configuration)."""
+        values: dict[tuple, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+        for cell in self.cells:
+            for name, value in cell.config.items:
+                if name in TUNING_FIELDS:
+                    values[(cell.config.line_key(), cell.size)][name].add(value)
+        chosen = {name for fields in values.values() for name, vals in fields.items() if len(vals) > 1}
+        return [f for f in TUNING_FIELDS if f in chosen]
 
     def lines(self) -> dict[tuple, dict[SizeKey, Cell]]:
-        """Size-curve lines: per LINE_FIELDS value, the cell chosen on validation at each size."""
+        """Size-curve lines: per :meth:`Config.line_key`, the cell chosen on validation at each size (only
+        the tuning fields differ among the cells a line chooses from)."""
         grouped: dict[tuple, dict[SizeKey, list[Cell]]] = defaultdict(lambda: defaultdict(list))
         for cell in self.cells:
             grouped[cell.config.line_key()][cell.size].append(cell)
@@ -347,18 +366,43 @@ class Task:
         """Config fields (and ``variant``) with more than one value among the strategy's cells."""
         return self._varying_within.get(strategy, [])
 
+    def telling_fields(self, strategy: str) -> list[str]:
+        """The fields that tell the strategy's configurations apart, in :data:`DESCRIBE_ORDER`: each varies
+        among the strategy's cells and is not already determined by the fields named before it (fc2's
+        activation=relu is told by head=fc2 against logreg; layer=5 against the top layer is not).
+        The backbone is named whenever it varies in the task."""
+        if strategy in self._telling:
+            return self._telling[strategy]
+        cells = [c for c in self.cells if c.config.strategy == strategy]
+        candidates = _describe_order([f for f in self.varying_within(strategy) if f != "variant"])
+        names = ["backbone"] if "backbone" in self.varying else []
+        candidates = [f for f in candidates if f not in names]
+        for name in [f for f in candidates if f not in TUNING_FIELDS] + [f for f in candidates if f in TUNING_FIELDS]:
+            seen: dict[tuple, set] = defaultdict(set)
+            for cell in cells:
+                seen[tuple(cell.config.get(n) for n in names)].add(cell.config.get(name))
+            if any(len(v) > 1 for v in seen.values()):
+                names.append(name)
+        self._telling[strategy] = names
+        return names
+
     def describe(self, config: Config, full: bool = True) -> str:
         """A configuration in as few words as tell it apart: the strategy (and snt variant), the backbone
-        when the task has several, the line fields that vary among the strategy's runs, and with ``full``
-        also the tuned fields (lr, ...) that vary among them."""
-        within = self.varying_within(config.strategy)
-        names = ["backbone"] if "backbone" in self.varying else []
-        names += [f for f in LINE_FIELDS[2:] if f in within and f != "backbone"]
-        if full:
-            names += [f for f in within if f not in LINE_FIELDS]
+        when the task has several, the fields of :meth:`telling_fields` that separate lines, and with
+        ``full`` also the tuning fields (lr, ...) among them."""
+        names = [f for f in self.telling_fields(config.strategy) if full or f not in TUNING_FIELDS]
         if config.variant in ("base", "frozen", "fine-tuned"):  # the variant already says how many are frozen
             names = [f for f in names if f != "frozen" and not (f == "transfer" and config.variant == "base")]
         return config.describe(names)
+
+
+def _describe_order(names: Iterable[str]) -> list[str]:
+    def rank(name: str) -> tuple:
+        if name in DESCRIBE_ORDER:
+            return (0, DESCRIBE_ORDER.index(name), name)
+        return (2 if name in TUNING_FIELDS else 1, 0, name)
+
+    return sorted(names, key=rank)
 
 
 STRATEGY_ORDER = ("scratch", "augment", "extract", "finetune", "snt", "siamese")
@@ -472,11 +516,13 @@ def _cell(task: str, config: Config, size: SizeKey, runs: list[dict]) -> Cell:
         for name, value in (r.get("metrics") or {}).items():
             if _is_accuracy(value):  # any finite number
                 metric_values[name].append(float(value))
+    seconds = [float(r["total_seconds"]) for r in results if _is_accuracy(r.get("total_seconds"))]
     return Cell(
         task=task, config=config, size=size, n_train=round(sum(n_train) / len(n_train)), n_classes=n_classes,
         test=Stat.of([r["test_accuracy"] for r in results]), val=Stat.of(vals) if vals else None,
         run_ids=tuple(r["run_id"] for r in runs), directions=len({bool(r["spec"].get("swap")) for r in runs}),
         metrics={name: Stat.of(values) for name, values in sorted(metric_values.items())},
+        seconds=Stat.of(seconds) if seconds else None, run_seconds=tuple(seconds),
     )  # fmt: skip
 
 
@@ -595,3 +641,22 @@ def _finetune_sweep(task: Task, key: tuple, cells: list[Cell]) -> DepthSweep | N
 def _task_baseline(task: Task) -> dict[SizeKey, Cell]:
     chosen = {size: task.best(size, role="baseline") for size in task.sizes}
     return {size: cell for size, cell in chosen.items() if cell is not None}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Wall-clock seconds of one strategy's finished runs in a task: ``per_run`` over the ``n`` timed runs
+    (features extracted once and cached are paid by the first run that needs them, so the mean spreads
+    that cost over every run sharing them) and their ``total``."""
+
+    strategy: str
+    per_run: Stat
+    total: float
+
+
+def strategy_costs(task: Task) -> dict[str, Cost]:
+    """Strategy -> its :class:`Cost`, from every finished run's ``total_seconds``."""
+    seconds: dict[str, list[float]] = defaultdict(list)
+    for cell in task.cells:
+        seconds[cell.config.strategy] += list(cell.run_seconds)
+    return {s: Cost(s, Stat.of(v), math.fsum(v)) for s in task.strategies() if (v := seconds.get(s))}

@@ -30,7 +30,7 @@ from matplotlib.colors import Normalize, TwoSlopeNorm, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
-from transferlab.report.aggregate import ROLES, Cell, DepthSweep, SizeKey, Task, best_by_validation
+from transferlab.report.aggregate import ROLES, Cell, DepthSweep, Gain, SizeKey, Task, best_by_validation
 
 # Okabe-Ito colours (distinguishable with colour-vision deficiencies), one per strategy.
 STRATEGY_COLOURS = {"scratch": "#555555", "augment": "#E69F00", "extract": "#0072B2", "finetune": "#009E73",
@@ -108,44 +108,119 @@ def _accuracy_limits(values: Sequence[float], chance: float) -> tuple[float, flo
     return max(0.0, low - margin), min(1.0, high + margin)
 
 
+def _data_limits(values: Sequence[float]) -> tuple[float, float]:
+    """Accuracy limits zoomed to the data (chance is noted, not forced into view: at the bottom of an axis
+    from chance to 1 the differences between arms get a fraction of the plot)."""
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    margin = max(0.01, 0.08 * (high - low))
+    return max(0.0, low - margin), min(1.0, high + margin)
+
+
+def line_styles(task: Task) -> dict[tuple, tuple[tuple[float, float, float], str, str]]:
+    """(colour, line style, marker) of each line of :meth:`Task.lines`: the same in every figure."""
+    styles = _LineStyles()
+    return {key: styles.next(key[0]) for key in task.lines()}
+
+
 def size_curves(task: Task) -> Figure:
-    """Test accuracy vs training images of each line of :meth:`Task.lines`, with 95% CI bands."""
+    """Test accuracy vs training images of each line of :meth:`Task.lines`, with 95% CI bands; the y axis
+    is zoomed to the data, with chance drawn only when it falls inside."""
     fig = _new_figure(8.0, 5.2)
     ax = fig.add_subplot()
-    styles = _LineStyles()
+    styles = line_styles(task)
     lines = task.lines()
     all_values, all_ns = [], []
-    for cells in lines.values():
+    for key, cells in lines.items():
         first = next(iter(cells.values()))
-        colour, linestyle, marker = styles.next(first.config.strategy)
+        colour, linestyle, marker = styles[key]
         x = np.array([task.n_train[s] for s in cells], dtype=float)
         mean = np.array([c.test.mean for c in cells.values()])
         low = np.array([np.nan if c.test.ci_low is None else c.test.ci_low for c in cells.values()])
         high = np.array([np.nan if c.test.ci_high is None else c.test.ci_high for c in cells.values()])
         ns = [c.test.n for c in cells.values()]
-        all_values += [*mean, *low[~np.isnan(low)], *high[~np.isnan(high)]]
+        all_values += [*mean, *np.clip(low[~np.isnan(low)], 0, 1), *np.clip(high[~np.isnan(high)], 0, 1)]
         all_ns += ns
         label = f"{task.describe(first.config, full=False)} ({_n_text(ns)})"
         ax.plot(x, mean, color=colour, linestyle=linestyle, marker=marker, markersize=5, linewidth=1.6, label=label)
         ax.fill_between(x, np.clip(low, 0, 1), np.clip(high, 0, 1), color=colour, alpha=0.15, linewidth=0)
+    low, high = _data_limits(all_values)
+    chance_note = ""
     if task.n_classes:
-        ax.axhline(task.chance, **CHANCE_STYLE, label=f"chance (1/{task.n_classes} = {task.chance:.2f})")
+        chance = f"chance (1/{task.n_classes} = {task.chance:.2f})"
+        if low <= task.chance <= high:
+            ax.axhline(task.chance, **CHANCE_STYLE, label=chance)
+        else:
+            chance_note = f"; {chance} is {'below' if task.chance < low else 'above'} the axis"
     if not lines:
         ax.text(0.5, 0.5, "no finished run has a validation accuracy to choose a configuration on",
                 ha="center", va="center", transform=ax.transAxes)  # fmt: skip
     _size_axis(ax, task, task.sizes)
-    ax.set_ylim(*_accuracy_limits(all_values, task.chance))
-    ax.set_ylabel("test accuracy (fraction correct)")
+    ax.set_ylim(low, high)
+    ax.set_ylabel("test accuracy (fraction correct; axis zoomed to the data)")
     ax.grid(True, which="major", alpha=0.3)
     tuned = task.tuned_fields()
-    subtitle = "mean and 95% CI over repeats (n runs in the legend)"
+    subtitle = f"mean and 95% CI over repeats (n runs in the legend){chance_note}"
     if tuned:
         subtitle += f"; each point: the best of {', '.join(tuned)} on validation"
     ax.set_title(f"{task.label}: test accuracy vs training size\n" + "\n".join(textwrap.wrap(subtitle, 95)))
     _spread_note(ax, all_ns, len(task.sizes) == 1)
     labels = ax.get_legend_handles_labels()[1]
-    ncols = 2 if len(labels) > 3 and max(map(len, labels)) <= 55 else 1
-    fig.legend(loc="outside lower center", ncols=ncols, frameon=False)
+    if labels:
+        ncols = 2 if len(labels) > 3 and max(map(len, labels)) <= 55 else 1
+        fig.legend(loc="outside lower center", ncols=ncols, frameon=False)
+    _fit_size_labels(fig, ax, task)
+    return fig
+
+
+REFERENCE_COLOURS = {"baseline": "scratch", "augmentation": "augment"}  # a reference takes its strategy's hue
+
+
+def gain_curves(task: Task) -> Figure | None:
+    """The gain of the best transfer configuration (chosen on validation at each size) over the best
+    baseline and over the best augmentation configuration, in percentage points of test accuracy, against
+    training images; band: Welch 95% interval of the difference; filled markers where the interval
+    excludes 0. None when no size has transfer and a reference."""
+    series = {}
+    for role in ("baseline", "augmentation"):
+        points = []
+        for size in task.sizes:
+            transfer, reference = task.best(size, role="transfer"), task.best(size, role=role)
+            if transfer is not None and reference is not None:
+                points.append((size, transfer, reference, Gain.between(transfer.test, reference.test)))
+        if points:
+            series[role] = points
+    if not series:
+        return None
+    fig = _new_figure(8.0, 4.6)
+    ax = fig.add_subplot()
+    values = [0.0]
+    for i, (role, points) in enumerate(series.items()):
+        colour = strategy_colour(REFERENCE_COLOURS[role])
+        x = np.array([task.n_train[s] for s, *_ in points], dtype=float) * (1.03 if i else 1 / 1.03)
+        gain = np.array([100 * g.absolute for *_, g in points])
+        half = np.array([np.nan if g.ci_half is None else 100 * g.ci_half for *_, g in points])
+        ns = [t.test.n for _, t, _, _ in points] + [r.test.n for _, _, r, _ in points]
+        ax.plot(x, gain, color=colour, linewidth=1.8, linestyle=LINE_STYLES[i], marker=MARKERS[i], markersize=6,
+                markerfacecolor="white", label=f"best transfer − best {role} ({_n_text(ns)} runs per arm)")  # fmt: skip
+        ax.fill_between(x, gain - half, gain + half, color=colour, alpha=0.18, linewidth=0)
+        detectable = ~np.isnan(half) & ((gain - half > 0) | (gain + half < 0))
+        ax.scatter(x[detectable], gain[detectable], color=colour, marker=MARKERS[i], s=36, zorder=3)
+        values += [*gain, *(gain - half)[~np.isnan(half)], *(gain + half)[~np.isnan(half)]]
+    ax.axhline(0.0, color="black", linewidth=0.8, zorder=1, label="0 = no difference")
+    _size_axis(ax, task, task.sizes)
+    low, high = min(values), max(values)
+    margin = max(0.5, 0.08 * (high - low))
+    ax.set_ylim(low - margin, high + margin)
+    ax.set_ylabel("gain in test accuracy (percentage points)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_title(f"{task.label}: gain of transfer vs training size\n" + "\n".join(textwrap.wrap(
+        "band: Welch 95% CI of the difference; filled marker: the CI excludes 0 (a detectable difference), "
+        "hollow: it covers 0 (no detectable difference)", 95)))  # fmt: skip
+    all_ns = [c.test.n for points in series.values() for _, t, r, _ in points for c in (t, r)]
+    _spread_note(ax, all_ns, len(task.sizes) == 1)
+    fig.legend(loc="outside lower center", ncols=1, frameon=False)
     _fit_size_labels(fig, ax, task)
     return fig
 
