@@ -145,15 +145,20 @@ def sentence(task: Task, answer: SizeAnswer) -> str:
 
 
 def overview(task: Task, task_answers: list[SizeAnswer]) -> str:
-    """One line over all sizes: where transfer beats training from scratch, ties with it, or loses."""
-    by_verdict: dict[str, list[SizeKey]] = {}
+    """One line over all sizes, in size order: where transfer beats training from scratch, ties with it, or
+    loses ('better at 5/class–20/class; worse at 50/class')."""
+    groups: list[tuple[str, list[SizeKey]]] = []
     for answer in task_answers:
         c = answer.comparison("baseline")
-        if c is not None:
-            by_verdict.setdefault(c.verdict, []).append(answer.size)
-    if not by_verdict:
+        if c is None:
+            continue
+        if groups and groups[-1][0] == c.verdict:
+            groups[-1][1].append(answer.size)
+        else:
+            groups.append((c.verdict, [answer.size]))
+    if not groups:
         return (f"{task.label}: transfer cannot be compared with training from scratch (no size has finished "
                 "runs of both).")  # fmt: skip
-    parts = [f"{name} at {', '.join(s.label for s in sizes)}" for name in VERDICTS
-             if (sizes := by_verdict.get(name))]  # fmt: skip
+    parts = [f"{name} at {sizes[0].label}" + (f"–{sizes[-1].label}" if len(sizes) > 1 else "")
+             for name, sizes in groups]  # fmt: skip
     return f"{task.label}: transfer vs training from scratch — {'; '.join(parts)}."

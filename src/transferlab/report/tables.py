@@ -226,16 +226,18 @@ def gains(study: StudyData, rows: list[dict] | None = None) -> Table:
     display = [
         Column("Task", lambda r: r["task"]), Column("Size", lambda r: f"{r['size']} ({r['n_train']:,})"),
         Column("Transfer configuration", lambda r: r["transfer_configuration"] or "–"),
-        Column("RG vs baseline", lambda r: _num(r["rg_vs_baseline"], 2)),
-        Column("RG vs augmentation", lambda r: _num(r["rg_vs_augmentation"], 2)),
-        Column("AG vs baseline", absolute("ag_vs_baseline")),
-        Column("AG vs augmentation", absolute("ag_vs_augmentation")),
+        Column("Gain vs baseline (± 95% CI)", absolute("ag_vs_baseline")),
+        Column("Gain vs augmentation (± 95% CI)", absolute("ag_vs_augmentation")),
+        Column("Ratio vs baseline", lambda r: _num(r["rg_vs_baseline"], 2)),
+        Column("Ratio vs augmentation", lambda r: _num(r["rg_vs_augmentation"], 2)),
         Column("Configs T / B / A", lambda r: " / ".join(
             str(r[f"{role}_n_configs"] or "–") for role in ("transfer", "baseline", "augmentation"))),
     ]  # fmt: skip
     caption = ("Gain of transfer learning over the baseline and over data augmentation on test accuracy, each "
-               "configuration chosen on validation. RG = relative gain (ratio of mean accuracies); AG = "
-               "absolute gain (difference) ± half-width of its Welch 95% interval. Configs T / B / A: how many "
+               "configuration chosen on validation. Gain: difference of mean accuracies (fractions; +0.031 = "
+               "3.1 percentage points) ± half-width of its Welch 95% interval; ratio: transfer's mean accuracy "
+               "divided by the reference's (×1.05 = 5% more). In the CSV, ag_* are the gains and rg_* the "
+               "ratios. Configs T / B / A: how many "
                "configurations transfer, the baseline and augmentation were each chosen from (unequal numbers "
                "are unequal tuning budgets). The CSV also has the gains on validation accuracy and what was "
                "tuned.")  # fmt: skip
