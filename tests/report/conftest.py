@@ -20,6 +20,7 @@ SPEC_DEFAULTS = {
     "patience": None, "size": 1.0, "per_class": None, "val_size": 0.1, "test_per_class": None,
     "source": None, "target": None, "side": "target", "swap": False, "frozen": None, "transfer": None,
     "source_size": 1.0, "source_epochs": None, "layer": None, "augment": "none", "seed": 0, "device": "cpu",
+    "head_init": None, "l2_sp": None, "layer_decay": None,
 }  # fmt: skip
 
 

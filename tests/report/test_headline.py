@@ -184,3 +184,22 @@ def test_empty_and_failed_only_studies_answer_that_there_is_nothing_yet(builder,
     page = write_report(builder.store.directory).read_text(encoding="utf-8")
     assert "No run has finished with a test accuracy" in page[page.index('id="answer"'):page.index("<nav>")]
     assert "No finished run recorded its time" in page
+
+
+def test_a_depth_sweep_never_joins_two_fine_tuning_recipes(builder):
+    from transferlab.report.aggregate import depth_sweeps
+
+    finetune = {"strategy": "finetune", "backbone": "efficientnet_lite0.in1k", "head": "linear"}
+    for size in (0.01, 0.1):
+        for frozen in (0, 2):
+            for head_init, val in ((None, 0.6), ("probe", 0.7 if frozen else 0.5)):
+                builder.add(spec(**finetune, frozen=frozen, head_init=head_init, size=size), val, val, 540, 10)
+    (task,) = load_study(builder.store).tasks
+    sweeps = depth_sweeps(task)
+    assert sorted(s.title for s in sweeps) == [
+        "finetune · backbone=efficientnet_lite0.in1k",
+        "finetune · backbone=efficientnet_lite0.in1k · head_init=probe",
+    ]
+    for sweep in sweeps:
+        (cells,) = sweep.panels.values()
+        assert len({c.config.get("head_init") for c in cells.values()}) == 1 and sweep.tuned == []

@@ -560,7 +560,13 @@ class DepthSweep:
         return None if reference is None else Gain.between(cell.test, reference.test)
 
 
-SWEEP_FIELDS = ("backbone", "head", "source", "augment")  # one sweep (figure) per value of these
+DEPTH_FIELDS = ("transfer", "frozen")  # the sweep's axis
+
+
+def _sweep_key(cell: Cell) -> tuple:
+    """Every (field, value) but the tuning and depth fields: one sweep (figure) per key, so a heatmap cell
+    never joins two recipes, layers or resolutions (only the tuning fields are chosen inside a cell)."""
+    return tuple((k, v) for k, v in cell.config.items if k not in TUNING_FIELDS and k not in DEPTH_FIELDS)
 
 
 def depth_sweeps(task: Task) -> list[DepthSweep]:
@@ -571,7 +577,7 @@ def depth_sweeps(task: Task) -> list[DepthSweep]:
         groups: dict[tuple, list[Cell]] = defaultdict(list)
         for cell in task.cells:
             if cell.config.strategy == strategy:
-                groups[tuple(cell.config.get(f) for f in SWEEP_FIELDS)].append(cell)
+                groups[_sweep_key(cell)].append(cell)
         for key, cells in sorted(groups.items(), key=lambda item: repr(item[0])):
             sweep = _snt_sweep(task, key, cells) if strategy == "snt" else _finetune_sweep(task, key, cells)
             if sweep is not None:
@@ -590,12 +596,13 @@ def _chosen(cells: Iterable[Cell], key: Callable[[Cell], tuple | None]) -> dict[
 
 
 def _sweep_title(task: Task, strategy: str, key: tuple) -> str:
-    """'snt · backbone=cifar_cnn · source=cats,dogs': the backbone and source always, the others when they
-    vary among the strategy's runs."""
-    within = task.varying_within(strategy)
-    parts = [strategy] + [f"{name}={value}" for name, value in zip(SWEEP_FIELDS, key, strict=True)
-                          if value is not None and (name in within or name in ("backbone", "source"))]  # fmt: skip
-    return " · ".join(parts)
+    """'snt · backbone=cifar_cnn · source=cats,dogs': the backbone and source always, the other fields of
+    the sweep's key when they tell the strategy's configurations apart."""
+    telling = [f for f in task.telling_fields(strategy) if f not in TUNING_FIELDS and f not in DEPTH_FIELDS]
+    values = dict(key)
+    names = [f for f in ("backbone", "source") if values.get(f) is not None]
+    names += [f for f in telling if f not in names and values.get(f) is not None]
+    return " · ".join([strategy] + [f"{name}={_short(values[name])}" for name in names])
 
 
 def _tuned(task: Task, cells: list[Cell], exclude: Sequence[str]) -> list[str]:
@@ -603,7 +610,7 @@ def _tuned(task: Task, cells: list[Cell], exclude: Sequence[str]) -> list[str]:
     for cell in cells:
         for name, value in cell.config.items:
             values[name].add(value)
-    return sorted(n for n, v in values.items() if len(v) > 1 and n not in (*exclude, *SWEEP_FIELDS))
+    return sorted(n for n, v in values.items() if len(v) > 1 and n not in exclude)
 
 
 def _snt_sweep(task: Task, key: tuple, cells: list[Cell]) -> DepthSweep | None:
