@@ -2,16 +2,22 @@
 
 :func:`write_report` writes, for any store content (finished, half-finished, only failed, empty):
 
-- ``report.html``: one self-contained page (figures embedded) with the run counts, the summary in
-  words, the figures, the tables, the failed runs with their reasons and the study spec;
-- each figure as PNG and PDF: accuracy vs training size, frozen-depth x size heatmaps of accuracy and
-  gain with their line-plot twins, learning curves at the smallest sizes, one-shot accuracy vs N and
-  training pairs (studies with siamese runs);
-- the tables as CSV and LaTeX (``best_configs``, ``accuracy_by_role``, ``gains``; ``aggregates`` as CSV),
-  ``runs.csv`` (the long table) and ``summary.md``.
+- ``report.html``: one self-contained page (figures embedded) that answers first — per task and size, the
+  best transfer configuration against the best from scratch and with augmentation, the gain with its 95%
+  CI in plain words and a recommendation (:mod:`transferlab.report.headline`), and the gain-vs-size
+  figure — then the summary in words, the figures, the tables, the cost per strategy, the command that
+  reproduces the study with the recorded environment, every run, the run counts, the failed runs with
+  their reasons and the study spec;
+- each figure as PNG and PDF: gain vs training size, accuracy vs training size (one line per
+  configuration: only tuning fields are chosen inside a line), frozen-depth x size heatmaps of accuracy
+  and gain with their line-plot twins, learning curves at the smallest sizes, learning-curve fits, one-shot
+  accuracy vs N and training pairs (studies with siamese runs);
+- the tables as CSV and LaTeX (``best_configs``, ``accuracy_by_role``, ``gains``, ``cost``,
+  ``learning_curve_fits``; ``aggregates`` as CSV), ``runs.csv`` (the long table) and ``summary.md``.
 
 Configurations are chosen on validation accuracy and reported with test accuracy (see
-:mod:`transferlab.report.aggregate`), each with the number of configurations it was chosen from. The folder is replaced as a whole, so it never mixes two reports.
+:mod:`transferlab.report.aggregate`), each with the number of configurations it was chosen from. The
+folder is replaced as a whole, so it never mixes two reports.
 """
 
 from __future__ import annotations

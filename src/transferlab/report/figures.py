@@ -1,7 +1,10 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot state, no display needed).
 
-- :func:`size_curves`: test accuracy vs training images (log x), one line per strategy/backbone/head,
-  mean with a 95% t-interval band over the repeats, n in the legend, chance level dashed.
+- :func:`gain_curves`: the best transfer configuration's test accuracy minus the best baseline's and the
+  best augmentation's, in percentage points, vs training images, with the Welch 95% band and the zero line.
+- :func:`size_curves`: test accuracy vs training images (log x), one line per configuration (every
+  varying field but the tuning fields separates lines), mean with a 95% t-interval band over the repeats,
+  n in the legend; the accuracy axis is zoomed to the data, chance drawn only when inside it.
 - :func:`depth_heatmaps`: units transferred/frozen x training size, test accuracy and gain over the
   reference (absolute and %), one row of panels per condition (frozen, fine-tuned) — the CIFAR-domains
   study's figures, one figure per source domain.
@@ -12,7 +15,8 @@
 - :func:`one_shot_curves`: Siamese one-shot accuracy vs N and vs the number of training pairs, with
   Koch's 1-NN baselines and chance 1/N.
 
-Every strategy has one colour in every figure (:data:`STRATEGY_COLOURS`).
+Every strategy has one colour in every figure (:data:`STRATEGY_COLOURS`); every size-curve line keeps its
+colour, line style and marker in the learning-curve fits (:func:`line_styles`).
 """
 
 from __future__ import annotations

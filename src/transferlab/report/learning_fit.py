@@ -1,11 +1,12 @@
 """The report's learning-curve fits (advise/curves.py) and, when ``transferlab advise --validate`` has
 run, the advice validation table.
 
-- figure ``curve_fit_<task>``: per size-curve line with runs at >= 3 sizes, every run's test accuracy
-  against labelled images per class (log x), the fitted c - a n^-b and its 95% bootstrap band, the
-  dotted extension up to the trusted extrapolation limit;
-- table ``learning_curve_fits``: the fitted parameters and labels per class for 90/95/99% test accuracy,
-  with interval and the extrapolation verdict;
+- figure ``curve_fit_<task>``: per size-curve line with runs at >= 3 sizes (in that line's colour and
+  style), every run's test accuracy against labelled images per class (log x), the fitted c - a n^-b and
+  its 95% bootstrap band, the dotted extension up to the trusted extrapolation limit and nothing beyond;
+- table ``learning_curve_fits``: the fitted parameters and labels per class for 90/95/99% test accuracy
+  with interval, given only within the trusted range ("not estimated" beyond it); a ceiling that sits on
+  the fit's bound (1 or chance) is "not determined", not a finding;
 - table ``advise_validation``: each candidate's scores next to its real test accuracy, with Kendall tau.
 """
 

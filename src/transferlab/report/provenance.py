@@ -16,7 +16,7 @@ import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from transferlab.report.aggregate import Cell, SizeKey, Stat, StudyData, strategy_costs
+from transferlab.report.aggregate import Cell, SizeKey, StudyData, strategy_costs
 from transferlab.report.tables import Column, Table
 
 RUN_ROWS_SHOWN = 500  # rows of the all-runs table on the page; every run is in runs.csv
@@ -148,7 +148,3 @@ def _here() -> list[tuple[str, str]]:
     return [("transferlab", __version__), ("Python", sys.version.split()[0]), ("torch", torch.__version__),
             ("numpy", numpy.__version__), ("platform", platform.platform()),
             ("CPU cores", str(os.cpu_count())), ("CUDA available", str(torch.cuda.is_available()))]  # fmt: skip
-
-
-def mean_seconds(stat: Stat | None) -> str:
-    return "–" if stat is None else f"{stat.mean:,.1f} s"
