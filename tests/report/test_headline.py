@@ -152,7 +152,7 @@ def test_page_answer_cost_reproduce_and_all_runs(builder):
     assert float(cost["scratch"]["seconds_total"]) == pytest.approx(3 * (2 + 3 + 4))
     assert float(cost["extract"]["seconds_per_run_mean"]) == pytest.approx(0.5) and cost["all"]["runs"] == "18"
     assert "Seconds per run" in page and "3.0 ± 0.9 (n=9)" in page
-    assert f"transferlab study {directory / 'spec.toml'} --dir {directory}" in page
+    assert f"transferlab study {directory / 'spec.toml'} --dir {directory}-again" in page
     assert "transferlab code version</b>: 0.1.0 (18 runs)" in page and "torch threads per run" in page
     all_runs = page[page.index('id="all-runs"'):page.index('id="runs"')]
     assert all_runs.count("<tr>") == 1 + 19 and "NaN loss" not in all_runs and ">failed<" in all_runs

@@ -207,7 +207,7 @@ def gain_curves(task: Task) -> Figure | None:
         half = np.array([np.nan if g.ci_half is None else 100 * g.ci_half for *_, g in points])
         ns = [t.test.n for _, t, _, _ in points] + [r.test.n for _, _, r, _ in points]
         ax.plot(x, gain, color=colour, linewidth=1.8, linestyle=LINE_STYLES[i], marker=MARKERS[i], markersize=6,
-                markerfacecolor="white", label=f"best transfer − best {role} ({_n_text(ns)} runs per arm)")  # fmt: skip
+                markerfacecolor="white", label=f"best transfer − best {role} ({_n_text(ns)} per arm)")  # fmt: skip
         ax.fill_between(x, gain - half, gain + half, color=colour, alpha=0.18, linewidth=0)
         detectable = ~np.isnan(half) & ((gain - half > 0) | (gain + half < 0))
         ax.scatter(x[detectable], gain[detectable], color=colour, marker=MARKERS[i], s=36, zorder=3)

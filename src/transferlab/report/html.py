@@ -190,8 +190,9 @@ def _reproduce_section(provenance: Provenance | None) -> str:
     def listing(pairs: list[tuple[str, str]]) -> str:
         return "<ul>" + "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>" for k, v in pairs) + "</ul>"
 
-    return (f'<section id="reproduce"><h2>Reproduce</h2><p>The commands that run this study again (finished '
-            f"runs are kept; a fresh directory reruns everything) and rewrite this report:</p>"
+    return (f'<section id="reproduce"><h2>Reproduce</h2><p>The commands that run every run of this study again '
+            f"in a fresh directory and write its report (with the study's own directory as --dir, the same command "
+            f"only finishes runs that are missing):</p>"
             f"<pre>{_esc(commands)}</pre><p>Recorded by the runs:</p>{listing(provenance.recorded)}"
             f"<p>The machine that wrote this report (the runs may have used another):</p>"
             f"{listing(provenance.here)}</section>")  # fmt: skip

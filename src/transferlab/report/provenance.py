@@ -112,19 +112,21 @@ class Provenance:
 
 def _counted(counter: Counter) -> str:
     if not counter:
-        return "not recorded"
+        return "no finished run to read it from"
     return "; ".join(f"{value} ({count} run{'s' if count != 1 else ''})" for value, count in counter.most_common())
 
 
 def provenance(study: StudyData, runs: list[dict]) -> Provenance:
     directory = study.directory
     spec = directory / "spec.toml"
-    quoted = shlex.quote(str(directory))
+    again = shlex.quote(f"{directory}-again")
     if spec.is_file():
-        commands = [f"transferlab study {shlex.quote(str(spec))} --dir {quoted}", f"transferlab report {quoted}"]
+        commands = [f"transferlab study {shlex.quote(str(spec))} --dir {again}", f"transferlab report {again}"]
     else:
-        commands = ["# spec.toml is not in the study directory: save the spec at the end of this page as spec.toml",
-                    f"transferlab study spec.toml --dir {quoted}", f"transferlab report {quoted}"]  # fmt: skip
+        where = ("save the spec at the end of this page as spec.toml" if study.spec_toml
+                 else "the spec was not stored either: use the file the study was started with")  # fmt: skip
+        commands = [f"# spec.toml is not in the study directory; {where}",
+                    f"transferlab study spec.toml --dir {again}", f"transferlab report {again}"]  # fmt: skip
     versions, devices, threads = Counter(), Counter(), Counter()
     for run in runs:
         if run["status"] != "done":
