@@ -36,14 +36,19 @@ def _win_tie_loss(builder, seeds=(0, 1, 2), sizes=(5, 20, 50)):
             common = {"per_class": per_class, "size": None, "seed": i}
             builder.add(spec(strategy="scratch", **common), scratch[i], scratch[i], 10 * per_class, 10,
                         total_seconds=2.0 + i)  # fmt: skip
-            builder.add(spec(**EXTRACT, **common), extract[i], extract[i], 10 * per_class, 10, total_seconds=0.5)
+            builder.add(
+                spec(**EXTRACT, **common), extract[i], extract[i], 10 * per_class, 10, total_seconds=0.5
+            )
     return load_study(builder.store)
 
 
 def test_verdicts_follow_the_interval_of_the_gain():
     a, b = Stat.of([0.70, 0.71, 0.72]), Stat.of([0.50, 0.51, 0.52])
     assert verdict(Gain.between(a, b)) == "better" and verdict(Gain.between(b, a)) == "worse"
-    assert verdict(Gain.between(Stat.of([0.71, 0.69, 0.73]), Stat.of([0.70, 0.74, 0.66]))) == "no detectable difference"
+    assert (
+        verdict(Gain.between(Stat.of([0.71, 0.69, 0.73]), Stat.of([0.70, 0.74, 0.66])))
+        == "no detectable difference"
+    )
     assert verdict(Gain.between(Stat.of([0.9]), Stat.of([0.1]))) == "cannot tell"  # n = 1: no interval
 
 
@@ -52,10 +57,16 @@ def test_headline_per_size_in_plain_words(builder):
     (task,) = study.tasks
     found = answers(task)
     assert [a.size.label for a in found] == ["5/class", "20/class", "50/class"]
-    assert [a.comparison("baseline").verdict for a in found] == ["better", "no detectable difference", "worse"]
+    assert [a.comparison("baseline").verdict for a in found] == [
+        "better",
+        "no detectable difference",
+        "worse",
+    ]
     gain = found[1].comparison("baseline").gain
     welch = stats.ttest_ind(TESTS[20][1], TESTS[20][0], equal_var=False).confidence_interval(0.95)
-    assert gain.absolute - gain.ci_half == pytest.approx(welch.low) and gain.absolute + gain.ci_half == pytest.approx(welch.high)
+    assert gain.absolute - gain.ci_half == pytest.approx(
+        welch.low
+    ) and gain.absolute + gain.ci_half == pytest.approx(welch.high)
     texts = [sentence(task, a) for a in found]
     assert "transfer is better, +20.0 points (95% CI" in texts[0] and "Use transfer" in texts[0]
     assert "no detectable difference, +1.0 points (95% CI -" in texts[1]
@@ -144,17 +155,19 @@ def test_page_answer_cost_reproduce_and_all_runs(builder):
     page = write_report(directory).read_text(encoding="utf-8")
     folder = directory / "report"
     assert page.index('id="answer"') < page.index("<nav>") < page.index('id="runs"')
-    answer = page[page.index('id="answer"'):page.index("<nav>")]
+    answer = page[page.index('id="answer"') : page.index("<nav>")]
     assert "better at 5/class; no detectable difference at 20/class; worse at 50/class" in answer
     assert "Transfer − scratch" in answer and "Recommendation" in answer and "gain_curves_1" in answer
     assert "do not store their test predictions" in answer  # no confusion matrix without predictions
     cost = {r["strategy"]: r for r in csv.DictReader(open(folder / "cost.csv", encoding="utf-8"))}
     assert float(cost["scratch"]["seconds_total"]) == pytest.approx(3 * (2 + 3 + 4))
-    assert float(cost["extract"]["seconds_per_run_mean"]) == pytest.approx(0.5) and cost["all"]["runs"] == "18"
+    assert (
+        float(cost["extract"]["seconds_per_run_mean"]) == pytest.approx(0.5) and cost["all"]["runs"] == "18"
+    )
     assert "Seconds per run" in page and "3.0 ± 0.9 (n=9)" in page
     assert f"transferlab study {directory / 'spec.toml'} --dir {directory}-again" in page
     assert "transferlab code version</b>: 0.1.0 (18 runs)" in page and "torch threads per run" in page
-    all_runs = page[page.index('id="all-runs"'):page.index('id="runs"')]
+    all_runs = page[page.index('id="all-runs"') : page.index('id="runs"')]
     assert all_runs.count("<tr>") == 1 + 19 and "NaN loss" not in all_runs and ">failed<" in all_runs
     assert "RG vs" not in page and "AG vs" not in page
     assert "## Reproduce" in (folder / "summary.md").read_text()
@@ -179,10 +192,10 @@ def test_empty_and_failed_only_studies_answer_that_there_is_nothing_yet(builder,
 
     Store(tmp_path / "empty").close()
     page = write_report(tmp_path / "empty").read_text(encoding="utf-8")
-    assert "This study has no runs yet" in page[page.index('id="answer"'):page.index("<nav>")]
+    assert "This study has no runs yet" in page[page.index('id="answer"') : page.index("<nav>")]
     builder.fail(spec(size=0.1), "NaN loss")
     page = write_report(builder.store.directory).read_text(encoding="utf-8")
-    assert "No run has finished with a test accuracy" in page[page.index('id="answer"'):page.index("<nav>")]
+    assert "No run has finished with a test accuracy" in page[page.index('id="answer"') : page.index("<nav>")]
     assert "No finished run recorded its time" in page
 
 
@@ -193,7 +206,9 @@ def test_a_depth_sweep_never_joins_two_fine_tuning_recipes(builder):
     for size in (0.01, 0.1):
         for frozen in (0, 2):
             for head_init, val in ((None, 0.6), ("probe", 0.7 if frozen else 0.5)):
-                builder.add(spec(**finetune, frozen=frozen, head_init=head_init, size=size), val, val, 540, 10)
+                builder.add(
+                    spec(**finetune, frozen=frozen, head_init=head_init, size=size), val, val, 540, 10
+                )
     (task,) = load_study(builder.store).tasks
     sweeps = depth_sweeps(task)
     assert sorted(s.title for s in sweeps) == [

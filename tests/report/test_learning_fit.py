@@ -17,7 +17,9 @@ def test_learning_curve_figure_and_table(full_study):
     for r in rows:
         chance = 0.2 if r["task"].startswith("digits") else 0.1
         assert chance <= float(r["ceiling_c"]) <= 1.0 and float(r["exponent_b"]) > 0
-        assert r["labels_for_90"].startswith(("about", "not reached: above the fitted ceiling", "not estimated"))
+        assert r["labels_for_90"].startswith(
+            ("about", "not reached: above the fitted ceiling", "not estimated")
+        )
     scratch = next(r for r in rows if r["line"] == "scratch · backbone=cifar_cnn")
     # The slow-learning baseline would need ~90,000 labels per class for 90%: far beyond the 5,400 measured,
     # so no number is given, only the reliable range.

@@ -38,7 +38,7 @@ def test_full_report_files_and_page(full_study):
         assert (folder / f"{name}.csv").is_file() and (folder / f"{name}.tex").is_file()
     assert (folder / "aggregates.csv").is_file() and (folder / "runs.csv").is_file()
     # spec, counts, failed run with its reason, pending state, summary with numbers
-    assert 'name = &quot;synthetic-fashion&quot;' in page
+    assert "name = &quot;synthetic-fashion&quot;" in page
     assert "<td>failed</td><td>1</td>" in page and "<td>pending</td><td>1</td>" in page
     assert "TrainingFailed: loss is NaN at epoch 3" in page
     assert "The study is not finished" in page
@@ -68,7 +68,11 @@ def test_empty_study_says_so(tmp_path):
     page = write_report(tmp_path).read_text()
     assert "This study has no runs yet" in page and "No figures: the study has no runs yet" in page
     assert _images(page) == []
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["report.html", "runs.csv", "summary.md"]
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
+        "report.html",
+        "runs.csv",
+        "summary.md",
+    ]
 
 
 def test_only_failed_runs_lists_the_reasons(builder):
@@ -82,7 +86,9 @@ def test_only_failed_runs_lists_the_reasons(builder):
 
 def test_single_size_and_single_seed_say_no_ci(builder):
     builder.add(spec(size=0.01), test=0.40, val=0.41, n_train=540, n_classes=10, epochs_history=4)
-    builder.add(spec(strategy="augment", augment="mirror", size=0.01), test=0.5, val=0.52, n_train=540, n_classes=10)
+    builder.add(
+        spec(strategy="augment", augment="mirror", size=0.01), test=0.5, val=0.52, n_train=540, n_classes=10
+    )
     for k in range(2):
         builder.add(spec(strategy="finetune", backbone="efficientnet_lite0.in1k", frozen=k, backbone_lr=1e-4,
                          size=0.01), test=0.6 + k / 50, val=0.6 + k / 40, n_train=540, n_classes=10)  # fmt: skip

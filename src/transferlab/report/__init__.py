@@ -56,7 +56,9 @@ def write_report(study_dir: str | os.PathLike) -> Path:
     with open_study(study_dir) as store, paths.exclusive(store.directory / ".lock-report"):
         study = load_study(store)
         folder = study.directory / REPORT_FOLDER
-        for stale in study.directory.glob(f".{REPORT_FOLDER}-*"):  # left by a killed writer (we hold the lock)
+        for stale in study.directory.glob(
+            f".{REPORT_FOLDER}-*"
+        ):  # left by a killed writer (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{REPORT_FOLDER}-", dir=study.directory))
         try:
@@ -73,7 +75,9 @@ def write_report(study_dir: str | os.PathLike) -> Path:
                 if table.display:
                     (staging / f"{table.name}.tex").write_text(table.latex(), encoding="utf-8")
             write_csv(*long_table(store), staging / "runs.csv")
-            tables.append(provenance.all_runs_table(study, runs))  # on the page only: runs.csv has every field
+            tables.append(
+                provenance.all_runs_table(study, runs)
+            )  # on the page only: runs.csv has every field
             summary = summarize(study)
             how = provenance.provenance(study, runs)
             commands = "\n".join(how.commands)
@@ -114,7 +118,9 @@ def _save(figure: Figure, folder: Path, stem: str, title: str, caption: str) -> 
 
 
 def _tuned_text(fields: list[str]) -> str:
-    return f"the configuration chosen on validation among {', '.join(fields)}" if fields else "its configuration"
+    return (
+        f"the configuration chosen on validation among {', '.join(fields)}" if fields else "its configuration"
+    )
 
 
 def _draw_figures(study: StudyData, folder: Path) -> list[FigureFile]:

@@ -173,7 +173,9 @@ class Config:
     @property
     def role(self) -> str:
         """baseline | augmentation | transfer (see ROLE_HELP)."""
-        if self.strategy in ("extract", "finetune", "siamese") or (self.strategy == "snt" and self.variant != "base"):
+        if self.strategy in ("extract", "finetune", "siamese") or (
+            self.strategy == "snt" and self.variant != "base"
+        ):
             return "transfer"
         return "augmentation" if self.get("augment") not in (None, "none") else "baseline"
 
@@ -214,7 +216,9 @@ class Cell:
     val: Stat | None  # None when no repeat recorded a validation accuracy
     run_ids: tuple[str, ...]
     directions: int  # distinct swap values pooled (2 = A->B and B->A averaged)
-    metrics: dict[str, Stat] = field(default_factory=dict, compare=False)  # RunResult.metrics over the repeats
+    metrics: dict[str, Stat] = field(
+        default_factory=dict, compare=False
+    )  # RunResult.metrics over the repeats
     seconds: Stat | None = field(default=None, compare=False)  # wall-clock seconds per run (total_seconds)
     run_seconds: tuple[float, ...] = field(default=(), compare=False)  # ... of each timed run
 
@@ -282,7 +286,9 @@ class Task:
     n_train: dict[SizeKey, int] = field(init=False)
     varying: list[str] = field(init=False)  # config fields with more than one value in this task
     _varying_within: dict[str, list[str]] = field(init=False, repr=False)  # ... among one strategy's cells
-    _telling: dict[str, list[str]] = field(init=False, repr=False, default_factory=dict)  # telling_fields' cache
+    _telling: dict[str, list[str]] = field(
+        init=False, repr=False, default_factory=dict
+    )  # telling_fields' cache
 
     def __post_init__(self) -> None:
         by_size: dict[SizeKey, list[int]] = defaultdict(list)
@@ -334,7 +340,12 @@ class Task:
     def line_fields(self) -> list[str]:
         """The fields that separate size-curve lines in this task and are named in their labels: strategy,
         and each strategy's :meth:`telling_fields` that are not tuning fields."""
-        names = {f for strategy in self.strategies() for f in self.telling_fields(strategy) if f not in TUNING_FIELDS}
+        names = {
+            f
+            for strategy in self.strategies()
+            for f in self.telling_fields(strategy)
+            if f not in TUNING_FIELDS
+        }
         return ["strategy", *_describe_order(names)]
 
     def tuned_fields(self) -> list[str]:
@@ -377,7 +388,9 @@ class Task:
         candidates = _describe_order([f for f in self.varying_within(strategy) if f != "variant"])
         names = ["backbone"] if "backbone" in self.varying else []
         candidates = [f for f in candidates if f not in names]
-        for name in [f for f in candidates if f not in TUNING_FIELDS] + [f for f in candidates if f in TUNING_FIELDS]:
+        for name in [f for f in candidates if f not in TUNING_FIELDS] + [
+            f for f in candidates if f in TUNING_FIELDS
+        ]:
             seen: dict[tuple, set] = defaultdict(set)
             for cell in cells:
                 seen[tuple(cell.config.get(n) for n in names)].add(cell.config.get(name))
@@ -477,7 +490,9 @@ def load_study(store: Store) -> StudyData:
     for run in store.runs():
         result = run["result"] or {}
         if run["status"] == "failed":
-            failed.append(FailedRun(run["run_id"], run["spec"], run["error"] or "no reason recorded", run["attempts"]))
+            failed.append(
+                FailedRun(run["run_id"], run["spec"], run["error"] or "no reason recorded", run["attempts"])
+            )
         elif run["status"] == "done":
             if result.get("status", "ok") != "ok":
                 failed.append(FailedRun(run["run_id"], run["spec"], result.get("error") or "result marked failed",
@@ -615,13 +630,17 @@ def _tuned(task: Task, cells: list[Cell], exclude: Sequence[str]) -> list[str]:
 
 def _snt_sweep(task: Task, key: tuple, cells: list[Cell]) -> DepthSweep | None:
     def condition(cell: Cell) -> str | None:
-        return {"frozen": "transferred and frozen (SnT)", "fine-tuned": "transferred and fine-tuned (SnT+)"}.get(
-            cell.config.variant)
+        return {
+            "frozen": "transferred and frozen (SnT)",
+            "fine-tuned": "transferred and fine-tuned (SnT+)",
+        }.get(cell.config.variant)
 
     base = _chosen((c for c in cells if c.config.variant == "base"), lambda c: (c.size,))
     panels: dict[str, dict[tuple[int, SizeKey], Cell]] = {}
     for name in ("transferred and frozen (SnT)", "transferred and fine-tuned (SnT+)"):
-        chosen = _chosen((c for c in cells if condition(c) == name), lambda c: (c.config.get("transfer"), c.size))
+        chosen = _chosen(
+            (c for c in cells if condition(c) == name), lambda c: (c.config.get("transfer"), c.size)
+        )
         if chosen:
             panels[name] = {(0, size): cell for (size,), cell in base.items()} | chosen
     if not panels or len({d for cells_ in panels.values() for d, _ in cells_}) < 2:

@@ -79,7 +79,9 @@ def _size_axis(ax: Axes, task: Task, sizes: Sequence[SizeKey]) -> None:
     ax.set_xticklabels([f"{task.n_train[s]:,}\n{s.label}" for s in sizes])
     low, high = min(positions), max(positions)
     ax.set_xlim(low / 1.5, high * 1.5)
-    ax.set_xlabel("training images (log scale), with the size as specified: fraction of the pool or images per class")
+    ax.set_xlabel(
+        "training images (log scale), with the size as specified: fraction of the pool or images per class"
+    )
 
 
 def _fit_size_labels(fig: Figure, ax: Axes, task: Task) -> None:
@@ -147,7 +149,16 @@ def size_curves(task: Task) -> Figure:
         all_values += [*mean, *np.clip(low[~np.isnan(low)], 0, 1), *np.clip(high[~np.isnan(high)], 0, 1)]
         all_ns += ns
         label = f"{task.describe(first.config, full=False)} ({_n_text(ns)})"
-        ax.plot(x, mean, color=colour, linestyle=linestyle, marker=marker, markersize=5, linewidth=1.6, label=label)
+        ax.plot(
+            x,
+            mean,
+            color=colour,
+            linestyle=linestyle,
+            marker=marker,
+            markersize=5,
+            linewidth=1.6,
+            label=label,
+        )
         ax.fill_between(x, np.clip(low, 0, 1), np.clip(high, 0, 1), color=colour, alpha=0.15, linewidth=0)
     low, high = _data_limits(all_values)
     chance_note = ""
@@ -334,7 +345,9 @@ def depth_heatmaps(sweep: DepthSweep) -> Figure:
         _heatmap_axes(ax_gain, sweep, f"{name}: gain over the reference")
         fig.colorbar(image, ax=ax_gain, label="gain (accuracy points; text: abs., %)", shrink=0.9)
     ns = _cells_n(sweep)
-    spread = "n = 1 run per cell (single seed): no CI" if max(ns) < 2 else f"mean over {_n_text(ns)} runs per cell"
+    spread = (
+        "n = 1 run per cell (single seed): no CI" if max(ns) < 2 else f"mean over {_n_text(ns)} runs per cell"
+    )
     fig.suptitle(_wrap_lines(width, f"{sweep.task.label} — {sweep.title}",
                              f"{spread}{_directions(sweep)}; gain reference: {sweep.reference_label}"))  # fmt: skip
     return fig
@@ -370,7 +383,9 @@ def depth_lines(sweep: DepthSweep) -> Figure:
             # an accuracy interval ends at 0 and 1
             below = [min(h, m) for m, h in zip(mean, half, strict=True)]
             above = [min(h, 1.0 - m) for m, h in zip(mean, half, strict=True)]
-            values += [m + h for m, h in zip(mean, above, strict=True)] + [m - h for m, h in zip(mean, below, strict=True)]
+            values += [m + h for m, h in zip(mean, above, strict=True)] + [
+                m - h for m, h in zip(mean, below, strict=True)
+            ]
             ax.errorbar(depths, mean, yerr=[below, above], fmt="o", color=strategy_colour(sweep.strategy),
                         markerfacecolor="white" if i else None, linestyle=LINE_STYLES[i % 2], capsize=2.5,
                         markersize=4.5, linewidth=1.3, label=name)  # fmt: skip
@@ -450,7 +465,9 @@ def learning_curves(task: Task, history: Callable[[str], list[dict]]) -> Figure 
                 ax.plot(epochs, val_error, color=colour, linewidth=1.6, marker=ROLE_MARKERS[role], markersize=4.5,
                         markevery=max(1, len(epochs) // 10), label=label)  # fmt: skip
                 best = int(np.argmin(val_error))
-                ax.plot(epochs[best], val_error[best], "*", color=colour, markeredgecolor="black", markersize=11)
+                ax.plot(
+                    epochs[best], val_error[best], "*", color=colour, markeredgecolor="black", markersize=11
+                )
             epochs, train_error = _mean_curve(histories, "train_accuracy")
             if len(epochs):
                 ax.plot(epochs, train_error, color=colour, linewidth=1.0, linestyle="--")
@@ -487,7 +504,10 @@ def _metric_mean(cell: Cell, name: str) -> float:
     return np.nan if stat is None else stat.mean
 
 
-BASELINES = (("nn_pixels_accuracy", "1-NN on raw pixels", "--", "s"), ("nn_features_accuracy", "1-NN on backbone features", "-.", "D"))
+BASELINES = (
+    ("nn_pixels_accuracy", "1-NN on raw pixels", "--", "s"),
+    ("nn_features_accuracy", "1-NN on backbone features", "-.", "D"),
+)
 
 
 def one_shot_curves(task: Task) -> Figure | None:
@@ -512,10 +532,21 @@ def one_shot_curves(task: Task) -> Figure | None:
         ns += [c.test.n for c in chosen.values()]
         left.errorbar(x, mean, yerr=bars, color=colour, marker="o", capsize=3, linewidth=1.6,
                       label=f"Siamese ({_n_text([c.test.n for c in chosen.values()])})")  # fmt: skip
-        values += [m + b for m, b in zip(mean, bars[1], strict=True)] + [m - b for m, b in zip(mean, bars[0], strict=True)]
+        values += [m + b for m, b in zip(mean, bars[1], strict=True)] + [
+            m - b for m, b in zip(mean, bars[0], strict=True)
+        ]
         for name, label, style, marker in BASELINES:
             y = [_metric_mean(c, name) for c in chosen.values()]
-            left.plot(x, y, color="#555555", linestyle=style, marker=marker, markersize=4, linewidth=1.1, label=label)
+            left.plot(
+                x,
+                y,
+                color="#555555",
+                linestyle=style,
+                marker=marker,
+                markersize=4,
+                linewidth=1.1,
+                label=label,
+            )
             values += [v for v in y if not np.isnan(v)]
     chance = [1.0 / n for n in ways]
     left.plot(ways, chance, **CHANCE_STYLE, marker=".", label="chance (1/N)")
@@ -540,7 +571,9 @@ def one_shot_curves(task: Task) -> Figure | None:
                        capsize=3, linewidth=1.4, label=f"Siamese, {n}-way")  # fmt: skip
         pixels = np.nanmean([_metric_mean(c, "nn_pixels_accuracy") for c in by_pairs.values()])
         if not np.isnan(pixels):
-            right.axhline(pixels, color="#555555", linestyle=shade, linewidth=0.9, label=f"1-NN pixels, {n}-way")
+            right.axhline(
+                pixels, color="#555555", linestyle=shade, linewidth=0.9, label=f"1-NN pixels, {n}-way"
+            )
             values.append(float(pixels))
         right.axhline(1.0 / n, **{**CHANCE_STYLE, "linestyle": ":"}, alpha=0.6)
         values += list(mean)

@@ -87,7 +87,9 @@ def answers(task: Task) -> list[SizeAnswer]:
             for role, choice in references.items():
                 gain = Gain.between(transfer.cell.test, choice.cell.test)
                 comparisons.append(Comparison(role, choice, gain, verdict(gain)))
-        out.append(SizeAnswer(size, transfer, references, comparisons, _recommend(task, transfer, comparisons)))
+        out.append(
+            SizeAnswer(size, transfer, references, comparisons, _recommend(task, transfer, comparisons))
+        )
     return out
 
 

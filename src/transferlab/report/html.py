@@ -88,16 +88,22 @@ def _gain_cell(comparison: headline.Comparison | None) -> str:
     if comparison is None:
         return "–"
     css = {"better": "better", "worse": "worse"}.get(comparison.verdict, "tie")
-    return (f'<span class="{css}">{_esc(headline.points(comparison.gain.absolute))}</span><br>'
-            f'<small>{_esc(headline.interval(comparison.gain))}</small><br><b>{_esc(comparison.verdict)}</b>')
+    return (
+        f'<span class="{css}">{_esc(headline.points(comparison.gain.absolute))}</span><br>'
+        f"<small>{_esc(headline.interval(comparison.gain))}</small><br><b>{_esc(comparison.verdict)}</b>"
+    )
 
 
 def _arm_cell(task, choice) -> str:
     if choice is None:
         return "–"
-    count = f"chosen on validation from {choice.n_configs}" if choice.n_configs > 1 else "the only configuration"
-    return (f"{_esc(task.describe(choice.cell.config))}<br><b>{_esc(choice.cell.test.text())}</b>"
-            f"<br><small>{_esc(count)}</small>")
+    count = (
+        f"chosen on validation from {choice.n_configs}" if choice.n_configs > 1 else "the only configuration"
+    )
+    return (
+        f"{_esc(task.describe(choice.cell.config))}<br><b>{_esc(choice.cell.test.text())}</b>"
+        f"<br><small>{_esc(count)}</small>"
+    )
 
 
 def _answer_section(study: StudyData, summary: list[Section], figures: list[FigureFile]) -> str:
@@ -105,7 +111,7 @@ def _answer_section(study: StudyData, summary: list[Section], figures: list[Figu
     accuracy mean ± std, n), the gains with their 95% CI and verdict, and the recommendation."""
     status = next((s.points for s in summary if s.title == "Status"), [])
     if study.n_usable == 0:
-        return (f'<section id="answer"><h2>Answer</h2><p class="empty">{_esc(" ".join(status))}</p></section>')
+        return f'<section id="answer"><h2>Answer</h2><p class="empty">{_esc(" ".join(status))}</p></section>'
     items = []
     for task in study.tasks:
         answers = headline.answers(task)
@@ -170,7 +176,9 @@ def _figure_items(figures: list[FigureFile]) -> str:
 
 def _figures_section(study: StudyData, figures: list[FigureFile]) -> str:
     if not figures:
-        reason = "the study has no runs yet" if study.n_runs == 0 else "no run has finished with a test accuracy"
+        reason = (
+            "the study has no runs yet" if study.n_runs == 0 else "no run has finished with a test accuracy"
+        )
         return f'<section id="figures"><h2>Figures</h2><p class="empty">No figures: {_esc(reason)}.</p></section>'
     return f'<section id="figures"><h2>Figures</h2>{_figure_items(figures)}</section>'
 
@@ -178,7 +186,9 @@ def _figures_section(study: StudyData, figures: list[FigureFile]) -> str:
 def _cost_section(table: Table | None) -> str:
     if table is None or not table.rows:
         return '<section id="cost"><h2>Cost</h2><p>No finished run recorded its time.</p></section>'
-    files = f'<a href="{table.name}.csv">{table.name}.csv</a>, <a href="{table.name}.tex">{table.name}.tex</a>'
+    files = (
+        f'<a href="{table.name}.csv">{table.name}.csv</a>, <a href="{table.name}.tex">{table.name}.tex</a>'
+    )
     return f'<section id="cost"><h2>Cost</h2>{table.html()}<p>Files: {files}</p></section>'
 
 
@@ -207,7 +217,9 @@ def _all_runs_section(table: Table | None) -> str:
 
 def _tables_section(study: StudyData, tables: list[Table]) -> str:
     if study.n_usable == 0:
-        return '<section id="tables"><h2>Tables</h2><p class="empty">No tables: no finished runs.</p></section>'
+        return (
+            '<section id="tables"><h2>Tables</h2><p class="empty">No tables: no finished runs.</p></section>'
+        )
     items = []
     for table in tables:
         files = f'<a href="{table.name}.csv">{table.name}.csv</a>'
@@ -215,7 +227,9 @@ def _tables_section(study: StudyData, tables: list[Table]) -> str:
             files += f', <a href="{table.name}.tex">{table.name}.tex</a>'
             items.append(f"<h3>{_esc(table.name)}</h3>{table.html()}<p>Files: {files}</p>")
         else:
-            items.append(f"<h3>{_esc(table.name)}</h3><p>{_esc(table.caption)} {len(table.rows)} rows: {files}.</p>")
+            items.append(
+                f"<h3>{_esc(table.name)}</h3><p>{_esc(table.caption)} {len(table.rows)} rows: {files}.</p>"
+            )
     items.append('<p>Every run (the long table): <a href="runs.csv">runs.csv</a>.</p>')
     return f'<section id="tables"><h2>Tables</h2>{"".join(items)}</section>'
 

@@ -96,8 +96,10 @@ def all_runs_table(study: StudyData, runs: list[dict]) -> Table:
                Column("Val. acc.", number("val_accuracy", 3)), Column("Test acc.", number("test_accuracy", 3)),
                Column("Seconds", number("seconds", 1))]  # fmt: skip
     shown = f"the first {RUN_ROWS_SHOWN} of {len(rows)} runs; all" if len(rows) > RUN_ROWS_SHOWN else "All"
-    caption = (f"Every run of the study in grid order ({shown} are in runs.csv with every spec and result field). "
-               "Configuration: as in the other tables; accuracies are fractions of the validation and test sets.")
+    caption = (
+        f"Every run of the study in grid order ({shown} are in runs.csv with every spec and result field). "
+        "Configuration: as in the other tables; accuracies are fractions of the validation and test sets."
+    )
     return Table("all_runs", caption, rows, display)
 
 
@@ -113,7 +115,9 @@ class Provenance:
 def _counted(counter: Counter) -> str:
     if not counter:
         return "no finished run to read it from"
-    return "; ".join(f"{value} ({count} run{'s' if count != 1 else ''})" for value, count in counter.most_common())
+    return "; ".join(
+        f"{value} ({count} run{'s' if count != 1 else ''})" for value, count in counter.most_common()
+    )
 
 
 def provenance(study: StudyData, runs: list[dict]) -> Provenance:
@@ -121,7 +125,10 @@ def provenance(study: StudyData, runs: list[dict]) -> Provenance:
     spec = directory / "spec.toml"
     again = shlex.quote(f"{directory}-again")
     if spec.is_file():
-        commands = [f"transferlab study {shlex.quote(str(spec))} --dir {again}", f"transferlab report {again}"]
+        commands = [
+            f"transferlab study {shlex.quote(str(spec))} --dir {again}",
+            f"transferlab report {again}",
+        ]
     else:
         where = ("save the spec at the end of this page as spec.toml" if study.spec_toml
                  else "the spec was not stored either: use the file the study was started with")  # fmt: skip

@@ -61,12 +61,20 @@ def _status(study: StudyData) -> list[str]:
     points = [f"{counts['done']} of {study.n_runs} runs done, {counts['failed']} failed, {counts['running']} "
               f"running, {counts['pending']} pending; {study.n_usable} finished runs have a test accuracy."]  # fmt: skip
     if counts["pending"] or counts["running"]:
-        points.append("The study is not finished: every number below may change as the remaining runs finish.")
+        points.append(
+            "The study is not finished: every number below may change as the remaining runs finish."
+        )
     if study.failed:
-        count = f"{len(study.failed)} run failed or left" if len(study.failed) == 1 else f"{len(study.failed)} runs failed or left"
+        count = (
+            f"{len(study.failed)} run failed or left"
+            if len(study.failed) == 1
+            else f"{len(study.failed)} runs failed or left"
+        )
         points.append(f"{count} no usable result; the reasons are listed under 'Failed runs'.")
     if study.n_usable == 0:
-        points.append("No run has finished with a test accuracy, so no accuracy, gain or figure can be shown.")
+        points.append(
+            "No run has finished with a test accuracy, so no accuracy, gain or figure can be shown."
+        )
     else:
         points.append("Configurations are chosen on mean validation accuracy; accuracies quoted are test "
                       "accuracy, mean ± std over repeats (seeds, and both transfer directions when run) with n.")  # fmt: skip
@@ -86,7 +94,9 @@ def _budgets(task: Task) -> list[str]:
         choices = {role: task.choice(size, role=role) for role in ("transfer", "baseline", "augmentation")}
         present = {role: choice for role, choice in choices.items() if choice is not None}
         if choices["transfer"] is not None and len({c.n_configs for c in present.values()}) > 1:
-            items.append((size, ", ".join(f"{role} from {choice.text()}" for role, choice in present.items())))
+            items.append(
+                (size, ", ".join(f"{role} from {choice.text()}" for role, choice in present.items()))
+            )
     if not items:
         return []
     return [f"Unequal tuning budgets: chosen on validation, {_ranges(items)}. Part of a gain may come from the "
@@ -192,7 +202,9 @@ def _sources(task: Task) -> list[str]:
     by_source: dict[tuple, list[Cell]] = defaultdict(list)
     for cell in task.cells:
         if cell.config.role == "transfer":
-            by_source[(cell.config.strategy, cell.config.get("backbone"), cell.config.get("source"))].append(cell)
+            by_source[(cell.config.strategy, cell.config.get("backbone"), cell.config.get("source"))].append(
+                cell
+            )
     if len(by_source) < 2:
         return []
     ranked = []
@@ -205,11 +217,12 @@ def _sources(task: Task) -> list[str]:
                 gains.append(Gain.between(chosen.test, reference.test).absolute)
         if gains:
             name = f"{strategy} from {backbone}" + (f" (source classes {source})" if source else "")
-            ranked.append((sum(gains) / len(gains), name, f"{len(gains)} size{'s' if len(gains) > 1 else ''}"))
+            ranked.append(
+                (sum(gains) / len(gains), name, f"{len(gains)} size{'s' if len(gains) > 1 else ''}")
+            )
     if not ranked:
         return ["No baseline runs: the sources cannot be ranked by their gain."]
     ranked.sort(reverse=True)
     listing = "; ".join(f"{name} {gain:+.3f} ({sizes})" for gain, name, sizes in ranked)
     return [f"Sources ranked by mean gain over the baseline across sizes: {listing}. Transferability scores "
             "that rank sources before training: `transferlab advise`."]  # fmt: skip
-

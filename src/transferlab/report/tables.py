@@ -202,8 +202,15 @@ def _role_rows(study: StudyData) -> list[dict]:
 def accuracy_by_role(study: StudyData, rows: list[dict] | None = None) -> Table:
     """Table 4: baseline, augmentation and transfer chosen on validation at each size."""
     rows = _role_rows(study) if rows is None else rows
-    display = [Column("Task", lambda r: r["task"]), Column("Size", lambda r: f"{r['size']} ({r['n_train']:,})")]
-    for role, header in (("baseline", "Baseline"), ("augmentation", "Augmentation"), ("transfer", "Transfer")):
+    display = [
+        Column("Task", lambda r: r["task"]),
+        Column("Size", lambda r: f"{r['size']} ({r['n_train']:,})"),
+    ]
+    for role, header in (
+        ("baseline", "Baseline"),
+        ("augmentation", "Augmentation"),
+        ("transfer", "Transfer"),
+    ):
         display.append(Column(f"{header} val.", lambda r, p=f"{role}_val_mean": _num(r[p])))
         display.append(Column(f"{header} test", lambda r, p=f"{role}_test": _mean_std(r, p)))
     caption = ("Validation and test accuracy of the baseline, augmentation and transfer configurations, each "
@@ -259,4 +266,9 @@ def aggregates(study: StudyData) -> Table:
 
 def all_tables(study: StudyData) -> list[Table]:
     role_rows = _role_rows(study)
-    return [best_configs(study), accuracy_by_role(study, role_rows), gains(study, role_rows), aggregates(study)]
+    return [
+        best_configs(study),
+        accuracy_by_role(study, role_rows),
+        gains(study, role_rows),
+        aggregates(study),
+    ]
