@@ -47,6 +47,8 @@ def test_full_report_files_and_page(full_study):
     assert re.search(r"At 0\.1% \(54 images\), the best transfer configuration \(.*\) scores 0\.\d{3} ± "
                      r"0\.\d{3} \(n=3\); against training from scratch", summary)  # fmt: skip
     assert "against scratch with data augmentation" in summary and "95% CI" in summary
+    assert ("fashion-mnist: transfer vs training from scratch — better at 0.1%–100%; vs scratch with "
+            "augmentation — better at 0.1%–100%.") in summary  # fmt: skip
     assert page.index('id="answer"') < page.index('id="summary"') < page.index('id="runs"')
     assert "transferred and frozen (SnT)" in summary and "A→B" not in summary
 

@@ -146,12 +146,11 @@ def sentence(task: Task, answer: SizeAnswer) -> str:
     return f"{text}; " + "; ".join(parts) + ". " + answer.recommendation
 
 
-def overview(task: Task, task_answers: list[SizeAnswer]) -> str:
-    """One line over all sizes, in size order: where transfer beats training from scratch, ties with it, or
-    loses ('better at 5/class–20/class; worse at 50/class')."""
+def _verdict_ranges(task_answers: list[SizeAnswer], reference: str) -> str | None:
+    """'better at 5/class–20/class; worse at 50/class' (sizes in order), None without a comparison."""
     groups: list[tuple[str, list[SizeKey]]] = []
     for answer in task_answers:
-        c = answer.comparison("baseline")
+        c = answer.comparison(reference)
         if c is None:
             continue
         if groups and groups[-1][0] == c.verdict:
@@ -159,8 +158,20 @@ def overview(task: Task, task_answers: list[SizeAnswer]) -> str:
         else:
             groups.append((c.verdict, [answer.size]))
     if not groups:
+        return None
+    return "; ".join(f"{name} at {sizes[0].label}" + (f"–{sizes[-1].label}" if len(sizes) > 1 else "")
+                     for name, sizes in groups)  # fmt: skip
+
+
+def overview(task: Task, task_answers: list[SizeAnswer]) -> str:
+    """One line over all sizes, in size order: where transfer beats training from scratch (and scratch with
+    augmentation, when the study has it), ties with it, or loses."""
+    scratch = _verdict_ranges(task_answers, "baseline")
+    if scratch is None:
         return (f"{task.label}: transfer cannot be compared with training from scratch (no size has finished "
                 "runs of both).")  # fmt: skip
-    parts = [f"{name} at {sizes[0].label}" + (f"–{sizes[-1].label}" if len(sizes) > 1 else "")
-             for name, sizes in groups]  # fmt: skip
-    return f"{task.label}: transfer vs training from scratch — {'; '.join(parts)}."
+    text = f"{task.label}: transfer vs training from scratch — {scratch}"
+    augmented = _verdict_ranges(task_answers, "augmentation")
+    if augmented is not None:
+        text += f"; vs scratch with augmentation — {augmented}"
+    return text + "."
