@@ -218,3 +218,11 @@ def test_a_depth_sweep_never_joins_two_fine_tuning_recipes(builder):
     for sweep in sweeps:
         (cells,) = sweep.panels.values()
         assert len({c.config.get("head_init") for c in cells.values()}) == 1 and sweep.tuned == []
+
+
+def test_learning_curves_flag_runs_still_improving_at_their_last_epoch():
+    from transferlab.report.figures import _still_improving
+
+    rising = [{"epoch": e, "val_accuracy": 0.5 + 0.01 * e} for e in range(1, 6)]
+    peaked = [{"epoch": e, "val_accuracy": v} for e, v in enumerate((0.5, 0.7, 0.6), start=1)]
+    assert _still_improving([rising, peaked, rising[:1]]) == 1  # one validated epoch says nothing

@@ -431,6 +431,17 @@ def _mean_curve(histories: list[list[dict]], key: str) -> tuple[np.ndarray, np.n
     return epochs, np.array([np.mean(by_epoch[e]) for e in epochs])
 
 
+def _still_improving(histories: list[list[dict]]) -> int:
+    """How many runs (of those with >= 2 validated epochs) had their best validation accuracy at their last
+    recorded epoch."""
+    count = 0
+    for history in histories:
+        values = [float(e["val_accuracy"]) for e in history if e.get("val_accuracy") is not None]
+        if len(values) >= 2 and int(np.argmax(values)) == len(values) - 1 and values[-1] > values[0]:
+            count += 1
+    return count
+
+
 LEARNING_CURVE_SIZES = 2  # the smallest sizes shown
 ROLE_MARKERS = {"baseline": "o", "augmentation": "s", "transfer": "^"}
 
@@ -452,13 +463,16 @@ def learning_curves(task: Task, history: Callable[[str], list[dict]]) -> Figure 
             panels.append((size, curves))
     if not panels:
         return None
-    fig = _new_figure(5.2 * len(panels) + 0.8, 5.6)
+    fig = _new_figure(5.2 * len(panels) + 0.8, 6.0)
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for ax, (size, curves) in zip(axes, panels, strict=True):
         for role, cell, histories in curves:
             colour = strategy_colour(cell.config.strategy)
             epochs, val_error = _mean_curve(histories, "val_accuracy")
             label = f"{role}: {task.describe(cell.config)} (n={len(histories)})"
+            improving = _still_improving(histories)
+            if improving:  # validation still getting better when training ended: the budget may be short
+                label += f"; {improving} of {len(histories)} runs best at their last epoch (still improving)"
             label = "\n    ".join(textwrap.wrap(label, 60))
             if len(epochs):
                 # the role's marker tells apart two roles of one strategy (snt base vs snt transfer)
