@@ -133,7 +133,7 @@ def _draw_figures(study: StudyData, folder: Path) -> list[FigureFile]:
                 gain, folder, f"gain_curves_{prefix}", f"{task.label}: gain of transfer vs training size",
                 "Test accuracy of the best transfer configuration minus that of the best configuration trained "
                 "from scratch (and minus the best with augmentation), each chosen on validation at each size, in "
-                "percentage points; band: Welch 95% interval of the difference; filled markers: the interval "
+                "percentage points; band: 95% interval of the difference (paired over the splits both arms share, Welch's otherwise); filled markers: the interval "
                 "excludes 0 (a detectable difference); hollow: it covers 0 (no detectable difference). Solid "
                 "black: 0, no difference.",
             ))  # fmt: skip

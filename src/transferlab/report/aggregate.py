@@ -50,24 +50,31 @@ ROLE_HELP = {
 @dataclass(frozen=True)
 class Stat:
     """Mean of ``n`` accuracies (fractions), their sample std (ddof=1) and the half-width of the 95%
-    t-interval of the mean; ``std`` and ``ci_half`` are None when n < 2 (no spread is measurable)."""
+    t-interval of the mean; ``std`` and ``ci_half`` are None when n < 2 (no spread is measurable).
+    ``keys`` name the split each value was measured on (a run's ``indices_hash``, with its direction), so
+    that two arms measured on the same splits can be compared split by split (:meth:`Gain.between`)."""
 
     mean: float
     std: float | None
     n: int
     ci_half: float | None
+    values: tuple[float, ...] = field(default=(), compare=False)
+    keys: tuple[str, ...] | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> Stat:
+    def of(cls, values: Sequence[float], keys: Sequence[str] | None = None) -> Stat:
         n = len(values)
         if n == 0:
             raise ValueError("Stat.of needs at least one value")
+        if keys is not None and len(keys) != n:
+            raise ValueError(f"Stat.of got {n} values but {len(keys)} keys")
         mean = math.fsum(values) / n
+        values, keys = tuple(float(v) for v in values), None if keys is None else tuple(keys)
         if n < 2:
-            return cls(mean, None, n, None)
+            return cls(mean, None, n, None, values, keys)
         std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-        half = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
-        return cls(mean, std, n, half)
+        half = _t_quantile(n - 1) * std / math.sqrt(n)
+        return cls(mean, std, n, half, values, keys)
 
     @property
     def ci_low(self) -> float | None:
@@ -87,16 +94,32 @@ class Stat:
 class Gain:
     """Accuracy of a treatment against a reference: ``absolute`` = difference of the means (accuracy
     points as a fraction), ``relative`` = their ratio (None when the reference mean is 0), ``ci_half`` =
-    half-width of the Welch 95% interval of the difference (None when either side has n < 2)."""
+    half-width of the 95% interval of the difference (None when either side has n < 2).
+
+    The interval is paired (``paired`` True: the t-interval of the per-split differences) when both arms
+    were measured on the same splits, one value per split: every arm of a study sees the same train, val
+    and test images for a given seed and size, so split-to-split variation (which images were drawn) is
+    shared and cancels in the difference; otherwise it is Welch's interval of two independent means."""
 
     absolute: float
     relative: float | None
     ci_half: float | None
+    paired: bool = False
 
     @classmethod
     def between(cls, treatment: Stat, reference: Stat) -> Gain:
         relative = treatment.mean / reference.mean if reference.mean else None
-        return cls(treatment.mean - reference.mean, relative, _welch_half_width(treatment, reference))
+        absolute = treatment.mean - reference.mean
+        differences = _paired_differences(treatment, reference)
+        if differences is not None:
+            d = Stat.of(differences)
+            return cls(absolute, relative, d.ci_half, paired=True)
+        return cls(absolute, relative, _welch_half_width(treatment, reference))
+
+    @property
+    def method(self) -> str:
+        """'paired' or 'Welch': how ``ci_half`` was computed."""
+        return "paired" if self.paired else "Welch"
 
     @property
     def percent(self) -> float | None:
@@ -109,6 +132,20 @@ class Gain:
         return f"{self.absolute:+.3f}{ratio}"
 
 
+def _t_quantile(dof: float) -> float:
+    return float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, dof))
+
+
+def _paired_differences(a: Stat, b: Stat) -> list[float] | None:
+    """a - b split by split when both were measured once on each of the same n >= 2 splits, else None."""
+    if a.keys is None or b.keys is None or a.n < 2 or a.n != b.n:
+        return None
+    by_key_a, by_key_b = dict(zip(a.keys, a.values)), dict(zip(b.keys, b.values))
+    if len(by_key_a) != a.n or len(by_key_b) != b.n or by_key_a.keys() != by_key_b.keys():
+        return None
+    return [by_key_a[k] - by_key_b[k] for k in sorted(by_key_a)]
+
+
 def _welch_half_width(a: Stat, b: Stat) -> float | None:
     if a.std is None or b.std is None:
         return None
@@ -117,7 +154,7 @@ def _welch_half_width(a: Stat, b: Stat) -> float | None:
     if se == 0.0:
         return 0.0
     dof = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
-    return float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
+    return _t_quantile(dof) * se
 
 
 @dataclass(frozen=True)
@@ -521,9 +558,15 @@ def _is_accuracy(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _split_key(result: dict) -> str:
+    """The split a run was measured on: its indices hash and direction (snt's swap); '' parts when absent."""
+    spec = result.get("spec") or {}
+    return f"{result.get('indices_hash') or ''}:{bool(spec.get('swap'))}"
+
+
 def _cell(task: str, config: Config, size: SizeKey, runs: list[dict]) -> Cell:
     results = [r["result"] for r in runs]
-    vals = [r["val_accuracy"] for r in results if _is_accuracy(r.get("val_accuracy"))]
+    with_val = [r for r in results if _is_accuracy(r.get("val_accuracy"))]
     n_train = [r.get("n_train") or 0 for r in results]
     n_classes = Counter(r.get("n_classes") or 0 for r in results).most_common(1)[0][0]
     metric_values: dict[str, list[float]] = defaultdict(list)
@@ -532,9 +575,13 @@ def _cell(task: str, config: Config, size: SizeKey, runs: list[dict]) -> Cell:
             if _is_accuracy(value):  # any finite number
                 metric_values[name].append(float(value))
     seconds = [float(r["total_seconds"]) for r in results if _is_accuracy(r.get("total_seconds"))]
+    # Keys pair arms split by split only when every run names its split (results since release 0.1 do).
+    keyed = all(r.get("indices_hash") for r in results)
     return Cell(
         task=task, config=config, size=size, n_train=round(sum(n_train) / len(n_train)), n_classes=n_classes,
-        test=Stat.of([r["test_accuracy"] for r in results]), val=Stat.of(vals) if vals else None,
+        test=Stat.of([r["test_accuracy"] for r in results], [_split_key(r) for r in results] if keyed else None),
+        val=Stat.of([r["val_accuracy"] for r in with_val], [_split_key(r) for r in with_val] if keyed else None)
+        if with_val else None,
         run_ids=tuple(r["run_id"] for r in runs), directions=len({bool(r["spec"].get("swap")) for r in runs}),
         metrics={name: Stat.of(values) for name, values in sorted(metric_values.items())},
         seconds=Stat.of(seconds) if seconds else None, run_seconds=tuple(seconds),

@@ -1,7 +1,7 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot state, no display needed).
 
 - :func:`gain_curves`: the best transfer configuration's test accuracy minus the best baseline's and the
-  best augmentation's, in percentage points, vs training images, with the Welch 95% band and the zero line.
+  best augmentation's, in percentage points, vs training images, with the 95% band (paired over shared splits, else Welch) and the zero line.
 - :func:`size_curves`: test accuracy vs training images (log x), one line per configuration (every
   varying field but the tuning fields separates lines), mean with a 95% t-interval band over the repeats,
   n in the legend; the accuracy axis is zoomed to the data, chance drawn only when inside it.
@@ -195,7 +195,7 @@ REFERENCE_COLOURS = {"baseline": "scratch", "augmentation": "augment"}  # a refe
 def gain_curves(task: Task) -> Figure | None:
     """The gain of the best transfer configuration (chosen on validation at each size) over the best
     baseline and over the best augmentation configuration, in percentage points of test accuracy, against
-    training images; band: Welch 95% interval of the difference; filled markers where the interval
+    training images; band: 95% interval of the difference (paired over shared splits, else Welch); filled markers where the interval
     excludes 0. None when no size has transfer and a reference."""
     series = {}
     for role in ("baseline", "augmentation"):
@@ -231,7 +231,7 @@ def gain_curves(task: Task) -> Figure | None:
     ax.set_ylabel("gain in test accuracy (percentage points)")
     ax.grid(True, which="major", alpha=0.3)
     ax.set_title(f"{task.label}: gain of transfer vs training size\n" + "\n".join(textwrap.wrap(
-        "band: Welch 95% CI of the difference; filled marker: the CI excludes 0 (a detectable difference), "
+        "band: 95% CI of the difference (paired over shared splits, else Welch); filled marker: the CI excludes 0 (a detectable difference), "
         "hollow: it covers 0 (no detectable difference)", 95)))  # fmt: skip
     all_ns = [c.test.n for points in series.values() for _, t, r, _ in points for c in (t, r)]
     _spread_note(ax, all_ns, len(task.sizes) == 1)

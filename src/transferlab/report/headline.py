@@ -3,8 +3,8 @@ baseline and the best augmentation configuration, the gain with its 95% interval
 to do.
 
 Each arm is the configuration chosen on validation accuracy among that role's runs at that size (see
-:mod:`transferlab.report.aggregate`); gains are differences of mean test accuracy with the Welch 95%
-interval. A verdict is "better" or "worse" only when that interval excludes 0, "no detectable difference"
+:mod:`transferlab.report.aggregate`); gains are differences of mean test accuracy with the 95%
+interval of the difference (paired over the splits both arms share, Welch's otherwise). A verdict is "better" or "worse" only when that interval excludes 0, "no detectable difference"
 when it covers 0, and "cannot tell" when an arm has a single run (no interval).
 """
 
@@ -57,7 +57,7 @@ def interval(gain: Gain) -> str:
     if gain.ci_half is None:
         return "no CI: an arm has a single run"
     low, high = 100 * (gain.absolute - gain.ci_half), 100 * (gain.absolute + gain.ci_half)
-    return f"95% CI {low:+.1f} to {high:+.1f}"
+    return f"95% CI {low:+.1f} to {high:+.1f}" + (" (paired)" if gain.paired else " (Welch)")
 
 
 @dataclass(frozen=True)

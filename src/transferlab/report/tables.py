@@ -7,7 +7,7 @@
   validation at each size, with validation and test accuracy.
 - ``gains`` (its Table 5): relative gain (ratio) and absolute gain (difference) of transfer over the
   baseline and over augmentation, on test accuracy (and on validation accuracy in the CSV, as the study
-  reported), with the Welch 95% interval of the absolute gain and each side's ``n_configs``.
+  reported), with the 95% interval of the absolute gain (paired over shared splits, else Welch's; the CSV's ``*_ci_method``) and each side's ``n_configs``.
 - ``aggregates`` (CSV only): every configuration at every size.
 
 Accuracies are fractions in [0, 1]; absolute gains are differences of fractions; relative gains are ratios.
@@ -193,6 +193,9 @@ def _role_rows(study: StudyData) -> list[dict]:
                 row[f"rg_vs_{reference}"] = None if test_gain is None else test_gain.relative
                 row[f"ag_vs_{reference}"] = None if test_gain is None else test_gain.absolute
                 row[f"ag_vs_{reference}_ci_half"] = None if test_gain is None else test_gain.ci_half
+                row[f"ag_vs_{reference}_ci_method"] = (
+                    None if test_gain is None or test_gain.ci_half is None else test_gain.method
+                )
                 row[f"rg_vs_{reference}_val"] = None if val_gain is None else val_gain.relative
                 row[f"ag_vs_{reference}_val"] = None if val_gain is None else val_gain.absolute
             rows.append(row)
@@ -242,7 +245,7 @@ def gains(study: StudyData, rows: list[dict] | None = None) -> Table:
     ]  # fmt: skip
     caption = ("Gain of transfer learning over the baseline and over data augmentation on test accuracy, each "
                "configuration chosen on validation. Gain: difference of mean accuracies (fractions; +0.031 = "
-               "3.1 percentage points) ± half-width of its Welch 95% interval; ratio: transfer's mean accuracy "
+               "3.1 percentage points) ± half-width of its 95% interval (paired over the splits both arms share, Welch's otherwise); ratio: transfer's mean accuracy "
                "divided by the reference's (×1.05 = 5% more). In the CSV, ag_* are the gains and rg_* the "
                "ratios. Configs T / B / A: how many "
                "configurations transfer, the baseline and augmentation were each chosen from (unequal numbers "
