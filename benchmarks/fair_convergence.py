@@ -27,7 +27,7 @@ def slope_per_100_steps(xs: list[float], ys: list[float]) -> float:
         return 0.0
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
-    return 100 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    return 100 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
 
 
 def main(directories: list[str]) -> None:
@@ -70,7 +70,7 @@ def main(directories: list[str]) -> None:
         study, *fields = key
         name = " ".join(f"{k}={v}" for k, v in fields)
 
-        def spread(name: str, digits: int = 3) -> str:
+        def spread(name: str, digits: int = 3, runs: list[dict] = runs) -> str:
             values = [r[name] for r in runs]
             return f"{statistics.fmean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
 

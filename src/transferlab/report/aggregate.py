@@ -140,7 +140,7 @@ def _paired_differences(a: Stat, b: Stat) -> list[float] | None:
     """a - b split by split when both were measured once on each of the same n >= 2 splits, else None."""
     if a.keys is None or b.keys is None or a.n < 2 or a.n != b.n:
         return None
-    by_key_a, by_key_b = dict(zip(a.keys, a.values)), dict(zip(b.keys, b.values))
+    by_key_a, by_key_b = dict(zip(a.keys, a.values, strict=True)), dict(zip(b.keys, b.values, strict=True))
     if len(by_key_a) != a.n or len(by_key_b) != b.n or by_key_a.keys() != by_key_b.keys():
         return None
     return [by_key_a[k] - by_key_b[k] for k in sorted(by_key_a)]
