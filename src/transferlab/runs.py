@@ -109,6 +109,9 @@ class RunSpec:
                                        f"default none ({DEFAULT_AUGMENT} for the augment strategy)")  # fmt: skip
     seed: int = _field(0, "seed of the subset, validation carve, initialisation, batch order and augmentation")
     device: str = _field("cpu", "cpu | cuda | auto (cuda when available); results are bit-reproducible on cpu")
+    weights: str | None = _field(None, "extract, finetune, siamese: a state_dict file the backbone starts from instead "
+                                       "of its default weights (the backbone's native layout, or saved from a "
+                                       "Backbone); resolved into the backbone name as NAME@/absolute/path")  # fmt: skip
 
     # ------------------------------------------------------------------------------ validation
 
@@ -206,6 +209,7 @@ class RunSpec:
             "transfer": self.strategy != "snt",
             **dict.fromkeys(FINETUNE_RECIPE_FIELDS, self.strategy != "finetune"),
             "source_epochs": self.strategy != "snt",
+            "weights": self.strategy not in ("extract", "finetune", "siamese"),  # the others start from random init
             "frozen": self.strategy not in ("finetune", "snt", "siamese"),
             "backbone_lr": self.strategy not in ("finetune", "snt", "siamese"),
             **dict.fromkeys(("source_dataset", "n_way", "tasks", "pairs", "hidden"), self.strategy != "siamese"),
@@ -273,6 +277,8 @@ class RunSpec:
             "augment": ",".join(parse_augment(self.augment if self.augment is not None else
                                               (DEFAULT_AUGMENT if self.strategy == "augment" else None))) or "none",
         }  # fmt: skip
+        if self.weights is not None:  # one name for the weights everywhere (caches, store, report lines)
+            changes["backbone"], changes["weights"] = _with_weights(changes["backbone"], self.weights), None
         backbone = changes["backbone"]
         if self.input_size == "auto":
             changes["input_size"] = working_resolution(backbone)
@@ -345,6 +351,17 @@ def working_resolution(backbone: str) -> int:
                                f"{backbone!r} has no pretrained weights (random init): give input_size in "
                                "pixels (e.g. 28 or 32 for the small CNNs)")  # fmt: skip
     return entry.spec.input_size
+
+
+def _with_weights(backbone: str, weights: str) -> str:
+    """``backbone@/absolute/path`` of a weights file (absolute: a study's workers may run elsewhere)."""
+    from pathlib import Path
+
+    if not isinstance(weights, str) or not weights:
+        raise TransferlabError(f"weights={weights!r} is invalid; give the path of a state_dict file")
+    if "@" in backbone:
+        raise TransferlabError(f"weights={weights!r} and backbone {backbone!r} both name weights; give one")
+    return f"{backbone}@{Path(weights).expanduser().absolute()}"
 
 
 def _pretrained(backbone: str) -> bool:

@@ -85,8 +85,10 @@ def test_saved_backbone_round_trips_with_its_num_classes(tmp_path):
     torch.save(trained.state_dict(), path)
     loaded = create_backbone("cifar_cnn", weights=path, num_classes=2)
     assert loaded.weights_hash() == trained.weights_hash()
+    # Without num_classes the head is sized as saved (a study's extract/finetune arm on a fine-tuned file).
+    assert create_backbone("cifar_cnn", weights=path).weights_hash() == trained.weights_hash()
     with pytest.raises(TransferlabError, match=r"classifier\.fc\.weight \(2, 128\) vs \(10, 128\).*num_classes"):
-        create_backbone("cifar_cnn", weights=path)
+        create_backbone("cifar_cnn", weights=path, num_classes=10)
     foreign = tmp_path / "foreign.pth"
     torch.save({"conv.weight": torch.zeros(1)}, foreign)
     with pytest.raises(TransferlabError, match="cifar_cnn: weights must be a state_dict saved from a transferlab Backbone"):

@@ -68,9 +68,12 @@ class WeightSpec:
 
 
 def global_pool(x: torch.Tensor, pool: str = "avg") -> torch.Tensor:
-    """(N, C, H, W) -> (N, C) by spatial mean ("avg") or (N, C*H*W) ("flatten"); (N, D) passes through."""
+    """(N, C, H, W) -> (N, C) by spatial mean ("avg") or (N, C*H*W) ("flatten"); (N, D) passes through;
+    a transformer's tokens (N, L, D) -> (N, D) by the mean over tokens ("avg") or (N, L*D)."""
     if x.ndim == 2:
         return x
+    if x.ndim == 3:
+        return x.mean(dim=1) if pool == "avg" else x.flatten(1)
     if pool == "avg":
         return x.mean(dim=(2, 3))
     return x.flatten(1)

@@ -92,10 +92,15 @@ def verify_sha256(path: Path, expected: str | None) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint (a state_dict, or a dict holding one under 'state_dict' / 'model')."""
+    """Tensors of a checkpoint (a state_dict, or a dict holding one under 'state_dict' / 'model'; a
+    ``.safetensors`` file, as the Hugging Face hub stores timm weights)."""
     if not path.is_file():
         raise TransferlabError(f"weight file {path} does not exist")
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(path, device="cpu")
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for torn zips and pickles; all mean "unreadable"
         raise TransferlabError(
