@@ -36,13 +36,20 @@ def _spec(dataset: str | ImageSet, settings: dict[str, Any]):
     return RunSpec.from_dict({"dataset": dataset, **settings}), None
 
 
-def run(dataset: str | ImageSet, strategy: str, *, progress: bool = False, **settings: Any):
+def run(dataset: str | ImageSet, strategy: str, *, progress: bool = False, mlflow: str | os.PathLike | None = None,
+        **settings: Any):  # fmt: skip
     """One run, as ``transferlab run``: returns its RunResult (``.to_dict()``; ``status`` "failed" with the
-    reason in ``error`` when training failed). settings: RunSpec fields, e.g. ``per_class=20, head="fc2"``."""
+    reason in ``error`` when training failed). settings: RunSpec fields, e.g. ``per_class=20, head="fc2"``.
+    mlflow: a tracking URI or folder to log the run to (experiment "transferlab"; transferlab/tracking.py)."""
     from transferlab.strategies import run as run_spec
 
     spec, data = _spec(dataset, {"strategy": strategy, **settings})
-    return run_spec(spec, data, progress=progress)
+    result = run_spec(spec, data, progress=progress)
+    if mlflow is not None:
+        from transferlab.tracking import log_run
+
+        log_run(result, mlflow)
+    return result
 
 
 def fit(dataset: str | ImageSet, strategy: str = "extract", *, progress: bool = False, **settings: Any):
@@ -103,10 +110,22 @@ def study_toml(grid: dict[str, Any]) -> str:
 
 
 def study(spec: str | os.PathLike | dict, directory: str | os.PathLike | None = None, *, workers: int = 1,
-          executor: str = "local", retry_failed: bool = False, quiet: bool = True, report: bool = True) -> Study:  # fmt: skip
+          executor: str = "local", retry_failed: bool = False, quiet: bool = True, report: bool = True,
+          mlflow: str | os.PathLike | None = None, experiment: str | None = None) -> Study:  # fmt: skip
     """Run a study, as ``transferlab study``: ``spec`` is a TOML file, TOML text, or a dict grid (see
     :func:`study_toml`); ``directory`` defaults to runs/<name>. Runs what is missing (resumable) and
-    returns the :class:`Study` (``to_pandas()``, ``report()``)."""
+    returns the :class:`Study` (``to_pandas()``, ``report()``). mlflow: a tracking URI or folder to log
+    the study to (``experiment``, default the study's name; transferlab/tracking.py)."""
+    result = _run_study(spec, directory, workers=workers, executor=executor, retry_failed=retry_failed,
+                        quiet=quiet, report=report)  # fmt: skip
+    if mlflow is not None:
+        from transferlab.tracking import track_study
+
+        track_study(result.directory, mlflow, experiment)
+    return result
+
+
+def _run_study(spec, directory, **options) -> Study:
     from transferlab.study.runner import run_study
 
     text: str | None = None
@@ -118,14 +137,11 @@ def study(spec: str | os.PathLike | dict, directory: str | os.PathLike | None = 
     elif isinstance(spec, str) and "\n" in spec:
         text, name = spec, None
     if text is None:
-        outcome = run_study(spec, directory, workers=workers, executor=executor, retry_failed=retry_failed,
-                            quiet=quiet, report=report)  # fmt: skip
-        return Study(outcome.directory)
+        return Study(run_study(spec, directory, **options).directory)
     with tempfile.TemporaryDirectory(prefix="transferlab-study-") as folder:
         path = Path(folder) / f"{name or 'study'}.toml"
         path.write_text(text, encoding="utf-8")
-        outcome = run_study(path, directory, workers=workers, executor=executor, retry_failed=retry_failed,
-                            quiet=quiet, report=report)  # fmt: skip
+        outcome = run_study(path, directory, **options)
     return Study(outcome.directory)
 
 

@@ -212,6 +212,10 @@ def _cmd_study(args: argparse.Namespace) -> int:
     summary = {"directory": str(outcome.directory), "runs": outcome.total, "done": outcome.done,
                "failed": outcome.failed, "ran_now": outcome.ran, "seconds": round(outcome.seconds, 1),
                "report": str(outcome.report) if outcome.report else None}  # fmt: skip
+    if args.mlflow:  # after the report, so that it is logged as an artifact too
+        from transferlab.tracking import track_study
+
+        summary["mlflow_run_id"] = track_study(outcome.directory, args.mlflow, args.mlflow_experiment)
     if args.json:
         _emit_json(summary)
     else:
@@ -239,6 +243,9 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--quiet", action="store_true", help="one plain line per run instead of a progress bar")
     p.add_argument("--no-report", action="store_true", help="skip writing DIR/report at the end")
+    p.add_argument("--mlflow", metavar="URI", help="log the study (runs, params, metrics, report) to this MLflow "
+                                                   "tracking URI or folder (needs transferlab[mlflow])")  # fmt: skip
+    p.add_argument("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the study's name)")
     p.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     p.set_defaults(func=_cmd_study)
 
