@@ -58,3 +58,14 @@ def test_bad_inputs(tmp_path):
         transferlab.export_onnx(object(), tmp_path / "x.onnx")
     with pytest.raises(TransferlabError, match="does not exist"):
         transferlab.export_onnx(tmp_path / "missing.pt", tmp_path / "x.onnx")
+
+
+def test_cli_fit_writes_onnx_too(tmp_path, cli, digits):
+    code, out, err = cli("fit", "--dataset", "digits", "--strategy", "scratch", "--backbone", "shallow_cnn",
+                         "--input-size", "16", "--epochs", "1", "--per-class", "5", "-o", str(tmp_path / "m.pt"),
+                         "--onnx", str(tmp_path / "m.onnx"), "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["onnx"] == str(tmp_path / "m.onnx")
+    model = transferlab.load_model(tmp_path / "m.pt")
+    np.testing.assert_allclose(_run(tmp_path / "m.onnx", digits.images[:4]), model.predict_proba(digits.images[:4]),
+                               atol=1e-4)  # fmt: skip

@@ -571,6 +571,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from transferlab.runs import RunSpec
 
     check_output_file(args.output, "model file")  # now, not after the training it would lose
+    if args.onnx:
+        check_output_file(args.onnx, "ONNX file")
     given = _spec_from_flags(args)
     if args.from_study:
         if not args.best:
@@ -590,8 +592,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     model, result = fit(spec, progress=not (args.quiet or args.json) and sys.stderr.isatty())
     path = model.save(args.output)
     metrics = model.provenance["metrics"]
+    onnx = None
+    if args.onnx:  # the same model with its preprocessing in the graph (transferlab/onnx_export.py)
+        from transferlab.onnx_export import export_onnx
+
+        onnx = str(export_onnx(model, args.onnx))
+        if not args.json:
+            print(f"onnx: {onnx} (input uint8 images (N, H, W, C), output probabilities)")
     if args.json:
-        _emit_json({"model": str(path), "class_names": model.classes_.tolist(), "outputs": model.outputs,
+        _emit_json({"model": str(path), **({"onnx": onnx} if onnx else {}), "class_names": model.classes_.tolist(), "outputs": model.outputs,
                     **{k: v for k, v in model.provenance.items() if k != "spec"}, "spec": model.provenance["spec"]})  # fmt: skip
     else:
         print(f"model: {path} ({path.stat().st_size / 1e6:.1f} MB) — {spec.strategy} {model.payload['architecture']}, "
@@ -611,6 +620,8 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.set_defaults(func=_cmd_fit)
     p.add_argument("-o", "--output", required=True, help="model file to write (e.g. model.pt)")
+    p.add_argument("--onnx", metavar="FILE", help="also write the model as ONNX, resizing and normalisation inside "
+                                                  "the graph (needs transferlab[onnx])")  # fmt: skip
     p.add_argument("--from-study", metavar="DIR", help="take the configuration from the finished study in DIR")
     p.add_argument("--best", action="store_true", help="with --from-study: the configuration with the best "
                                                        "validation accuracy at the study's largest size")  # fmt: skip

@@ -146,3 +146,20 @@ def test_extract_run_with_user_weights(tmp_path, digits):
     result = run(spec, digits)
     assert result.ok, result.error
     assert result.spec["backbone"] == f"cifar_cnn@{path}" and result.test_accuracy > 0.3
+
+
+def test_timm_backbone_in_extract_and_finetune_runs(tmp_path, digits):
+    """A timm ConvNeXt from a weights file through the strategies: features from an intermediate stage,
+    and fine-tuning with its first two stages frozen."""
+    from transferlab.strategies import run
+
+    path = tmp_path / "convnext.pth"
+    torch.save(_timm_state(create_backbone("timm:convnext_atto@random")), path)
+    common = {"dataset": "digits", "backbone": "timm:convnext_atto", "weights": str(path), "input_size": 32,
+              "per_class": 5, "test_per_class": 10}  # fmt: skip
+    extract = run(RunSpec(strategy="extract", layer="stages_2", **common), digits)
+    finetune = run(RunSpec(strategy="finetune", frozen=2, steps=3, **common), digits)
+    for result in (extract, finetune):
+        assert result.ok, result.error
+        assert result.spec["backbone"] == f"timm:convnext_atto@{path}" and 0 <= result.test_accuracy <= 1
+    assert finetune.hyperparameters["frozen_units"] == ["stages_0", "stages_1"]
