@@ -367,7 +367,9 @@ def _add_backbones(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "backbones", help="list the backbones and whether their weights are on this machine",
         description="List registered backbones: parameters, feature dimension, input size, freezable units, "
-                    "weights present/absent/none (random init), license and source.",
+                    "weights present/absent/none (random init), license and source. Beyond these names: "
+                    "timm:NAME is any timm model, NAME@random its random init, NAME@PATH (or --weights PATH on "
+                    "run/fit, weights = PATH in a study) weights from a state_dict file.",
     )  # fmt: skip
     p.add_argument("pattern", nargs="?", help="shell glob on names, e.g. 'efficientnet*' (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
