@@ -69,3 +69,15 @@ def test_cli_fit_writes_onnx_too(tmp_path, cli, digits):
     model = transferlab.load_model(tmp_path / "m.pt")
     np.testing.assert_allclose(_run(tmp_path / "m.onnx", digits.images[:4]), model.predict_proba(digits.images[:4]),
                                atol=1e-4)  # fmt: skip
+
+
+def test_timm_vit_exports(tmp_path, digits):
+    """A timm ViT (class token, interpolated position embedding) on its weights file exports and matches."""
+    backbone = create_backbone("timm:vit_tiny_patch16_224@random")
+    weights = tmp_path / "vit.pth"
+    torch.save(backbone.classifier._model[0].state_dict(), weights)
+    clf = transferlab.TransferClassifier(backbone=f"timm:vit_tiny_patch16_224@{weights}", input_size=32)
+    clf.fit(digits.images[:100], digits.labels[:100])
+    path = transferlab.export_onnx(clf, tmp_path / "vit.onnx")
+    images = digits.images[200:210]
+    np.testing.assert_allclose(_run(path, images), clf.predict_proba(images), atol=1e-4)
