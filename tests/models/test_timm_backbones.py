@@ -34,6 +34,8 @@ def test_units_features_and_logits_are_timms(arch, units, dim):
         torch.testing.assert_close(backbone.run_units(x, len(units)), model.forward_features(x))
         torch.testing.assert_close(backbone(x), model(x))
         assert backbone.forward_features(x).shape == (2, dim) == (2, backbone.num_features)
+        if "vit" not in arch:  # pooled features (advise's LEEP/NCE input) through the head: the same logits
+            torch.testing.assert_close(backbone.classifier(backbone.forward_features(x)), model(x))
         mid = backbone.forward_features(x, layer=2)  # an intermediate stage, pooled
         assert mid.ndim == 2 and mid.shape[0] == 2
     cfg = timm.models.get_pretrained_cfg(arch)
@@ -163,3 +165,20 @@ def test_timm_backbone_in_extract_and_finetune_runs(tmp_path, digits):
         assert result.ok, result.error
         assert result.spec["backbone"] == f"timm:convnext_atto@{path}" and 0 <= result.test_accuracy <= 1
     assert finetune.hyperparameters["frozen_units"] == ["stages_0", "stages_1"]
+
+
+def test_advise_ranks_timm_candidates(tmp_path, digits):
+    """advise takes timm:NAME@random and timm:NAME@PATH (a weights file) candidates; LEEP/NCE read the
+    ImageNet head from pooled features."""
+    from transferlab.advise.advisor import advise
+    from transferlab.advise.sources import SourceSettings
+
+    path = tmp_path / "resnet.pth"
+    torch.save(_timm_state(create_backbone("timm:resnet10t@random")), path)
+    names = [f"timm:resnet10t@{path}", "timm:convnext_atto@random"]
+    advice = advise(digits, candidates=names, per_class=10, target="5,6,7,8,9", with_similarity=False,
+                    settings=SourceSettings(input_size=32, trained_input_size=32))  # fmt: skip
+    scored = {c.name: c for c in advice.candidates}
+    assert set(scored) == set(names)
+    assert scored[names[0]].kind == "pretrained" and scored[names[0]].feature_dim == 512
+    assert all(torch.isfinite(torch.tensor(c.scores["leep"])) for c in advice.candidates)

@@ -65,8 +65,12 @@ class Source:
         return self.name.split("@")[0]
 
 
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+
+
 def parse_candidate(text: str) -> tuple[str, str, str | None]:
-    """'cifar_cnn@mnist' -> (architecture, kind, dataset or None); checks the architecture name."""
+    """'cifar_cnn@mnist' -> (architecture, kind, dataset or None); checks the architecture name.
+    'NAME@/path/w.pth' (a weights file) is a pretrained candidate named so."""
     from transferlab.models.registry import get_backbone_entry
 
     name, _, where = text.strip().partition("@")
@@ -80,6 +84,9 @@ def parse_candidate(text: str) -> tuple[str, str, str | None]:
         return name, "pretrained", None
     if where in ("random", "source"):
         return name, where, None
+    if where.lower().endswith(WEIGHT_SUFFIXES):  # NAME@PATH: a weights file, as weights = PATH in a run
+        get_backbone_entry(text.strip()).find_weights()  # a missing file -> the error naming it
+        return text.strip(), "pretrained", None
     return name, "dataset", where
 
 

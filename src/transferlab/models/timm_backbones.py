@@ -55,14 +55,20 @@ class TimmHead(nn.Module):
     """The model's own ``forward_head`` (pooling, norm, classifier) as a module that owns only the head's
     modules; the model itself is held outside the module tree, so its weights are not registered twice."""
 
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
+    def __init__(self, model: nn.Module, names: list[str], tokens: bool = False) -> None:
         super().__init__()
         self.parts = nn.ModuleDict(
             {n: getattr(model, n) for n in names if isinstance(getattr(model, n), nn.Module)}
         )
         self._model = (model,)  # a tuple: not a registered child
+        self._tokens = tokens
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The last unit's output (a map, or tokens) -> logits; pooled features (N, D), which advise's
+        LEEP/NCE feed, enter as a 1x1 map or a single token, so that the head's own pooling passes them
+        through (exact for average-pooled heads; a ViT's class-token head then reads the token mean)."""
+        if x.ndim == 2:
+            x = x[:, None, :] if self._tokens else x[:, :, None, None]
         return self._model[0].forward_head(x)
 
 
@@ -162,7 +168,8 @@ def build(arch: str, name: str, spec: WeightSpec, state: dict[str, torch.Tensor]
         _load(model, state, f"the weight file of {name} (timm layout)")
     units, head = carve(model, arch)
     num_classes = int(getattr(model, "num_classes", 0) or 0)
-    return Backbone(name, units, TimmHead(model, head), int(model.num_features), num_classes, spec)
+    tokens = isinstance(model, _timm().models.vision_transformer.VisionTransformer)
+    return Backbone(name, units, TimmHead(model, head, tokens), int(model.num_features), num_classes, spec)
 
 
 def _transform(cfg) -> ImageTransform:
