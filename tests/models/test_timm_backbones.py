@@ -182,3 +182,26 @@ def test_advise_ranks_timm_candidates(tmp_path, digits):
     assert set(scored) == set(names)
     assert scored[names[0]].kind == "pretrained" and scored[names[0]].feature_dim == 512
     assert all(torch.isfinite(torch.tensor(c.scores["leep"])) for c in advice.candidates)
+
+
+def test_weights_on_the_command_line_and_in_a_study(tmp_path, cli):
+    """--weights PATH on `run`; weights = PATH in a study, whose precheck names a missing file before any run."""
+    import json
+
+    from transferlab.study.runner import run_study
+
+    path = tmp_path / "cnn.pth"
+    torch.save(create_backbone("cifar_cnn").state_dict(), path)
+    code, out, err = cli("run", "--dataset", "digits", "--strategy", "extract", "--backbone", "cifar_cnn",
+                         "--weights", str(path), "--input-size", "16", "--per-class", "5", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["spec"]["backbone"] == f"cifar_cnn@{path}"
+    code, out, err = cli("run", "--dataset", "digits", "--strategy", "extract", "--backbone", "cifar_cnn",
+                         "--weights", str(tmp_path / "gone.pth"), "--input-size", "16", "--per-class", "5")  # fmt: skip
+    assert code == 2 and "gone.pth does not exist" in err and len(err.strip().splitlines()) == 1
+    spec = tmp_path / "s.toml"
+    spec.write_text(f'name = "w"\n[base]\ndataset = "digits"\nper_class = 5\ninput_size = 16\n'
+                    f'[[runs]]\nstrategy = "extract"\nbackbone = "cifar_cnn"\nweights = "{tmp_path / "gone.pth"}"\n')  # fmt: skip
+    with pytest.raises(WeightsNotFoundError, match="gone.pth does not exist"):
+        run_study(spec, tmp_path / "study", quiet=True, report=False)
+    assert not (tmp_path / "study" / "study.sqlite").exists()  # refused before the store was made
