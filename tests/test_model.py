@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 
 import transferlab
+from transferlab import model as model_module
 from transferlab.cli import main
 from transferlab.data.splits import make_task
 from transferlab.errors import TransferlabError
-from transferlab.model import fit, load_model
+from transferlab.model import MAX_CLASSES, fit, load_model
 from transferlab.runs import RunSpec
 from transferlab.version import code_version
 
@@ -159,6 +160,11 @@ def test_cli_fit_from_study_best(capsys, tmp_path):
     assert code == 2 and "fit needs --strategy and --dataset" in err
 
 
+def _stretched(shape: tuple) -> torch.Tensor:
+    """A tensor of any shape over one stored number (zero strides): a few bytes in the file."""
+    return torch.zeros(1).as_strided(shape, (0,) * len(shape))
+
+
 def _edited(payload: dict, edit: str) -> dict:
     """A copy of a model file's payload with one malformed header field."""
     p = {**payload, "provenance": dict(payload["provenance"]), "image": dict(payload["image"])}
@@ -175,6 +181,18 @@ def _edited(payload: dict, edit: str) -> dict:
         p["class_names"] = names[:-1]
     elif edit == "1e10 classes":
         p["num_classes"] = 10**10
+    elif edit == "100,001 classes, consistently":  # a name per class: the count agrees, the bound does not
+        p["num_classes"], p["class_names"] = MAX_CLASSES + 1, [f"c{i}" for i in range(MAX_CLASSES + 1)]
+    elif edit == "50,000 classes, weights stretched":  # a 4 MB file whose classifier claims 50,000 rows
+        p["num_classes"], p["class_names"] = 50_000, [f"c{i}" for i in range(50_000)]
+        p["state_dict"] = {k: _stretched((50_000, *v.shape[1:])) if v.shape[0] == len(names) else v
+                           for k, v in p["state_dict"].items()}  # fmt: skip
+    elif edit == "weights on the meta device":  # shapes without data
+        state = p["state_dict"]
+        p["state_dict"] = {k: v.to("meta") if k.startswith("classifier.") else v for k, v in state.items()}
+    elif edit == "features head of 1e9 inputs":  # the head's width is read from its weight's shape
+        p["kind"] = "features"
+        p["state_dict"] = {**p["state_dict"], "head.1.weight": _stretched((len(names), 10**9))}
     elif edit == "one class more, consistently":
         p["num_classes"], p["class_names"] = len(names) + 1, [*names, "extra"]
     elif edit == "image 60000 px":
@@ -188,19 +206,36 @@ def _edited(payload: dict, edit: str) -> dict:
     ("features without head", "model header field state_dict holds no head weights"),
     ("state_dict a list", "model header field state_dict is a list, not a dict"),
     ("fewer class names", "model header field num_classes = 10 does not match the 9 class_names"),
-    ("1e10 classes", "model header field num_classes = 10000000000 does not match the 10 class_names"),
+    ("1e10 classes", "model header field num_classes = 10000000000 is out of range; valid: 1..100,000 classes"),
+    ("100,001 classes, consistently", "model header field num_classes = 100001 is out of range; valid: 1..100,000"),
+    ("50,000 classes, weights stretched", "model header field state_dict 'classifier.fc.weight' claims shape "
+                                          "(50000, 128) (6,400,000 values) but the file holds 1 values for it"),
+    ("weights on the meta device", "model header field state_dict 'classifier.fc.weight' claims shape (10, 128) "
+                                   "(1,280 values) but the file holds 0 values for it"),
+    ("features head of 1e9 inputs", "model header field state_dict 'head.1.weight' claims shape (10, 1000000000)"),
     ("one class more, consistently", "has shape (10, "),
     ("image 60000 px", "model header field image.height = 60000 is out of range; valid: 1..4096 pixels"),
 ])  # fmt: skip
-def test_malformed_model_header_names_file_and_field(capsys, scratch_model, tmp_path, edit, needle):
+def test_malformed_model_header_names_file_and_field(capsys, scratch_model, tmp_path, monkeypatch, edit, needle):  # fmt: skip
     """A file that loads safely (weights_only) but whose header is malformed: checked before anything is
-    built, so a claimed size is never allocated."""
+    built, so a claimed size is never allocated. A tensor's shape is a claim too: a few bytes can hold any
+    shape (zero strides, or the meta device), so the file must hold the values the shape claims."""
+    built = []  # the device of every module built from the header: "meta" costs no memory
+
+    def spy(payload, state):
+        built.append(torch.get_default_device().type)
+        return real(payload, state)
+
+    real = model_module._module_of
+    monkeypatch.setattr(model_module, "_module_of", spy)
     payload = torch.load(scratch_model[2], weights_only=True)
     path = tmp_path / "edited.pt"
     torch.save(_edited(payload, edit), path)
+    assert path.stat().st_size < 6_000_000  # claims cheap to write; the checks keep them cheap to read
     with pytest.raises(TransferlabError, match=f"^'{path}': ") as caught:
         load_model(path)
     assert needle in str(caught.value)
+    assert "cpu" not in built  # refused before a real module was allocated
     code, out, err = run_cli(capsys, "predict", str(path), str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and needle in err and "Traceback" not in err
 

@@ -436,8 +436,10 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="write DIR/report/: HTML page, figures (PNG, PDF), tables (CSV, LaTeX)",
         description="Write the report of the study in DIR into DIR/report/ (replacing the previous one): "
-                    "report.html (self-contained), accuracy-vs-size curves, frozen-depth heatmaps and line "
-                    "plots, learning curves, gain and best-configuration tables, a summary in words. Works "
+                    "report.html (self-contained) answering first (per size: best transfer vs scratch and "
+                    "augmentation, gain with 95% CI, verdict, recommendation; gain-vs-size figure), then "
+                    "accuracy-vs-size curves, frozen-depth heatmaps and line plots, learning curves and fits, "
+                    "gain, best-configuration and cost tables, the reproducing command, every run. Works "
                     "on half-finished studies; configurations are chosen on validation, reported on test.",
     )  # fmt: skip
     p.add_argument("dir", help="study directory (the --dir of `transferlab study`)")

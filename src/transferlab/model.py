@@ -314,6 +314,9 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
 
 
 MAX_SIDE = 4096  # px: a model's image and preprocessing sizes beyond this are corrupt, not a real model
+# Classes a model file may claim: ImageNet-21k has 21,841; beyond this the header is corrupt, and a head of
+# that many outputs is never built from it (each class costs a row of weights).
+MAX_CLASSES = 100_000
 
 
 def _module_of(payload: dict, state: dict) -> nn.Module:
@@ -343,6 +346,20 @@ def _check_weights(module: nn.Module, state: dict, architecture: str, path: Path
                                    f"header describes {tuple(expected.shape)} (num_classes or class_names edited?)")  # fmt: skip
 
 
+def _values_held(tensor: torch.Tensor) -> int:
+    """How many values the file really holds behind ``tensor``: its shape alone proves nothing, since a
+    1 KB file can hold a tensor of shape (10**9, 10**9) with zero strides over one number, or a meta tensor
+    with no data at all. Anything but a plain CPU tensor holds 0. A model built to the shape of tensors that
+    pass (numel <= values held) allocates no more than the file holds."""
+    if tensor.layout is not torch.strided or tensor.device.type != "cpu" or tensor.is_quantized:
+        return 0
+    try:
+        available = tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
+    except (RuntimeError, NotImplementedError):
+        return 0
+    return max(available, 0) // tensor.element_size()
+
+
 def _check_header(payload: dict, path: Path) -> None:
     """Every header field load_model reads, with its type and range, before anything is built: one error
     naming the file and the field instead of a KeyError, or a 1e10-class head allocated on trust."""
@@ -368,6 +385,9 @@ def _check_header(payload: dict, path: Path) -> None:
     names = payload["class_names"]
     if not names or not all(isinstance(n, str) for n in names):
         raise bad("class_names", "must be a non-empty list of strings")
+    if not whole(payload["num_classes"], 1, MAX_CLASSES):
+        why = f"= {payload['num_classes']} is out of range; valid: 1..{MAX_CLASSES:,} classes"
+        raise bad("num_classes", why)
     if payload["num_classes"] != len(names):
         raise bad("num_classes", f"= {payload['num_classes']} does not match the {len(names)} class_names")
     image = payload["image"]
@@ -392,6 +412,11 @@ def _check_header(payload: dict, path: Path) -> None:
     state = payload["state_dict"]
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise bad("state_dict", "must map names to tensors")
+    for key, tensor in state.items():
+        held = _values_held(tensor)
+        if held < tensor.numel():
+            raise bad("state_dict", f"{key!r} claims shape {tuple(tensor.shape)} ({tensor.numel():,} values) but the "
+                                    f"file holds {held:,} values for it")  # fmt: skip
     spec = payload["provenance"].get("spec")
     if not isinstance(spec, dict):
         raise bad("provenance.spec", "is missing (the resolved run spec the model is rebuilt from)")

@@ -165,6 +165,27 @@ def test_cifar_pickle_with_code_is_refused(tmp_path):
         load_dataset(f"cifar10:{tmp_path}")
 
 
+@pytest.mark.parametrize(("names", "needle"), [
+    ([b"airplane", b"\xffcat\xfe", *[b"c%d" % i for i in range(8)]], r"b'\xffcat\xfe' is not UTF-8 (invalid start byte)"),
+    (7, "'label_names' is a int, not a list of class names"),
+])  # fmt: skip
+def test_cifar_class_names_that_are_not_utf8_name_the_file(tmp_path, capsys, names, needle):
+    """batches.meta's label_names are bytes in the real files: bytes that are not UTF-8 (or no list at all)
+    are one error naming the file, in the library and on the command line (exit 2, no traceback)."""
+    from transferlab.cli import main
+
+    make_cifar10(tmp_path)
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    _pickle_dump(meta, {b"num_cases_per_batch": 6, b"label_names": names, b"num_vis": 3072})
+    with pytest.raises(TransferlabError) as caught:
+        load_dataset(f"cifar10:{tmp_path}")
+    assert str(caught.value).startswith(f"{meta}: ") and needle in str(caught.value)
+    capsys.readouterr()
+    code = main(["split-info", f"cifar10:{tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"{meta}: " in err and needle in err and "Traceback" not in err
+
+
 # -------------------------------------------------------------------------------- image folders
 
 

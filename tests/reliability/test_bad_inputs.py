@@ -453,6 +453,23 @@ def test_image_over_pillows_warning_limit_is_refused_too(tmp_path, transferlab, 
     )
 
 
+def test_png_bomb_through_run_and_study(tmp_path, victim, transferlab):
+    """The same bomb in a `folder:` dataset given to `run` and to `study` in an existing study's directory:
+    one line naming the file, exit 2, and the study's store still reads, every result as it was."""
+    folder = image_folder(tmp_path / "images")
+    bomb = folder / "b" / "bomb.png"
+    bomb.write_bytes(png_header_claiming(20000, 20000))
+    needle = f"cannot decode image {bomb}: its header claims too many pixels"
+    code, err = transferlab("run", "--strategy", "scratch", "--dataset", f"folder:{folder}", "--backbone",
+                            "shallow_cnn", "--epochs", "1", "--quiet")  # fmt: skip
+    assert one_line_error(code, err, needle) and transferlab.stdout == ""
+    code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"folder:{folder}"))
+    assert one_line_error(code, err, needle)
+    assert victim.unharmed()  # reads the store: same files, spec, statuses and results
+    with Store(victim.dir) as store:
+        assert store.counts() == {"pending": 0, "running": 0, "done": RUNS, "failed": 0}
+
+
 def npz(path, x, y, **extra):
     np.savez(path, x=x, y=y, **extra)
     return path
@@ -725,3 +742,85 @@ def test_foreign_sqlite_file_as_study_store(tmp_path, transferlab):
                                          "not a transferlab study store")  # fmt: skip
         assert (directory / "study.sqlite").read_bytes() == before  # no meta table written into it
     assert sorted(p.name for p in directory.iterdir()) == ["study.sqlite"]
+
+
+def grown(directory, copies: int = 40) -> None:
+    """Many more finished runs in a study's store (its own runs again under new ids, with their histories):
+    enough pages that the middle of the file is data, far from the schema and the tables' root pages."""
+    with Store(directory) as store:
+        done = store.runs("done")
+        for i in range(copies):
+            for run in done:
+                run_id = f"{run['run_id']}-copy{i}"
+                store.add_runs([(run_id, run["spec"])])
+                assert store.claim(run_id)
+                history = store.history(run["run_id"])
+                assert store.finish(run_id, run["result"], history, version=run["version"])
+    assert not (directory / "study.sqlite-wal").exists()  # all in the file: damage to it is all there is
+
+
+def damage_a_data_page(store, how: str) -> int:
+    """Damage one table leaf page near the middle of ``store`` (the 100-byte file header and the first pages
+    untouched); returns its page number. Found by reading the file, as the damage itself is written."""
+    with sqlite3.connect(store) as db:
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        total = db.execute("PRAGMA page_count").fetchone()[0]
+    db.close()
+    data = bytearray(store.read_bytes())
+    assert len(data) == size * total
+
+    def leaf_holding(needle: bytes) -> int:  # the first table leaf page (type 0x0d) from the middle on
+        for page in range(total // 2, total + 1):
+            start = (page - 1) * size
+            if data[start] == 0x0D and needle in data[start : start + size]:
+                return page
+        raise AssertionError(f"no leaf page holds {needle!r}")
+
+    rng = np.random.default_rng(16)
+    if how == "page overwritten":  # the whole page is noise
+        page = leaf_holding(b"")
+        data[(page - 1) * size : page * size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    elif how == "cell pointers scrambled":  # noise over the array that locates the page's records
+        page = leaf_holding(b"")
+        start = (page - 1) * size + 8  # after a leaf page's 8-byte header
+        data[start : start + 64] = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
+    elif how == "record bytes scrambled":  # 512 bytes of noise in the middle of the page: inside a record
+        page = leaf_holding(b"")
+        middle = (page - 1) * size + size // 2
+        data[middle : middle + 512] = rng.integers(0, 256, 512, dtype=np.uint8).tobytes()
+    else:  # a few bytes of one record's text: the page structure is intact, so quick_check passes
+        needle, replacement = {"result text garbled": (b'"test_accuracy": ', b'"test_accuracy"}}'),
+                               "text not UTF-8": (b'"dataset": "digits"', b'"dataset": "\xff\xfe\xff\xfe\xff\xfe"')}[how]  # fmt: skip
+        page = leaf_holding(needle)
+        at = data.index(needle, (page - 1) * size)
+        data[at : at + len(needle)] = replacement
+    store.write_bytes(bytes(data))
+    return page
+
+
+@pytest.mark.parametrize(("how", "needle"), [
+    ("page overwritten", "database disk image is malformed"),
+    ("cell pointers scrambled", "database disk image is malformed (quick_check: On tree page "),
+    ("record bytes scrambled", "Could not decode to UTF-8 column 'result'"),
+    ("result text garbled", "is not valid JSON (Expecting ':' delimiter"),
+    ("text not UTF-8", "Could not decode to UTF-8 column 'spec'"),
+])  # fmt: skip
+def test_study_store_with_a_damaged_data_page(tmp_path, victim, transferlab, how, needle):
+    """A store of many runs, its header valid and a data page in the middle of the file damaged: report,
+    export and study each say so in one line naming the file, and leave every byte of it as it was. Damage
+    inside a record passes quick_check; before, `study` then said "all done" (it reads no results) while
+    report and export showed an internal error (invalid JSON)."""
+    store = victim.dir / "study.sqlite"
+    grown(victim.dir)
+    page = damage_a_data_page(store, how)
+    assert page > 8  # past the schema and every table's root page
+    damaged = store.read_bytes()
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(SPEC)
+    commands = (("report", victim.dir), ("export", victim.dir), ("study", spec, "--dir", victim.dir, *STUDY_FLAGS))  # fmt: skip
+    for argv in commands:
+        code, err = transferlab(*argv)
+        assert one_line_error(code, err, f"the study store {store} is damaged: "), (argv[0], code, err)
+        assert needle in err and "it is left as it is (nothing was written to it)" in err
+        assert store.read_bytes() == damaged, argv[0]
+    assert not (victim.dir / "report").exists() and not (victim.dir / "runs.csv").exists()

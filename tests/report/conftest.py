@@ -20,6 +20,7 @@ SPEC_DEFAULTS = {
     "patience": None, "size": 1.0, "per_class": None, "val_size": 0.1, "test_per_class": None,
     "source": None, "target": None, "side": "target", "swap": False, "frozen": None, "transfer": None,
     "source_size": 1.0, "source_epochs": None, "layer": None, "augment": "none", "seed": 0, "device": "cpu",
+    "head_init": None, "l2_sp": None, "layer_decay": None,
 }  # fmt: skip
 
 
@@ -31,7 +32,9 @@ def spec(**changes) -> dict:
 
 def result(spec_: dict, test: float, val: float, n_train: int, n_classes: int, **changes) -> dict:
     """A RunResult.to_dict() without history."""
-    size_label = f"{spec_['per_class']}/class" if spec_["per_class"] is not None else f"{100 * spec_['size']:g}%"
+    size_label = (
+        f"{spec_['per_class']}/class" if spec_["per_class"] is not None else f"{100 * spec_['size']:g}%"
+    )
     return {
         "spec": spec_, "status": "ok", "error": None, "test_accuracy": test, "test_loss": None if test is None else 1.0 - test,
         "val_accuracy": val, "val_loss": 1.0 - val, "train_accuracy": min(1.0, val + 0.1), "n_train": n_train,
@@ -48,7 +51,9 @@ def history(final_val: float, epochs: int) -> list[dict]:
     for e in range(1, epochs + 1):
         train = 1.0 - 0.9 * math.exp(-e / 3)
         val = final_val - 0.15 * math.exp(-e / 2) - 0.01 * max(0, e - epochs // 2) / epochs
-        out.append({"train_loss": 1 - train, "train_accuracy": train, "val_loss": 1 - val, "val_accuracy": val})
+        out.append(
+            {"train_loss": 1 - train, "train_accuracy": train, "val_loss": 1 - val, "val_accuracy": val}
+        )
     return out
 
 
@@ -104,7 +109,9 @@ def build_full_study(directory, seeds=(0, 1, 2)) -> dict:
     builder = StudyBuilder(directory)
     builder.store.set_meta("name", "synthetic-fashion")
     builder.store.set_meta("description", "Transfer vs scratch vs augmentation on a synthetic store.")
-    builder.store.set_meta("spec_toml", 'name = "synthetic-fashion"\nrepeats = 3\n[base]\ndataset = "fashion-mnist"\n')
+    builder.store.set_meta(
+        "spec_toml", 'name = "synthetic-fashion"\nrepeats = 3\n[base]\ndataset = "fashion-mnist"\n'
+    )
     written = {}
     configs = [
         ("scratch", {"strategy": "scratch"}, 0.88, 2000),
@@ -126,16 +133,24 @@ def build_full_study(directory, seeds=(0, 1, 2)) -> dict:
                 test = float(np.clip(mean + rng.normal(0, 0.01), 0, 1))
                 val = float(np.clip(mean + rng.normal(0, 0.01), 0, 1))
                 s = spec(size=fraction, seed=seed, epochs=12, **changes)
-                builder.add(s, test, val, n_train, 10, epochs_history=12 if changes["strategy"] != "extract" else 0)
+                builder.add(
+                    s, test, val, n_train, 10, epochs_history=12 if changes["strategy"] != "extract" else 0
+                )
                 written[(tag, fraction, seed)] = (test, val)
     # snt on digits: random halves (5 classes each side), per_class sizes, A->B and B->A.
     for per_class in (10, 30, 90):
         n_train = 5 * per_class
         for transfer in range(4):
-            for frozen in ({0, transfer} if transfer else {0}):
+            for frozen in {0, transfer} if transfer else {0}:
                 for swap in (False, True):
                     for seed in seeds:
-                        boost = 0.08 * transfer * (1 - transfer / 6) * (1.5 if frozen else 1.0) * (30 / per_class) ** 0.3
+                        boost = (
+                            0.08
+                            * transfer
+                            * (1 - transfer / 6)
+                            * (1.5 if frozen else 1.0)
+                            * (30 / per_class) ** 0.3
+                        )
                         mean = accuracy(n_train, 0.9, 120, chance=0.2) + boost * 0.5
                         test = float(np.clip(mean + rng.normal(0, 0.015), 0, 1))
                         val = float(np.clip(mean + rng.normal(0, 0.015), 0, 1))

@@ -55,6 +55,27 @@ def test_gain_is_ratio_and_difference_with_a_welch_interval():
     assert Gain.between(Stat.of([0.7]), Stat.of([0.0])).relative is None  # ratio to zero is undefined
 
 
+def test_gain_on_shared_splits_is_the_paired_interval():
+    # Split-to-split variation shared by both arms (split "b" is hard for both) cancels in the paired CI.
+    transfer, baseline, splits = [0.80, 0.70, 0.75], [0.78, 0.67, 0.74], ["a", "b", "c"]
+    paired = Gain.between(Stat.of(transfer, splits), Stat.of(baseline, splits))
+    expected = stats.ttest_rel(transfer, baseline).confidence_interval(0.95)
+    assert paired.paired and paired.method == "paired"
+    assert paired.ci_half == pytest.approx((expected.high - expected.low) / 2)
+    assert paired.absolute == pytest.approx(np.mean(transfer) - np.mean(baseline))
+    welch = Gain.between(Stat.of(transfer), Stat.of(baseline))
+    assert not welch.paired and paired.ci_half < welch.ci_half / 3
+    # Pairing follows the keys, not the order of the values.
+    shuffled = Gain.between(Stat.of(transfer[::-1], splits[::-1]), Stat.of(baseline, splits))
+    assert shuffled.ci_half == pytest.approx(paired.ci_half)
+    # Different splits, a repeated split or a missing key: two independent samples (Welch).
+    for other_keys in (["a", "b", "d"], ["a", "a", "c"]):
+        assert not Gain.between(Stat.of(transfer, splits), Stat.of(baseline, other_keys)).paired
+    assert not Gain.between(Stat.of(transfer, splits), Stat.of(baseline)).paired
+    with pytest.raises(ValueError, match="3 values but 2 keys"):
+        Stat.of(transfer, ["a", "b"])
+
+
 def test_config_roles_and_snt_variants():
     def config(**changes):
         return Config.of(spec(**changes))

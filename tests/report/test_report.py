@@ -15,7 +15,7 @@ from transferlab.study.store import Store
 
 from .conftest import spec
 
-FIGURE_KINDS = ("size_curves", "depth_heatmaps", "depth_lines", "learning_curves")
+FIGURE_KINDS = ("gain_curves", "size_curves", "depth_heatmaps", "depth_lines", "learning_curves")
 
 
 def _images(page: str) -> list[str]:
@@ -38,13 +38,18 @@ def test_full_report_files_and_page(full_study):
         assert (folder / f"{name}.csv").is_file() and (folder / f"{name}.tex").is_file()
     assert (folder / "aggregates.csv").is_file() and (folder / "runs.csv").is_file()
     # spec, counts, failed run with its reason, pending state, summary with numbers
-    assert 'name = &quot;synthetic-fashion&quot;' in page
+    assert "name = &quot;synthetic-fashion&quot;" in page
     assert "<td>failed</td><td>1</td>" in page and "<td>pending</td><td>1</td>" in page
     assert "TrainingFailed: loss is NaN at epoch 3" in page
     assert "The study is not finished" in page
     summary = (folder / "summary.md").read_text()
-    assert re.search(r"At 0\.1% \(54 images\), transfer \(.*\) reaches 0\.\d{3} ± 0\.\d{3} \(n=3\)", summary)
-    assert "over the baseline" in summary and "over augmentation" in summary
+    assert summary.index("## Answer") < summary.index("## Status")  # the answer comes first
+    assert re.search(r"At 0\.1% \(54 images\), the best transfer configuration \(.*\) scores 0\.\d{3} ± "
+                     r"0\.\d{3} \(n=3\); against training from scratch", summary)  # fmt: skip
+    assert "against scratch with data augmentation" in summary and "95% CI" in summary
+    assert ("fashion-mnist: transfer vs training from scratch — better at 0.1%–100%; vs scratch with "
+            "augmentation — better at 0.1%–100%.") in summary  # fmt: skip
+    assert page.index('id="answer"') < page.index('id="summary"') < page.index('id="runs"')
     assert "transferred and frozen (SnT)" in summary and "A→B" not in summary
 
 
@@ -65,7 +70,11 @@ def test_empty_study_says_so(tmp_path):
     page = write_report(tmp_path).read_text()
     assert "This study has no runs yet" in page and "No figures: the study has no runs yet" in page
     assert _images(page) == []
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["report.html", "runs.csv", "summary.md"]
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
+        "report.html",
+        "runs.csv",
+        "summary.md",
+    ]
 
 
 def test_only_failed_runs_lists_the_reasons(builder):
@@ -79,13 +88,15 @@ def test_only_failed_runs_lists_the_reasons(builder):
 
 def test_single_size_and_single_seed_say_no_ci(builder):
     builder.add(spec(size=0.01), test=0.40, val=0.41, n_train=540, n_classes=10, epochs_history=4)
-    builder.add(spec(strategy="augment", augment="mirror", size=0.01), test=0.5, val=0.52, n_train=540, n_classes=10)
+    builder.add(
+        spec(strategy="augment", augment="mirror", size=0.01), test=0.5, val=0.52, n_train=540, n_classes=10
+    )
     for k in range(2):
         builder.add(spec(strategy="finetune", backbone="efficientnet_lite0.in1k", frozen=k, backbone_lr=1e-4,
                          size=0.01), test=0.6 + k / 50, val=0.6 + k / 40, n_train=540, n_classes=10)  # fmt: skip
     folder = write_report(builder.store.directory).parent
     page = (folder / "report.html").read_text()
-    assert len(_images(page)) == 4  # size curves, heatmaps, lines, learning curves
+    assert len(_images(page)) == 5  # gain, size curves, heatmaps, lines, learning curves
     summary = (folder / "summary.md").read_text()
     assert "0.620 (n=1)" in summary and "Only one training size" in summary
 

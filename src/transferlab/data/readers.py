@@ -179,7 +179,10 @@ def _cifar_part(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
 def _names(meta: dict, key: str, path: Path) -> list[str]:
     if key not in meta:
         raise TransferlabError(f"{path}: meta file lacks '{key}' (keys: {sorted(meta)})")
-    return [_text(n, path) if isinstance(n, bytes) else str(n) for n in meta[key]]
+    names = meta[key]
+    if not isinstance(names, (list, tuple, np.ndarray)) or np.ndim(names) != 1:
+        raise TransferlabError(f"{path}: '{key}' is a {type(names).__name__}, not a list of class names; corrupt file?")
+    return [_text(n, path) if isinstance(n, bytes) else str(n) for n in names]
 
 
 def load_cifar(directory: str | os.PathLike, variant: int = 10, labels: str = "fine") -> ImageSet:

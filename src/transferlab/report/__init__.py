@@ -2,16 +2,22 @@
 
 :func:`write_report` writes, for any store content (finished, half-finished, only failed, empty):
 
-- ``report.html``: one self-contained page (figures embedded) with the run counts, the summary in
-  words, the figures, the tables, the failed runs with their reasons and the study spec;
-- each figure as PNG and PDF: accuracy vs training size, frozen-depth x size heatmaps of accuracy and
-  gain with their line-plot twins, learning curves at the smallest sizes, one-shot accuracy vs N and
-  training pairs (studies with siamese runs);
-- the tables as CSV and LaTeX (``best_configs``, ``accuracy_by_role``, ``gains``; ``aggregates`` as CSV),
-  ``runs.csv`` (the long table) and ``summary.md``.
+- ``report.html``: one self-contained page (figures embedded) that answers first — per task and size, the
+  best transfer configuration against the best from scratch and with augmentation, the gain with its 95%
+  CI in plain words and a recommendation (:mod:`transferlab.report.headline`), and the gain-vs-size
+  figure — then the summary in words, the figures, the tables, the cost per strategy, the command that
+  reproduces the study with the recorded environment, every run, the run counts, the failed runs with
+  their reasons and the study spec;
+- each figure as PNG and PDF: gain vs training size, accuracy vs training size (one line per
+  configuration: only tuning fields are chosen inside a line), frozen-depth x size heatmaps of accuracy
+  and gain with their line-plot twins, learning curves at the smallest sizes, learning-curve fits, one-shot
+  accuracy vs N and training pairs (studies with siamese runs);
+- the tables as CSV and LaTeX (``best_configs``, ``accuracy_by_role``, ``gains``, ``cost``,
+  ``learning_curve_fits``; ``aggregates`` as CSV), ``runs.csv`` (the long table) and ``summary.md``.
 
 Configurations are chosen on validation accuracy and reported with test accuracy (see
-:mod:`transferlab.report.aggregate`), each with the number of configurations it was chosen from. The folder is replaced as a whole, so it never mixes two reports.
+:mod:`transferlab.report.aggregate`), each with the number of configurations it was chosen from. The
+folder is replaced as a whole, so it never mixes two reports.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from matplotlib.figure import Figure
 from transferlab import faults, paths
 from transferlab.errors import TransferlabError
 from transferlab.report import figures as figs
-from transferlab.report import learning_fit
+from transferlab.report import learning_fit, provenance
 from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
 from transferlab.report.html import FigureFile, render
 from transferlab.report.summary import summarize, to_markdown
@@ -50,24 +56,34 @@ def write_report(study_dir: str | os.PathLike) -> Path:
     with open_study(study_dir) as store, paths.exclusive(store.directory / ".lock-report"):
         study = load_study(store)
         folder = study.directory / REPORT_FOLDER
-        for stale in study.directory.glob(f".{REPORT_FOLDER}-*"):  # left by a killed writer (we hold the lock)
+        for stale in study.directory.glob(
+            f".{REPORT_FOLDER}-*"
+        ):  # left by a killed writer (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{REPORT_FOLDER}-", dir=study.directory))
         try:
-            fits = learning_fit.all_fits(study, {run["run_id"]: run["result"] or {} for run in store.runs("done")})
+            runs = store.runs()
+            fits = learning_fit.all_fits(study, {run["run_id"]: run["result"] or {} for run in runs
+                                                 if run["status"] == "done"})  # fmt: skip
             with matplotlib.rc_context(figs.RC):
                 figures = _draw_figures(study, staging)
                 figures += learning_fit.figures(study, fits, staging, _save, _slug)
-            extra_tables = learning_fit.tables(study, fits)
+            extra_tables = [*learning_fit.tables(study, fits), provenance.cost_table(study, runs)]
             tables = [table for table in [*all_tables(study), *extra_tables] if table.rows]
             for table in tables:
                 table.write_csv(staging / f"{table.name}.csv")
                 if table.display:
                     (staging / f"{table.name}.tex").write_text(table.latex(), encoding="utf-8")
             write_csv(*long_table(store), staging / "runs.csv")
+            tables.append(
+                provenance.all_runs_table(study, runs)
+            )  # on the page only: runs.csv has every field
             summary = summarize(study)
-            (staging / "summary.md").write_text(f"# {study.name}\n\n{to_markdown(summary)}", encoding="utf-8")
-            page = render(study, summary, figures, tables, __version__)
+            how = provenance.provenance(study, runs)
+            commands = "\n".join(how.commands)
+            (staging / "summary.md").write_text(f"# {study.name}\n\n{to_markdown(summary)}\n## Reproduce\n\n"
+                                                f"```\n{commands}\n```\n", encoding="utf-8")  # fmt: skip
+            page = render(study, summary, figures, tables, __version__, how)
             (staging / "report.html").write_text(page, encoding="utf-8")
             _replace_folder(staging, folder)
         except BaseException as exc:
@@ -102,18 +118,32 @@ def _save(figure: Figure, folder: Path, stem: str, title: str, caption: str) -> 
 
 
 def _tuned_text(fields: list[str]) -> str:
-    return f"the configuration chosen on validation among {', '.join(fields)}" if fields else "its configuration"
+    return (
+        f"the configuration chosen on validation among {', '.join(fields)}" if fields else "its configuration"
+    )
 
 
 def _draw_figures(study: StudyData, folder: Path) -> list[FigureFile]:
     saved = []
     for t, task in enumerate(study.tasks, start=1):
         prefix = f"{t}-{_slug(task.label)}"
+        gain = figs.gain_curves(task)
+        if gain is not None:
+            saved.append(_save(
+                gain, folder, f"gain_curves_{prefix}", f"{task.label}: gain of transfer vs training size",
+                "Test accuracy of the best transfer configuration minus that of the best configuration trained "
+                "from scratch (and minus the best with augmentation), each chosen on validation at each size, in "
+                "percentage points; band: 95% interval of the difference (paired over the splits both arms share, Welch's otherwise); filled markers: the interval "
+                "excludes 0 (a detectable difference); hollow: it covers 0 (no detectable difference). Solid "
+                "black: 0, no difference.",
+            ))  # fmt: skip
         saved.append(_save(
             figs.size_curves(task), folder, f"size_curves_{prefix}", f"{task.label}: accuracy vs training size",
             f"Test accuracy (line: mean; band: 95% t-interval over repeats; n runs in the legend) against the "
-            f"number of training images on a log axis. One line per {', '.join(task.line_fields())}; at each "
-            f"size it shows {_tuned_text(task.tuned_fields())}. Dotted: chance level, 1/{task.n_classes}.",
+            f"number of training images on a log axis, the accuracy axis zoomed to the data. One line per "
+            f"{', '.join(task.line_fields())} (every other field that varies, except the tuning fields, also "
+            f"separates lines, so a line never joins two configurations); at each size it shows "
+            f"{_tuned_text(task.tuned_fields())}. Dotted: chance level, 1/{task.n_classes}, when inside the axis.",
         ))  # fmt: skip
         for s, sweep in enumerate(depth_sweeps(task), start=1):
             stem = f"{prefix}-{s}-{_slug(sweep.title)}"

@@ -29,11 +29,16 @@ CONFIDENCE = 0.95
 REPEAT_FIELDS = ("seed", "swap")  # aggregated over
 SIZE_FIELDS = ("size", "per_class")  # the x axis
 NOT_CONFIG_FIELDS = (*REPEAT_FIELDS, *SIZE_FIELDS, "device")  # device: how a run ran, not what it was
-# A size curve has one line per value of these; the other varying fields are tuned on validation per size.
-# input_size (resolution), layer and the fine-tuning recipe are arms of their own, never tuned away inside a
-# line: a line mixing 64 and 224 px would hide the axis the study asked about.
-LINE_FIELDS = ("strategy", "variant", "backbone", "head", "source", "augment", "input_size", "layer", "head_init",
-               "l2_sp", "layer_decay")  # fmt: skip
+# Fields an arm may choose on validation inside one size-curve line: optimisation settings of one recipe.
+# Every other field that varies (backbone, head, layer, input_size, frozen, transfer, recipe fields, ...)
+# separates lines, so a line never joins two configurations: a line mixing unit 5 at one size with the top
+# unit at another, or 64 with 224 px, would hide the very axis the study asked about.
+TUNING_FIELDS = ("lr", "C", "weight_decay", "momentum", "dropout", "backbone_lr", "batch_size", "optimizer",
+                 "epochs", "steps", "schedule", "patience")  # fmt: skip
+# The order in which fields are named when a configuration is described (the most telling first); fields
+# not listed follow alphabetically, tuning fields last.
+DESCRIBE_ORDER = ("backbone", "head", "source", "augment", "input_size", "layer", "transfer", "frozen", "head_init",
+                  "l2_sp", "layer_decay", "hidden", "activation", "init", "pool", "bn_stats")  # fmt: skip
 ROLES = ("baseline", "augmentation", "transfer")
 ROLE_HELP = {
     "baseline": "no transfer, no augmentation (scratch, or snt with transfer=0)",
@@ -45,24 +50,31 @@ ROLE_HELP = {
 @dataclass(frozen=True)
 class Stat:
     """Mean of ``n`` accuracies (fractions), their sample std (ddof=1) and the half-width of the 95%
-    t-interval of the mean; ``std`` and ``ci_half`` are None when n < 2 (no spread is measurable)."""
+    t-interval of the mean; ``std`` and ``ci_half`` are None when n < 2 (no spread is measurable).
+    ``keys`` name the split each value was measured on (a run's ``indices_hash``, with its direction), so
+    that two arms measured on the same splits can be compared split by split (:meth:`Gain.between`)."""
 
     mean: float
     std: float | None
     n: int
     ci_half: float | None
+    values: tuple[float, ...] = field(default=(), compare=False)
+    keys: tuple[str, ...] | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> Stat:
+    def of(cls, values: Sequence[float], keys: Sequence[str] | None = None) -> Stat:
         n = len(values)
         if n == 0:
             raise ValueError("Stat.of needs at least one value")
+        if keys is not None and len(keys) != n:
+            raise ValueError(f"Stat.of got {n} values but {len(keys)} keys")
         mean = math.fsum(values) / n
+        values, keys = tuple(float(v) for v in values), None if keys is None else tuple(keys)
         if n < 2:
-            return cls(mean, None, n, None)
+            return cls(mean, None, n, None, values, keys)
         std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-        half = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
-        return cls(mean, std, n, half)
+        half = _t_quantile(n - 1) * std / math.sqrt(n)
+        return cls(mean, std, n, half, values, keys)
 
     @property
     def ci_low(self) -> float | None:
@@ -82,16 +94,32 @@ class Stat:
 class Gain:
     """Accuracy of a treatment against a reference: ``absolute`` = difference of the means (accuracy
     points as a fraction), ``relative`` = their ratio (None when the reference mean is 0), ``ci_half`` =
-    half-width of the Welch 95% interval of the difference (None when either side has n < 2)."""
+    half-width of the 95% interval of the difference (None when either side has n < 2).
+
+    The interval is paired (``paired`` True: the t-interval of the per-split differences) when both arms
+    were measured on the same splits, one value per split: every arm of a study sees the same train, val
+    and test images for a given seed and size, so split-to-split variation (which images were drawn) is
+    shared and cancels in the difference; otherwise it is Welch's interval of two independent means."""
 
     absolute: float
     relative: float | None
     ci_half: float | None
+    paired: bool = False
 
     @classmethod
     def between(cls, treatment: Stat, reference: Stat) -> Gain:
         relative = treatment.mean / reference.mean if reference.mean else None
-        return cls(treatment.mean - reference.mean, relative, _welch_half_width(treatment, reference))
+        absolute = treatment.mean - reference.mean
+        differences = _paired_differences(treatment, reference)
+        if differences is not None:
+            d = Stat.of(differences)
+            return cls(absolute, relative, d.ci_half, paired=True)
+        return cls(absolute, relative, _welch_half_width(treatment, reference))
+
+    @property
+    def method(self) -> str:
+        """'paired' or 'Welch': how ``ci_half`` was computed."""
+        return "paired" if self.paired else "Welch"
 
     @property
     def percent(self) -> float | None:
@@ -104,6 +132,20 @@ class Gain:
         return f"{self.absolute:+.3f}{ratio}"
 
 
+def _t_quantile(dof: float) -> float:
+    return float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, dof))
+
+
+def _paired_differences(a: Stat, b: Stat) -> list[float] | None:
+    """a - b split by split when both were measured once on each of the same n >= 2 splits, else None."""
+    if a.keys is None or b.keys is None or a.n < 2 or a.n != b.n:
+        return None
+    by_key_a, by_key_b = dict(zip(a.keys, a.values, strict=True)), dict(zip(b.keys, b.values, strict=True))
+    if len(by_key_a) != a.n or len(by_key_b) != b.n or by_key_a.keys() != by_key_b.keys():
+        return None
+    return [by_key_a[k] - by_key_b[k] for k in sorted(by_key_a)]
+
+
 def _welch_half_width(a: Stat, b: Stat) -> float | None:
     if a.std is None or b.std is None:
         return None
@@ -112,7 +154,7 @@ def _welch_half_width(a: Stat, b: Stat) -> float | None:
     if se == 0.0:
         return 0.0
     dof = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
-    return float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
+    return _t_quantile(dof) * se
 
 
 @dataclass(frozen=True)
@@ -168,12 +210,15 @@ class Config:
     @property
     def role(self) -> str:
         """baseline | augmentation | transfer (see ROLE_HELP)."""
-        if self.strategy in ("extract", "finetune", "siamese") or (self.strategy == "snt" and self.variant != "base"):
+        if self.strategy in ("extract", "finetune", "siamese") or (
+            self.strategy == "snt" and self.variant != "base"
+        ):
             return "transfer"
         return "augmentation" if self.get("augment") not in (None, "none") else "baseline"
 
     def line_key(self) -> tuple:
-        return tuple(self.get(name) for name in LINE_FIELDS)
+        """(strategy, every (field, value) but the tuning fields): cells with one key form one line."""
+        return (self.strategy, *((k, v) for k, v in self.items if k not in TUNING_FIELDS))
 
     def describe(self, names: Iterable[str]) -> str:
         """'extract · head=fc2 · lr=0.001': the strategy (and snt variant), then ``names`` that are set."""
@@ -208,7 +253,11 @@ class Cell:
     val: Stat | None  # None when no repeat recorded a validation accuracy
     run_ids: tuple[str, ...]
     directions: int  # distinct swap values pooled (2 = A->B and B->A averaged)
-    metrics: dict[str, Stat] = field(default_factory=dict, compare=False)  # RunResult.metrics over the repeats
+    metrics: dict[str, Stat] = field(
+        default_factory=dict, compare=False
+    )  # RunResult.metrics over the repeats
+    seconds: Stat | None = field(default=None, compare=False)  # wall-clock seconds per run (total_seconds)
+    run_seconds: tuple[float, ...] = field(default=(), compare=False)  # ... of each timed run
 
 
 def best_by_validation(cells: Iterable[Cell]) -> Cell | None:
@@ -274,6 +323,9 @@ class Task:
     n_train: dict[SizeKey, int] = field(init=False)
     varying: list[str] = field(init=False)  # config fields with more than one value in this task
     _varying_within: dict[str, list[str]] = field(init=False, repr=False)  # ... among one strategy's cells
+    _telling: dict[str, list[str]] = field(
+        init=False, repr=False, default_factory=dict
+    )  # telling_fields' cache
 
     def __post_init__(self) -> None:
         by_size: dict[SizeKey, list[int]] = defaultdict(list)
@@ -323,15 +375,30 @@ class Task:
         return _ordered({c.config.strategy for c in self.cells}, STRATEGY_ORDER)
 
     def line_fields(self) -> list[str]:
-        """The LINE_FIELDS that distinguish lines in this task (strategy always)."""
-        return ["strategy"] + [f for f in LINE_FIELDS[1:] if f in self.varying]
+        """The fields that separate size-curve lines in this task and are named in their labels: strategy,
+        and each strategy's :meth:`telling_fields` that are not tuning fields."""
+        names = {
+            f
+            for strategy in self.strategies()
+            for f in self.telling_fields(strategy)
+            if f not in TUNING_FIELDS
+        }
+        return ["strategy", *_describe_order(names)]
 
     def tuned_fields(self) -> list[str]:
-        """Varying fields that a size curve's line selects on validation at each size."""
-        return [f for f in self.varying if f not in LINE_FIELDS]
+        """The tuning fields that some line really chose on validation: more than one value among the
+        cells of one line at one size (empty when every point of every line is a single configuration)."""
+        values: dict[tuple, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+        for cell in self.cells:
+            for name, value in cell.config.items:
+                if name in TUNING_FIELDS:
+                    values[(cell.config.line_key(), cell.size)][name].add(value)
+        chosen = {name for fields in values.values() for name, vals in fields.items() if len(vals) > 1}
+        return [f for f in TUNING_FIELDS if f in chosen]
 
     def lines(self) -> dict[tuple, dict[SizeKey, Cell]]:
-        """Size-curve lines: per LINE_FIELDS value, the cell chosen on validation at each size."""
+        """Size-curve lines: per :meth:`Config.line_key`, the cell chosen on validation at each size (only
+        the tuning fields differ among the cells a line chooses from)."""
         grouped: dict[tuple, dict[SizeKey, list[Cell]]] = defaultdict(lambda: defaultdict(list))
         for cell in self.cells:
             grouped[cell.config.line_key()][cell.size].append(cell)
@@ -347,18 +414,45 @@ class Task:
         """Config fields (and ``variant``) with more than one value among the strategy's cells."""
         return self._varying_within.get(strategy, [])
 
+    def telling_fields(self, strategy: str) -> list[str]:
+        """The fields that tell the strategy's configurations apart, in :data:`DESCRIBE_ORDER`: each varies
+        among the strategy's cells and is not already determined by the fields named before it (fc2's
+        activation=relu is told by head=fc2 against logreg; layer=5 against the top layer is not).
+        The backbone is named whenever it varies in the task."""
+        if strategy in self._telling:
+            return self._telling[strategy]
+        cells = [c for c in self.cells if c.config.strategy == strategy]
+        candidates = _describe_order([f for f in self.varying_within(strategy) if f != "variant"])
+        names = ["backbone"] if "backbone" in self.varying else []
+        candidates = [f for f in candidates if f not in names]
+        for name in [f for f in candidates if f not in TUNING_FIELDS] + [
+            f for f in candidates if f in TUNING_FIELDS
+        ]:
+            seen: dict[tuple, set] = defaultdict(set)
+            for cell in cells:
+                seen[tuple(cell.config.get(n) for n in names)].add(cell.config.get(name))
+            if any(len(v) > 1 for v in seen.values()):
+                names.append(name)
+        self._telling[strategy] = names
+        return names
+
     def describe(self, config: Config, full: bool = True) -> str:
         """A configuration in as few words as tell it apart: the strategy (and snt variant), the backbone
-        when the task has several, the line fields that vary among the strategy's runs, and with ``full``
-        also the tuned fields (lr, ...) that vary among them."""
-        within = self.varying_within(config.strategy)
-        names = ["backbone"] if "backbone" in self.varying else []
-        names += [f for f in LINE_FIELDS[2:] if f in within and f != "backbone"]
-        if full:
-            names += [f for f in within if f not in LINE_FIELDS]
+        when the task has several, the fields of :meth:`telling_fields` that separate lines, and with
+        ``full`` also the tuning fields (lr, ...) among them."""
+        names = [f for f in self.telling_fields(config.strategy) if full or f not in TUNING_FIELDS]
         if config.variant in ("base", "frozen", "fine-tuned"):  # the variant already says how many are frozen
             names = [f for f in names if f != "frozen" and not (f == "transfer" and config.variant == "base")]
         return config.describe(names)
+
+
+def _describe_order(names: Iterable[str]) -> list[str]:
+    def rank(name: str) -> tuple:
+        if name in DESCRIBE_ORDER:
+            return (0, DESCRIBE_ORDER.index(name), name)
+        return (2 if name in TUNING_FIELDS else 1, 0, name)
+
+    return sorted(names, key=rank)
 
 
 STRATEGY_ORDER = ("scratch", "augment", "extract", "finetune", "snt", "siamese")
@@ -433,7 +527,9 @@ def load_study(store: Store) -> StudyData:
     for run in store.runs():
         result = run["result"] or {}
         if run["status"] == "failed":
-            failed.append(FailedRun(run["run_id"], run["spec"], run["error"] or "no reason recorded", run["attempts"]))
+            failed.append(
+                FailedRun(run["run_id"], run["spec"], run["error"] or "no reason recorded", run["attempts"])
+            )
         elif run["status"] == "done":
             if result.get("status", "ok") != "ok":
                 failed.append(FailedRun(run["run_id"], run["spec"], result.get("error") or "result marked failed",
@@ -462,9 +558,15 @@ def _is_accuracy(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _split_key(result: dict) -> str:
+    """The split a run was measured on: its indices hash and direction (snt's swap); '' parts when absent."""
+    spec = result.get("spec") or {}
+    return f"{result.get('indices_hash') or ''}:{bool(spec.get('swap'))}"
+
+
 def _cell(task: str, config: Config, size: SizeKey, runs: list[dict]) -> Cell:
     results = [r["result"] for r in runs]
-    vals = [r["val_accuracy"] for r in results if _is_accuracy(r.get("val_accuracy"))]
+    with_val = [r for r in results if _is_accuracy(r.get("val_accuracy"))]
     n_train = [r.get("n_train") or 0 for r in results]
     n_classes = Counter(r.get("n_classes") or 0 for r in results).most_common(1)[0][0]
     metric_values: dict[str, list[float]] = defaultdict(list)
@@ -472,11 +574,17 @@ def _cell(task: str, config: Config, size: SizeKey, runs: list[dict]) -> Cell:
         for name, value in (r.get("metrics") or {}).items():
             if _is_accuracy(value):  # any finite number
                 metric_values[name].append(float(value))
+    seconds = [float(r["total_seconds"]) for r in results if _is_accuracy(r.get("total_seconds"))]
+    # Keys pair arms split by split only when every run names its split (results since release 0.1 do).
+    keyed = all(r.get("indices_hash") for r in results)
     return Cell(
         task=task, config=config, size=size, n_train=round(sum(n_train) / len(n_train)), n_classes=n_classes,
-        test=Stat.of([r["test_accuracy"] for r in results]), val=Stat.of(vals) if vals else None,
+        test=Stat.of([r["test_accuracy"] for r in results], [_split_key(r) for r in results] if keyed else None),
+        val=Stat.of([r["val_accuracy"] for r in with_val], [_split_key(r) for r in with_val] if keyed else None)
+        if with_val else None,
         run_ids=tuple(r["run_id"] for r in runs), directions=len({bool(r["spec"].get("swap")) for r in runs}),
         metrics={name: Stat.of(values) for name, values in sorted(metric_values.items())},
+        seconds=Stat.of(seconds) if seconds else None, run_seconds=tuple(seconds),
     )  # fmt: skip
 
 
@@ -514,7 +622,13 @@ class DepthSweep:
         return None if reference is None else Gain.between(cell.test, reference.test)
 
 
-SWEEP_FIELDS = ("backbone", "head", "source", "augment")  # one sweep (figure) per value of these
+DEPTH_FIELDS = ("transfer", "frozen")  # the sweep's axis
+
+
+def _sweep_key(cell: Cell) -> tuple:
+    """Every (field, value) but the tuning and depth fields: one sweep (figure) per key, so a heatmap cell
+    never joins two recipes, layers or resolutions (only the tuning fields are chosen inside a cell)."""
+    return tuple((k, v) for k, v in cell.config.items if k not in TUNING_FIELDS and k not in DEPTH_FIELDS)
 
 
 def depth_sweeps(task: Task) -> list[DepthSweep]:
@@ -525,7 +639,7 @@ def depth_sweeps(task: Task) -> list[DepthSweep]:
         groups: dict[tuple, list[Cell]] = defaultdict(list)
         for cell in task.cells:
             if cell.config.strategy == strategy:
-                groups[tuple(cell.config.get(f) for f in SWEEP_FIELDS)].append(cell)
+                groups[_sweep_key(cell)].append(cell)
         for key, cells in sorted(groups.items(), key=lambda item: repr(item[0])):
             sweep = _snt_sweep(task, key, cells) if strategy == "snt" else _finetune_sweep(task, key, cells)
             if sweep is not None:
@@ -544,12 +658,13 @@ def _chosen(cells: Iterable[Cell], key: Callable[[Cell], tuple | None]) -> dict[
 
 
 def _sweep_title(task: Task, strategy: str, key: tuple) -> str:
-    """'snt · backbone=cifar_cnn · source=cats,dogs': the backbone and source always, the others when they
-    vary among the strategy's runs."""
-    within = task.varying_within(strategy)
-    parts = [strategy] + [f"{name}={value}" for name, value in zip(SWEEP_FIELDS, key, strict=True)
-                          if value is not None and (name in within or name in ("backbone", "source"))]  # fmt: skip
-    return " · ".join(parts)
+    """'snt · backbone=cifar_cnn · source=cats,dogs': the backbone and source always, the other fields of
+    the sweep's key when they tell the strategy's configurations apart."""
+    telling = [f for f in task.telling_fields(strategy) if f not in TUNING_FIELDS and f not in DEPTH_FIELDS]
+    values = dict(key)
+    names = [f for f in ("backbone", "source") if values.get(f) is not None]
+    names += [f for f in telling if f not in names and values.get(f) is not None]
+    return " · ".join([strategy] + [f"{name}={_short(values[name])}" for name in names])
 
 
 def _tuned(task: Task, cells: list[Cell], exclude: Sequence[str]) -> list[str]:
@@ -557,18 +672,22 @@ def _tuned(task: Task, cells: list[Cell], exclude: Sequence[str]) -> list[str]:
     for cell in cells:
         for name, value in cell.config.items:
             values[name].add(value)
-    return sorted(n for n, v in values.items() if len(v) > 1 and n not in (*exclude, *SWEEP_FIELDS))
+    return sorted(n for n, v in values.items() if len(v) > 1 and n not in exclude)
 
 
 def _snt_sweep(task: Task, key: tuple, cells: list[Cell]) -> DepthSweep | None:
     def condition(cell: Cell) -> str | None:
-        return {"frozen": "transferred and frozen (SnT)", "fine-tuned": "transferred and fine-tuned (SnT+)"}.get(
-            cell.config.variant)
+        return {
+            "frozen": "transferred and frozen (SnT)",
+            "fine-tuned": "transferred and fine-tuned (SnT+)",
+        }.get(cell.config.variant)
 
     base = _chosen((c for c in cells if c.config.variant == "base"), lambda c: (c.size,))
     panels: dict[str, dict[tuple[int, SizeKey], Cell]] = {}
     for name in ("transferred and frozen (SnT)", "transferred and fine-tuned (SnT+)"):
-        chosen = _chosen((c for c in cells if condition(c) == name), lambda c: (c.config.get("transfer"), c.size))
+        chosen = _chosen(
+            (c for c in cells if condition(c) == name), lambda c: (c.config.get("transfer"), c.size)
+        )
         if chosen:
             panels[name] = {(0, size): cell for (size,), cell in base.items()} | chosen
     if not panels or len({d for cells_ in panels.values() for d, _ in cells_}) < 2:
@@ -595,3 +714,22 @@ def _finetune_sweep(task: Task, key: tuple, cells: list[Cell]) -> DepthSweep | N
 def _task_baseline(task: Task) -> dict[SizeKey, Cell]:
     chosen = {size: task.best(size, role="baseline") for size in task.sizes}
     return {size: cell for size, cell in chosen.items() if cell is not None}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Wall-clock seconds of one strategy's finished runs in a task: ``per_run`` over the ``n`` timed runs
+    (features extracted once and cached are paid by the first run that needs them, so the mean spreads
+    that cost over every run sharing them) and their ``total``."""
+
+    strategy: str
+    per_run: Stat
+    total: float
+
+
+def strategy_costs(task: Task) -> dict[str, Cost]:
+    """Strategy -> its :class:`Cost`, from every finished run's ``total_seconds``."""
+    seconds: dict[str, list[float]] = defaultdict(list)
+    for cell in task.cells:
+        seconds[cell.config.strategy] += list(cell.run_seconds)
+    return {s: Cost(s, Stat.of(v), math.fsum(v)) for s in task.strategies() if (v := seconds.get(s))}

@@ -1,7 +1,10 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot state, no display needed).
 
-- :func:`size_curves`: test accuracy vs training images (log x), one line per strategy/backbone/head,
-  mean with a 95% t-interval band over the repeats, n in the legend, chance level dashed.
+- :func:`gain_curves`: the best transfer configuration's test accuracy minus the best baseline's and the
+  best augmentation's, in percentage points, vs training images, with the 95% band (paired over shared splits, else Welch) and the zero line.
+- :func:`size_curves`: test accuracy vs training images (log x), one line per configuration (every
+  varying field but the tuning fields separates lines), mean with a 95% t-interval band over the repeats,
+  n in the legend; the accuracy axis is zoomed to the data, chance drawn only when inside it.
 - :func:`depth_heatmaps`: units transferred/frozen x training size, test accuracy and gain over the
   reference (absolute and %), one row of panels per condition (frozen, fine-tuned) — the CIFAR-domains
   study's figures, one figure per source domain.
@@ -12,7 +15,8 @@
 - :func:`one_shot_curves`: Siamese one-shot accuracy vs N and vs the number of training pairs, with
   Koch's 1-NN baselines and chance 1/N.
 
-Every strategy has one colour in every figure (:data:`STRATEGY_COLOURS`).
+Every strategy has one colour in every figure (:data:`STRATEGY_COLOURS`); every size-curve line keeps its
+colour, line style and marker in the learning-curve fits (:func:`line_styles`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from matplotlib.colors import Normalize, TwoSlopeNorm, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
-from transferlab.report.aggregate import ROLES, Cell, DepthSweep, SizeKey, Task, best_by_validation
+from transferlab.report.aggregate import ROLES, Cell, DepthSweep, Gain, SizeKey, Task, best_by_validation
 
 # Okabe-Ito colours (distinguishable with colour-vision deficiencies), one per strategy.
 STRATEGY_COLOURS = {"scratch": "#555555", "augment": "#E69F00", "extract": "#0072B2", "finetune": "#009E73",
@@ -75,7 +79,9 @@ def _size_axis(ax: Axes, task: Task, sizes: Sequence[SizeKey]) -> None:
     ax.set_xticklabels([f"{task.n_train[s]:,}\n{s.label}" for s in sizes])
     low, high = min(positions), max(positions)
     ax.set_xlim(low / 1.5, high * 1.5)
-    ax.set_xlabel("training images (log scale), with the size as specified: fraction of the pool or images per class")
+    ax.set_xlabel(
+        "training images (log scale), with the size as specified: fraction of the pool or images per class"
+    )
 
 
 def _fit_size_labels(fig: Figure, ax: Axes, task: Task) -> None:
@@ -108,44 +114,128 @@ def _accuracy_limits(values: Sequence[float], chance: float) -> tuple[float, flo
     return max(0.0, low - margin), min(1.0, high + margin)
 
 
+def _data_limits(values: Sequence[float]) -> tuple[float, float]:
+    """Accuracy limits zoomed to the data (chance is noted, not forced into view: at the bottom of an axis
+    from chance to 1 the differences between arms get a fraction of the plot)."""
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    margin = max(0.01, 0.08 * (high - low))
+    return max(0.0, low - margin), min(1.0, high + margin)
+
+
+def line_styles(task: Task) -> dict[tuple, tuple[tuple[float, float, float], str, str]]:
+    """(colour, line style, marker) of each line of :meth:`Task.lines`: the same in every figure."""
+    styles = _LineStyles()
+    return {key: styles.next(key[0]) for key in task.lines()}
+
+
 def size_curves(task: Task) -> Figure:
-    """Test accuracy vs training images of each line of :meth:`Task.lines`, with 95% CI bands."""
+    """Test accuracy vs training images of each line of :meth:`Task.lines`, with 95% CI bands; the y axis
+    is zoomed to the data, with chance drawn only when it falls inside."""
     fig = _new_figure(8.0, 5.2)
     ax = fig.add_subplot()
-    styles = _LineStyles()
+    styles = line_styles(task)
     lines = task.lines()
     all_values, all_ns = [], []
-    for cells in lines.values():
+    for key, cells in lines.items():
         first = next(iter(cells.values()))
-        colour, linestyle, marker = styles.next(first.config.strategy)
+        colour, linestyle, marker = styles[key]
         x = np.array([task.n_train[s] for s in cells], dtype=float)
         mean = np.array([c.test.mean for c in cells.values()])
         low = np.array([np.nan if c.test.ci_low is None else c.test.ci_low for c in cells.values()])
         high = np.array([np.nan if c.test.ci_high is None else c.test.ci_high for c in cells.values()])
         ns = [c.test.n for c in cells.values()]
-        all_values += [*mean, *low[~np.isnan(low)], *high[~np.isnan(high)]]
+        all_values += [*mean, *np.clip(low[~np.isnan(low)], 0, 1), *np.clip(high[~np.isnan(high)], 0, 1)]
         all_ns += ns
         label = f"{task.describe(first.config, full=False)} ({_n_text(ns)})"
-        ax.plot(x, mean, color=colour, linestyle=linestyle, marker=marker, markersize=5, linewidth=1.6, label=label)
+        ax.plot(
+            x,
+            mean,
+            color=colour,
+            linestyle=linestyle,
+            marker=marker,
+            markersize=5,
+            linewidth=1.6,
+            label=label,
+        )
         ax.fill_between(x, np.clip(low, 0, 1), np.clip(high, 0, 1), color=colour, alpha=0.15, linewidth=0)
+    low, high = _data_limits(all_values)
+    chance_note = ""
     if task.n_classes:
-        ax.axhline(task.chance, **CHANCE_STYLE, label=f"chance (1/{task.n_classes} = {task.chance:.2f})")
+        chance = f"chance (1/{task.n_classes} = {task.chance:.2f})"
+        if low <= task.chance <= high:
+            ax.axhline(task.chance, **CHANCE_STYLE, label=chance)
+        else:
+            chance_note = f"; {chance} is {'below' if task.chance < low else 'above'} the axis"
     if not lines:
         ax.text(0.5, 0.5, "no finished run has a validation accuracy to choose a configuration on",
                 ha="center", va="center", transform=ax.transAxes)  # fmt: skip
     _size_axis(ax, task, task.sizes)
-    ax.set_ylim(*_accuracy_limits(all_values, task.chance))
-    ax.set_ylabel("test accuracy (fraction correct)")
+    ax.set_ylim(low, high)
+    ax.set_ylabel("test accuracy (fraction correct; axis zoomed to the data)")
     ax.grid(True, which="major", alpha=0.3)
     tuned = task.tuned_fields()
-    subtitle = "mean and 95% CI over repeats (n runs in the legend)"
+    subtitle = f"mean and 95% CI over repeats (n runs in the legend){chance_note}"
     if tuned:
         subtitle += f"; each point: the best of {', '.join(tuned)} on validation"
     ax.set_title(f"{task.label}: test accuracy vs training size\n" + "\n".join(textwrap.wrap(subtitle, 95)))
     _spread_note(ax, all_ns, len(task.sizes) == 1)
     labels = ax.get_legend_handles_labels()[1]
-    ncols = 2 if len(labels) > 3 and max(map(len, labels)) <= 55 else 1
-    fig.legend(loc="outside lower center", ncols=ncols, frameon=False)
+    if labels:
+        ncols = 2 if len(labels) > 3 and max(map(len, labels)) <= 55 else 1
+        fig.legend(loc="outside lower center", ncols=ncols, frameon=False)
+    _fit_size_labels(fig, ax, task)
+    return fig
+
+
+REFERENCE_COLOURS = {"baseline": "scratch", "augmentation": "augment"}  # a reference takes its strategy's hue
+
+
+def gain_curves(task: Task) -> Figure | None:
+    """The gain of the best transfer configuration (chosen on validation at each size) over the best
+    baseline and over the best augmentation configuration, in percentage points of test accuracy, against
+    training images; band: 95% interval of the difference (paired over shared splits, else Welch); filled markers where the interval
+    excludes 0. None when no size has transfer and a reference."""
+    series = {}
+    for role in ("baseline", "augmentation"):
+        points = []
+        for size in task.sizes:
+            transfer, reference = task.best(size, role="transfer"), task.best(size, role=role)
+            if transfer is not None and reference is not None:
+                points.append((size, transfer, reference, Gain.between(transfer.test, reference.test)))
+        if points:
+            series[role] = points
+    if not series:
+        return None
+    fig = _new_figure(8.0, 4.6)
+    ax = fig.add_subplot()
+    values = [0.0]
+    for i, (role, points) in enumerate(series.items()):
+        colour = strategy_colour(REFERENCE_COLOURS[role])
+        x = np.array([task.n_train[s] for s, *_ in points], dtype=float) * (1.03 if i else 1 / 1.03)
+        gain = np.array([100 * g.absolute for *_, g in points])
+        half = np.array([np.nan if g.ci_half is None else 100 * g.ci_half for *_, g in points])
+        ns = [t.test.n for _, t, _, _ in points] + [r.test.n for _, _, r, _ in points]
+        ax.plot(x, gain, color=colour, linewidth=1.8, linestyle=LINE_STYLES[i], marker=MARKERS[i], markersize=6,
+                markerfacecolor="white", label=f"best transfer − best {role} ({_n_text(ns)} per arm)")  # fmt: skip
+        ax.fill_between(x, gain - half, gain + half, color=colour, alpha=0.18, linewidth=0)
+        detectable = ~np.isnan(half) & ((gain - half > 0) | (gain + half < 0))
+        ax.scatter(x[detectable], gain[detectable], color=colour, marker=MARKERS[i], s=36, zorder=3)
+        values += [*gain, *(gain - half)[~np.isnan(half)], *(gain + half)[~np.isnan(half)]]
+    ax.axhline(0.0, color="black", linewidth=0.8, zorder=1, label="0 = no difference")
+    _size_axis(ax, task, task.sizes)
+    low, high = min(values), max(values)
+    margin = max(0.5, 0.08 * (high - low))
+    ax.set_ylim(low - margin, high + margin)
+    ax.set_ylabel("gain in test accuracy (percentage points)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_title(f"{task.label}: gain of transfer vs training size\n" + "\n".join(textwrap.wrap(
+        "band: 95% CI of the difference (paired over shared splits, else Welch); filled marker: the CI excludes 0 (a detectable difference), "
+        "hollow: it covers 0 (no detectable difference)", 95)))  # fmt: skip
+    all_ns = [c.test.n for points in series.values() for _, t, r, _ in points for c in (t, r)]
+    _spread_note(ax, all_ns, len(task.sizes) == 1)
+    fig.legend(loc="outside lower center", ncols=1, frameon=False)
     _fit_size_labels(fig, ax, task)
     return fig
 
@@ -255,7 +345,9 @@ def depth_heatmaps(sweep: DepthSweep) -> Figure:
         _heatmap_axes(ax_gain, sweep, f"{name}: gain over the reference")
         fig.colorbar(image, ax=ax_gain, label="gain (accuracy points; text: abs., %)", shrink=0.9)
     ns = _cells_n(sweep)
-    spread = "n = 1 run per cell (single seed): no CI" if max(ns) < 2 else f"mean over {_n_text(ns)} runs per cell"
+    spread = (
+        "n = 1 run per cell (single seed): no CI" if max(ns) < 2 else f"mean over {_n_text(ns)} runs per cell"
+    )
     fig.suptitle(_wrap_lines(width, f"{sweep.task.label} — {sweep.title}",
                              f"{spread}{_directions(sweep)}; gain reference: {sweep.reference_label}"))  # fmt: skip
     return fig
@@ -291,7 +383,9 @@ def depth_lines(sweep: DepthSweep) -> Figure:
             # an accuracy interval ends at 0 and 1
             below = [min(h, m) for m, h in zip(mean, half, strict=True)]
             above = [min(h, 1.0 - m) for m, h in zip(mean, half, strict=True)]
-            values += [m + h for m, h in zip(mean, above, strict=True)] + [m - h for m, h in zip(mean, below, strict=True)]
+            values += [m + h for m, h in zip(mean, above, strict=True)] + [
+                m - h for m, h in zip(mean, below, strict=True)
+            ]
             ax.errorbar(depths, mean, yerr=[below, above], fmt="o", color=strategy_colour(sweep.strategy),
                         markerfacecolor="white" if i else None, linestyle=LINE_STYLES[i % 2], capsize=2.5,
                         markersize=4.5, linewidth=1.3, label=name)  # fmt: skip
@@ -337,6 +431,17 @@ def _mean_curve(histories: list[list[dict]], key: str) -> tuple[np.ndarray, np.n
     return epochs, np.array([np.mean(by_epoch[e]) for e in epochs])
 
 
+def _still_improving(histories: list[list[dict]]) -> int:
+    """How many runs (of those with >= 2 validated epochs) had their best validation accuracy at their last
+    recorded epoch."""
+    count = 0
+    for history in histories:
+        values = [float(e["val_accuracy"]) for e in history if e.get("val_accuracy") is not None]
+        if len(values) >= 2 and int(np.argmax(values)) == len(values) - 1 and values[-1] > values[0]:
+            count += 1
+    return count
+
+
 LEARNING_CURVE_SIZES = 2  # the smallest sizes shown
 ROLE_MARKERS = {"baseline": "o", "augmentation": "s", "transfer": "^"}
 
@@ -358,20 +463,25 @@ def learning_curves(task: Task, history: Callable[[str], list[dict]]) -> Figure 
             panels.append((size, curves))
     if not panels:
         return None
-    fig = _new_figure(5.2 * len(panels) + 0.8, 5.6)
+    fig = _new_figure(5.2 * len(panels) + 0.8, 6.0)
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for ax, (size, curves) in zip(axes, panels, strict=True):
         for role, cell, histories in curves:
             colour = strategy_colour(cell.config.strategy)
             epochs, val_error = _mean_curve(histories, "val_accuracy")
             label = f"{role}: {task.describe(cell.config)} (n={len(histories)})"
+            improving = _still_improving(histories)
+            if improving:  # validation still getting better when training ended: the budget may be short
+                label += f"; {improving} of {len(histories)} runs best at their last epoch (still improving)"
             label = "\n    ".join(textwrap.wrap(label, 60))
             if len(epochs):
                 # the role's marker tells apart two roles of one strategy (snt base vs snt transfer)
                 ax.plot(epochs, val_error, color=colour, linewidth=1.6, marker=ROLE_MARKERS[role], markersize=4.5,
                         markevery=max(1, len(epochs) // 10), label=label)  # fmt: skip
                 best = int(np.argmin(val_error))
-                ax.plot(epochs[best], val_error[best], "*", color=colour, markeredgecolor="black", markersize=11)
+                ax.plot(
+                    epochs[best], val_error[best], "*", color=colour, markeredgecolor="black", markersize=11
+                )
             epochs, train_error = _mean_curve(histories, "train_accuracy")
             if len(epochs):
                 ax.plot(epochs, train_error, color=colour, linewidth=1.0, linestyle="--")
@@ -408,7 +518,10 @@ def _metric_mean(cell: Cell, name: str) -> float:
     return np.nan if stat is None else stat.mean
 
 
-BASELINES = (("nn_pixels_accuracy", "1-NN on raw pixels", "--", "s"), ("nn_features_accuracy", "1-NN on backbone features", "-.", "D"))
+BASELINES = (
+    ("nn_pixels_accuracy", "1-NN on raw pixels", "--", "s"),
+    ("nn_features_accuracy", "1-NN on backbone features", "-.", "D"),
+)
 
 
 def one_shot_curves(task: Task) -> Figure | None:
@@ -433,10 +546,21 @@ def one_shot_curves(task: Task) -> Figure | None:
         ns += [c.test.n for c in chosen.values()]
         left.errorbar(x, mean, yerr=bars, color=colour, marker="o", capsize=3, linewidth=1.6,
                       label=f"Siamese ({_n_text([c.test.n for c in chosen.values()])})")  # fmt: skip
-        values += [m + b for m, b in zip(mean, bars[1], strict=True)] + [m - b for m, b in zip(mean, bars[0], strict=True)]
+        values += [m + b for m, b in zip(mean, bars[1], strict=True)] + [
+            m - b for m, b in zip(mean, bars[0], strict=True)
+        ]
         for name, label, style, marker in BASELINES:
             y = [_metric_mean(c, name) for c in chosen.values()]
-            left.plot(x, y, color="#555555", linestyle=style, marker=marker, markersize=4, linewidth=1.1, label=label)
+            left.plot(
+                x,
+                y,
+                color="#555555",
+                linestyle=style,
+                marker=marker,
+                markersize=4,
+                linewidth=1.1,
+                label=label,
+            )
             values += [v for v in y if not np.isnan(v)]
     chance = [1.0 / n for n in ways]
     left.plot(ways, chance, **CHANCE_STYLE, marker=".", label="chance (1/N)")
@@ -461,7 +585,9 @@ def one_shot_curves(task: Task) -> Figure | None:
                        capsize=3, linewidth=1.4, label=f"Siamese, {n}-way")  # fmt: skip
         pixels = np.nanmean([_metric_mean(c, "nn_pixels_accuracy") for c in by_pairs.values()])
         if not np.isnan(pixels):
-            right.axhline(pixels, color="#555555", linestyle=shade, linewidth=0.9, label=f"1-NN pixels, {n}-way")
+            right.axhline(
+                pixels, color="#555555", linestyle=shade, linewidth=0.9, label=f"1-NN pixels, {n}-way"
+            )
             values.append(float(pixels))
         right.axhline(1.0 / n, **{**CHANCE_STYLE, "linestyle": ":"}, alpha=0.6)
         values += list(mean)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from transferlab.report import headline
 from transferlab.report.aggregate import (
     Cell,
     Gain,
@@ -18,6 +19,7 @@ from transferlab.report.aggregate import (
     best_by_validation,
     depth_sweeps,
 )
+from transferlab.report.headline import verdict
 
 
 @dataclass
@@ -26,12 +28,21 @@ class Section:
     points: list[str]
 
 
+ANSWER = "Answer"
+
+
 def summarize(study: StudyData) -> list[Section]:
-    """One section on the study's state, then one per task."""
-    sections = [Section("Status", _status(study))]
+    """The answer first (per task and size: transfer against the baselines, in plain words), then a
+    section on the study's state, then one per task with the details."""
+    answer = []
     for task in study.tasks:
-        points = [*_gains_by_size(task), *_budgets(task), *_best_strategy(task), *_depths(task), *_trend(task),
-                  *_sources(task)]  # fmt: skip
+        task_answers = headline.answers(task)
+        answer += [headline.overview(task, task_answers), *(headline.sentence(task, a) for a in task_answers)]
+    if not answer:
+        answer = ["No finished run has a test accuracy yet: there is no answer to give (see Status)."]
+    sections = [Section(ANSWER, answer), Section("Status", _status(study))]
+    for task in study.tasks:
+        points = [*_budgets(task), *_best_strategy(task), *_depths(task), *_trend(task), *_sources(task)]
         sections.append(Section(f"{task.label} ({task.n_classes} classes, chance {task.chance:.2f})", points))
     return sections
 
@@ -50,12 +61,20 @@ def _status(study: StudyData) -> list[str]:
     points = [f"{counts['done']} of {study.n_runs} runs done, {counts['failed']} failed, {counts['running']} "
               f"running, {counts['pending']} pending; {study.n_usable} finished runs have a test accuracy."]  # fmt: skip
     if counts["pending"] or counts["running"]:
-        points.append("The study is not finished: every number below may change as the remaining runs finish.")
+        points.append(
+            "The study is not finished: every number below may change as the remaining runs finish."
+        )
     if study.failed:
-        count = f"{len(study.failed)} run failed or left" if len(study.failed) == 1 else f"{len(study.failed)} runs failed or left"
+        count = (
+            f"{len(study.failed)} run failed or left"
+            if len(study.failed) == 1
+            else f"{len(study.failed)} runs failed or left"
+        )
         points.append(f"{count} no usable result; the reasons are listed under 'Failed runs'.")
     if study.n_usable == 0:
-        points.append("No run has finished with a test accuracy, so no accuracy, gain or figure can be shown.")
+        points.append(
+            "No run has finished with a test accuracy, so no accuracy, gain or figure can be shown."
+        )
     else:
         points.append("Configurations are chosen on mean validation accuracy; accuracies quoted are test "
                       "accuracy, mean ± std over repeats (seeds, and both transfer directions when run) with n.")  # fmt: skip
@@ -75,38 +94,14 @@ def _budgets(task: Task) -> list[str]:
         choices = {role: task.choice(size, role=role) for role in ("transfer", "baseline", "augmentation")}
         present = {role: choice for role, choice in choices.items() if choice is not None}
         if choices["transfer"] is not None and len({c.n_configs for c in present.values()}) > 1:
-            items.append((size, ", ".join(f"{role} from {choice.text()}" for role, choice in present.items())))
+            items.append(
+                (size, ", ".join(f"{role} from {choice.text()}" for role, choice in present.items()))
+            )
     if not items:
         return []
     return [f"Unequal tuning budgets: chosen on validation, {_ranges(items)}. Part of a gain may come from the "
             "larger search (and a lucky validation score among more tries) rather than from the arm itself; "
             "give each arm the same number of trials (e.g. the same lr grid) for a fair verdict."]  # fmt: skip
-
-
-def _gains_by_size(task: Task) -> list[str]:
-    """Question 1: transfer against the baseline and augmentation at each size."""
-    points = []
-    for size in task.sizes:
-        transfer = task.best(size, role="transfer")
-        baseline, augmentation = task.best(size, role="baseline"), task.best(size, role="augmentation")
-        head = f"At {task.size_text(size)}"
-        if transfer is None:
-            others = [f"{name} {_named(task, c)}" for name, c in (("baseline", baseline), ("augmentation", augmentation)) if c]
-            points.append(f"{head}: no transfer runs finished" + (f"; {'; '.join(others)}." if others else "."))
-            continue
-        text = f"{head}, transfer ({task.describe(transfer.config)}) reaches {transfer.test.text()}"
-        comparisons = []
-        for name, reference in (("the baseline", baseline), ("augmentation", augmentation)):
-            if reference is None:
-                comparisons.append(f"no {name.removeprefix('the ')} runs to compare with")
-                continue
-            gain = Gain.between(transfer.test, reference.test)
-            details = ([] if gain.ci_half is None else [f"95% CI ±{gain.ci_half:.3f}"]) + (
-                [] if gain.relative is None else [f"×{gain.relative:.2f}"])
-            comparisons.append(f"{gain.absolute:+.3f} ({', '.join(details)}) over {name} "
-                               f"({task.describe(reference.config)}: {reference.test.mean:.3f})")  # fmt: skip
-        points.append(f"{text}: {'; '.join(comparisons)}.")
-    return points
 
 
 def _ranges(items: list[tuple[SizeKey, str]]) -> str:
@@ -173,25 +168,32 @@ def _trend(task: Task) -> list[str]:
                       "size can be given yet.")  # fmt: skip
     if len(pairs) >= 2:
         (s0, t0, b0), (s1, t1, b1) = pairs[0], pairs[-1]
-        g0, g1 = Gain.between(t0.test, b0.test).absolute, Gain.between(t1.test, b1.test).absolute
-        direction = "shrinks" if abs(g1) < abs(g0) else "grows"
-        points.append(f"The gain of transfer over the baseline {direction} with more labels: {g0:+.3f} at "
-                      f"{task.size_text(s0)}, {g1:+.3f} at {task.size_text(s1)}.")  # fmt: skip
+        g0, g1 = Gain.between(t0.test, b0.test), Gain.between(t1.test, b1.test)
+        points.append(f"The gain of transfer over the baseline goes from {g0.absolute:+.3f} ({verdict(g0)}) at "
+                      f"{task.size_text(s0)} to {g1.absolute:+.3f} ({verdict(g1)}) at {task.size_text(s1)}.")  # fmt: skip
     smallest = next((s for s in task.sizes if task.best(s, role="transfer")), None)
     baselines = [(s, b) for s in task.sizes if (b := task.best(s, role="baseline"))]
     if smallest is not None and baselines:
-        target = task.best(smallest, role="transfer").test.mean
+        transfer = task.best(smallest, role="transfer")
+        target, images = transfer.test.mean, f"{task.n_train[smallest]:,} images"
+        same = next((b for s, b in baselines if s == smallest), None)
         matched = next(((s, b) for s, b in baselines if b.test.mean >= target), None)
-        if matched is None:
+        if same is not None and same.test.mean >= target:
+            points.append(f"Transfer with {images} ({target:.3f}) does not beat the baseline at the same size "
+                          f"({same.test.mean:.3f}): no labels are saved by transferring there.")  # fmt: skip
+        elif matched is None:
             top_size, top = max(baselines, key=lambda item: item[1].test.mean)
-            points.append(f"Transfer with {task.n_train[smallest]:,} images ({target:.3f}) is not matched by the "
-                          f"baseline at any tested size (its best: {top.test.mean:.3f} with "
-                          f"{task.n_train[top_size]:,} images).")  # fmt: skip
+            points.append(f"Transfer with {images} ({target:.3f}) is not matched by the baseline at any tested "
+                          f"size (its best: {top.test.mean:.3f} with {task.n_train[top_size]:,} images).")  # fmt: skip
         else:
             size, cell = matched
             ratio = task.n_train[size] / max(task.n_train[smallest], 1)
-            points.append(f"Transfer with {task.n_train[smallest]:,} images ({target:.3f}) is matched by the "
-                          f"baseline at {task.n_train[size]:,} images ({cell.test.mean:.3f}), {ratio:.3g}× as many labels.")  # fmt: skip
+            caveat = ""
+            if same is not None and verdict(Gain.between(transfer.test, same.test)) != "better":
+                caveat = f" (by the means: at {images} transfer's lead over the baseline is not detectable)"
+            points.append(f"Transfer with {images} ({target:.3f}) is first matched by the baseline at "
+                          f"{task.n_train[size]:,} images ({cell.test.mean:.3f}), {ratio:.3g}× as many labels"
+                          f"{caveat}.")  # fmt: skip
     return points
 
 
@@ -200,7 +202,9 @@ def _sources(task: Task) -> list[str]:
     by_source: dict[tuple, list[Cell]] = defaultdict(list)
     for cell in task.cells:
         if cell.config.role == "transfer":
-            by_source[(cell.config.strategy, cell.config.get("backbone"), cell.config.get("source"))].append(cell)
+            by_source[(cell.config.strategy, cell.config.get("backbone"), cell.config.get("source"))].append(
+                cell
+            )
     if len(by_source) < 2:
         return []
     ranked = []
@@ -213,11 +217,12 @@ def _sources(task: Task) -> list[str]:
                 gains.append(Gain.between(chosen.test, reference.test).absolute)
         if gains:
             name = f"{strategy} from {backbone}" + (f" (source classes {source})" if source else "")
-            ranked.append((sum(gains) / len(gains), name, f"{len(gains)} size{'s' if len(gains) > 1 else ''}"))
+            ranked.append(
+                (sum(gains) / len(gains), name, f"{len(gains)} size{'s' if len(gains) > 1 else ''}")
+            )
     if not ranked:
         return ["No baseline runs: the sources cannot be ranked by their gain."]
     ranked.sort(reverse=True)
     listing = "; ".join(f"{name} {gain:+.3f} ({sizes})" for gain, name, sizes in ranked)
     return [f"Sources ranked by mean gain over the baseline across sizes: {listing}. Transferability scores "
             "that rank sources before training: `transferlab advise`."]  # fmt: skip
-
