@@ -54,3 +54,18 @@ def test_a_metric_missing_from_any_repeat_gives_no_cell():
     del runs[1]["result"]["metrics"]["simpleshot_5shot_accuracy"]
     assert pooled([r["result"] for r in runs], "simpleshot_5shot") is None
     assert pooled([r["result"] for r in runs], "simpleshot").n == 200
+
+
+def test_the_report_table_flattens_every_cell_and_renders_intervals():
+    from transferlab.report.few_shot import tables
+
+    assert tables([]) == []
+    (table,) = tables([_run(0, 1e-3, 0.8, 0.5), _run(1, 1e-3, 0.8, 0.6)])
+    first = table.rows[0]
+    assert table.name == "few_shot_methods" and len(table.rows) == 6 and first["recommended_on_validation"]
+    assert (first["one_shot_tasks"], first["five_shot_tasks"], first["repeats"]) == (200, 200, 2)
+    assert (
+        table.rows[1]["five_shot_accuracy"] is None
+        and "0.550 [" in table.html()
+        and "(recommended)" in table.html()
+    )

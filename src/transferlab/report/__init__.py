@@ -27,8 +27,8 @@ from matplotlib.figure import Figure
 
 from transferlab import faults, paths
 from transferlab.errors import TransferlabError
+from transferlab.report import few_shot, learning_fit
 from transferlab.report import figures as figs
-from transferlab.report import learning_fit
 from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
 from transferlab.report.html import FigureFile, render
 from transferlab.report.summary import summarize, to_markdown
@@ -58,7 +58,7 @@ def write_report(study_dir: str | os.PathLike) -> Path:
             with matplotlib.rc_context(figs.RC):
                 figures = _draw_figures(study, staging)
                 figures += learning_fit.figures(study, fits, staging, _save, _slug)
-            extra_tables = learning_fit.tables(study, fits)
+            extra_tables = learning_fit.tables(study, fits) + few_shot.tables(store.runs("done"))
             tables = [table for table in [*all_tables(study), *extra_tables] if table.rows]
             for table in tables:
                 table.write_csv(staging / f"{table.name}.csv")

@@ -128,3 +128,43 @@ def markdown(rows: list[dict]) -> str:
     chosen = sorted({(row["protocol"], row["chosen"]) for row in rows})
     lines += ["", *(f"- {protocol}: Siamese configuration {text}" for protocol, text in chosen)]
     return "\n".join(lines)
+
+
+def tables(runs: list[dict]) -> list:
+    """The report's ``few_shot_methods`` table (empty list without siamese runs): flat CSV rows, displayed
+    as accuracy [Wilson interval] per protocol x method."""
+    from transferlab.report.tables import Column, Table
+
+    rows = []
+    for row in method_table(runs):
+        flat = {"protocol": row["protocol"], "siamese_config": row["chosen"], "method": row["method"],
+                "recommended_on_validation": row["recommended"]}  # fmt: skip
+        for part in ("one_shot", "five_shot", "validation"):
+            score = row[part]
+            flat.update({f"{part}_accuracy": None if score is None else score.accuracy,
+                         f"{part}_ci_low": None if score is None else score.low,
+                         f"{part}_ci_high": None if score is None else score.high,
+                         f"{part}_tasks": None if score is None else score.n,
+                         f"{part}_std": None if score is None else score.std})  # fmt: skip
+        flat["repeats"] = row["one_shot"].repeats
+        rows.append(flat)
+    if not rows:
+        return []
+
+    def cell(part: str):
+        def render(r: dict) -> str:
+            if r[f"{part}_accuracy"] is None:
+                return "-"
+            return f"{r[f'{part}_accuracy']:.3f} [{r[f'{part}_ci_low']:.3f}, {r[f'{part}_ci_high']:.3f}]"
+
+        return render
+
+    caption = ("Every few-shot method on the same test tasks of unseen classes: accuracy [95% Wilson interval over "
+               "the pooled tasks of the repeats]; the Siamese configuration is chosen on one-shot tasks of held-out "
+               "validation classes (or the training classes' validation pairs without them), and the recommended "
+               "method is the one with the best validation accuracy (test never chooses).")  # fmt: skip
+    display = [Column("protocol", lambda r: r["protocol"]),
+               Column("method", lambda r: r["method"] + (" (recommended)" if r["recommended_on_validation"] else "")),
+               Column("1-shot test", cell("one_shot")), Column("5-shot test", cell("five_shot")),
+               Column("1-shot validation", cell("validation")), Column("repeats", lambda r: str(r["repeats"]))]  # fmt: skip
+    return [Table("few_shot_methods", caption, rows, display)]
