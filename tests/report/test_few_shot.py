@@ -79,3 +79,15 @@ def test_the_report_table_flattens_every_cell_and_renders_intervals():
         and "0.550 [" in table.html()
         and "(recommended)" in table.html()
     )
+
+
+def test_the_feature_layer_is_a_choice_on_validation_not_a_protocol():
+    top, low = _run(0, 1e-3, 0.6, 0.5), _run(0, 1e-3, 0.7, 0.4)
+    top["result"]["spec"]["layer"], low["result"]["spec"]["layer"] = "head", "5"
+    rows = method_table([top, low])
+    assert (
+        len({r["protocol"] for r in rows}) == 1
+        and "layer=5" in rows[0]["chosen"]
+        and "best of 2" in rows[0]["chosen"]
+    )
+    assert rows[0]["one_shot"].accuracy == 0.4  # the validation winner's test accuracy, not the better test

@@ -26,7 +26,7 @@ METHODS = (
     ("SimpleShot, features", "simpleshot", "simpleshot_5shot", "val_simpleshot"),
 )
 PROTOCOL_FIELDS = ("dataset", "source_dataset", "source", "target", "n_way", "input_size", "backbone")
-TUNED_FIELDS = ("lr", "head", "hidden", "pairs", "weight_decay", "steps", "epochs")
+TUNED_FIELDS = ("layer", "lr", "head", "hidden", "pairs", "weight_decay", "steps", "epochs")
 
 
 @dataclass(frozen=True)
