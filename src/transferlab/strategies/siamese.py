@@ -18,8 +18,18 @@ as many test pairs as validation pairs, for the test loss). The target classes a
 Backbone: frozen (``frozen`` unset, or at least the feature layer) -> the twins train on cached features
 (``features.cached_features``: one extraction per image set, shared with every other run); otherwise the
 units after ``frozen`` train end to end at ``backbone_lr``. Reported (``RunResult.metrics``): one-shot
-accuracy with its 95% Wilson interval, chance 1/N, and Koch's 1-nearest-neighbour baselines on the same
-tasks, on raw pixels and on the pretrained backbone's features.
+accuracy with its 95% Wilson interval, chance 1/N, and on exactly the same tasks the few-shot baselines of
+:mod:`transferlab.fewshot`: Koch's 1-nearest neighbour on raw pixels and on the pretrained backbone's
+features, nearest class mean (``protonet``) and SimpleShot (centred on the training classes' mean feature);
+the same for N-way ``K_SHOT``-shot tasks (``*_5shot``; the twins score a class by their mean logit over its
+supports).
+
+Held-out validation classes (``val_classes``, Koch's protocol): the twins first train on the other training
+classes and stop on the loss of pairs of the held-out ones; their one-shot accuracy on tasks of those classes
+is the run's ``val_accuracy`` (what a study chooses lr, head and layer on), and the baselines are scored on
+the same validation tasks (``val_*``). Then the twins retrain on every training class for the chosen number
+of steps (no validation left) and are tested. Measured (benchmarks/results/one_shot.md): early stopping
+ends the first stage after 20-160 steps; unseen-class validation loss rises soon after.
 """
 
 from __future__ import annotations
