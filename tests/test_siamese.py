@@ -148,3 +148,22 @@ def test_wilson_interval_matches_the_formula():
     )
     with pytest.raises(TransferlabError, match="at least one task"):
         wilson_interval(0, 0)
+
+
+def test_support_scores_at_one_shot_are_the_task_scores():
+    """K = 1 tasks viewed as few-shot tasks score exactly as the one-shot scorer; at K = 3 the score of a
+    class is the mean logit over its supports."""
+    from transferlab.fewshot import FewShotTasks, sample_fewshot_tasks
+    from transferlab.siamese import support_scores
+
+    x, labels = _gaussian_classes(1)
+    with seeded(0):
+        net = SiameseNet(16, 8)
+    h = embeddings(net, x)
+    tasks = sample_tasks(labels, 4, 30, np.random.default_rng(0))
+    assert torch.equal(support_scores(net, h, FewShotTasks.from_one_shot(tasks)), task_scores(net, h, tasks))
+    shots = sample_fewshot_tasks(labels, 3, 3, 10, np.random.default_rng(1))
+    first = torch.stack(
+        [net.similarity(h[[shots.query[0]] * 3], h[shots.support[0, n]]).mean() for n in range(3)]
+    )
+    assert torch.allclose(support_scores(net, h, shots)[0], first)

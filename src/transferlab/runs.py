@@ -105,6 +105,12 @@ class RunSpec:
     tasks: int | None = _field(None, "siamese: one-shot test tasks, >= 1 (default 320, the VGG16 study's)")
     pairs: int | None = _field(None, "siamese: training pairs, half same-class and half different, >= 1 (default 2000)")
     hidden: int | None = _field(None, "siamese: sigmoid units before the L1 distance, >= 1 (default 4096, the study's)")
+    val_classes: str | None = _field(None, "siamese: training classes held out as validation classes (names or "
+                                           "indices, commas; >= 2, leaving >= 2 to train on): the twins first "
+                                           "train on the others, stop and are chosen on pairs and one-shot tasks "
+                                           "of these unseen classes (Koch's protocol; val_accuracy = their one-shot "
+                                           "accuracy), then retrain on every training class for the chosen "
+                                           "number of steps")  # fmt: skip
     augment: str | None = _field(None, f"training augmentation: comma list of mirror,noise,crop,affine or none; "
                                        f"default none ({DEFAULT_AUGMENT} for the augment strategy)")  # fmt: skip
     seed: int = _field(0, "seed of the subset, validation carve, initialisation, batch order and augmentation")
@@ -123,7 +129,7 @@ class RunSpec:
         # Flat, canonical values: a study file may give a unit index as a number or classes as a list.
         if isinstance(self.layer, int) and not isinstance(self.layer, bool):
             object.__setattr__(self, "layer", str(self.layer))
-        for name in ("source", "target"):
+        for name in ("source", "target", "val_classes"):
             if isinstance(getattr(self, name), (list, tuple)):
                 object.__setattr__(self, name, ",".join(str(c) for c in getattr(self, name)))
         get_strategy(self.strategy)  # unknown strategy -> error listing the options
@@ -212,7 +218,8 @@ class RunSpec:
             "weights": self.strategy not in ("extract", "finetune", "siamese"),  # the others start from random init
             "frozen": self.strategy not in ("finetune", "snt", "siamese"),
             "backbone_lr": self.strategy not in ("finetune", "snt", "siamese"),
-            **dict.fromkeys(("source_dataset", "n_way", "tasks", "pairs", "hidden"), self.strategy != "siamese"),
+            **dict.fromkeys(("source_dataset", "n_way", "tasks", "pairs", "hidden", "val_classes"),
+                            self.strategy != "siamese"),  # fmt: skip
         }
         for name, unused in not_used.items():
             if unused and getattr(self, name) is not None:
@@ -248,6 +255,9 @@ class RunSpec:
         if self.swap and self.source_dataset is not None:
             raise TransferlabError("swap exchanges the two sides of one dataset; with source_dataset give the "
                                    "datasets the other way round instead")  # fmt: skip
+        if self.val_classes is not None and self.val_size == 0:
+            raise TransferlabError(f"val_classes={self.val_classes!r} validates on the held-out classes' validation "
+                                   "images, and val_size=0 leaves none; give val_size > 0")  # fmt: skip
         if self.frozen is None and parse_augment(self.augment):
             raise TransferlabError("siamese with every unit frozen trains on cached features, so augmentation "
                                    "cannot apply; use augment=none or set frozen to leave units trainable")  # fmt: skip

@@ -232,6 +232,24 @@ def task_scores(net: SiameseNet, h: torch.Tensor, tasks: OneShotTasks) -> torch.
         net.train(was_training)
 
 
+@torch.inference_mode()
+def support_scores(net: SiameseNet, h: torch.Tensor, tasks) -> torch.Tensor:
+    """z (T, N) for N-way K-shot tasks (:class:`transferlab.fewshot.FewShotTasks`): the mean similarity
+    logit of each task's query with the K support images of each class, from the pool's embeddings ``h``
+    (P, hidden). At K = 1 it is :func:`task_scores` on the same tasks. Why the mean logit: it is the
+    log-odds of "same" averaged over the supports, so one far-off support cannot veto a class."""
+    t, n, k = tasks.support.shape
+    query = h[torch.as_tensor(tasks.query)].unsqueeze(1).expand(-1, n * k, -1)
+    support = h[torch.as_tensor(tasks.support.reshape(t, n * k))]
+    was_training = net.training
+    net.eval()
+    try:
+        z = net.similarity(query.reshape(-1, h.shape[1]), support.reshape(-1, h.shape[1]))
+    finally:
+        net.train(was_training)
+    return z.reshape(t, n, k).mean(2)
+
+
 def one_shot_correct(scores: torch.Tensor | np.ndarray, tasks: OneShotTasks) -> np.ndarray:
     """bool (T,): whether each task's highest-scoring candidate is its answer (ties: the first)."""
     return np.asarray(scores).argmax(1) == tasks.answer

@@ -62,3 +62,21 @@ def test_report_draws_one_shot_accuracy_vs_n_and_pairs(builder):
     assert "one-shot accuracy vs N and training pairs" in page and "1-nearest-neighbour baselines" in page
     summary = (folder / "summary.md").read_text()
     assert "one-shot on classes 3,4,5,6, trained on classes 0,1,2" in summary
+
+
+def test_report_puts_every_method_side_by_side(builder):
+    """The few_shot_methods table: one block per protocol (N = 2 and 4, and the cross-dataset one), the configuration
+    chosen on validation, 1-NN baselines beside it; 5-shot and SimpleShot cells are '-' for runs stored
+    before they were recorded."""
+    _add_grid(builder)
+    folder = write_report(builder.store.directory).parent
+    with open(folder / "few_shot_methods.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    protocols = {row["protocol"] for row in rows}
+    assert len(protocols) == 3  # n_way 2 and 4 on fashion-mnist 0,1,2 -> 3,4,5,6; and mnist -> fashion-mnist
+    chosen = next(r for r in rows if "n_way=4" in r["protocol"] and "source_dataset" not in r["protocol"])
+    assert "pairs=2000" in chosen["siamese_config"] and "best of 2" in chosen["siamese_config"]
+    methods = [r["method"] for r in rows if r["protocol"] == chosen["protocol"]]
+    assert methods == ["Siamese (chosen on validation)", "1-NN, raw pixels (Koch)", "1-NN, features"]
+    assert all(r["five_shot_accuracy"] == "" for r in rows)
+    assert "few_shot_methods" in (folder / "report.html").read_text()

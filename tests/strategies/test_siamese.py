@@ -172,3 +172,78 @@ def test_cli_run_prints_the_metrics(capsys, digits):
         and "chance 0.25" in out
         and "nn_pixels" in out
     )
+
+
+def test_few_shot_baselines_are_scored_on_the_same_tasks_at_k_1_and_5(protocol_a):
+    """Every method on the same test tasks with its Wilson interval: the Siamese network and 1-NN (pixels,
+    features), nearest class mean (protonet) and SimpleShot on the pretrained features; one-shot and 5-shot."""
+    m = protocol_a.metrics
+    methods = ("nn_pixels", "nn_features", "protonet", "simpleshot")
+    for key in ("one_shot", *methods, "siamese_5shot", *(f"{name}_5shot" for name in methods)):
+        assert (
+            0.2 < m[f"{key}_accuracy"] <= 1
+            and m[f"{key}_ci_low"] <= m[f"{key}_accuracy"] <= m[f"{key}_ci_high"]
+        )
+    # At K = 1 a class mean is its one support: nearest mean and 1-NN answer every task alike.
+    assert m["protonet_accuracy"] == m["nn_features_accuracy"]
+    # Five supports per class help every metric on real digits (measured: +0.1 to +0.2 on 100 tasks).
+    for name in ("siamese", "nn_pixels", "protonet", "simpleshot"):
+        one = m["one_shot_accuracy" if name == "siamese" else f"{name}_accuracy"]
+        assert m[f"{name}_5shot_accuracy"] > one, (name, one, m[f"{name}_5shot_accuracy"])
+    assert protocol_a.hyperparameters["k_shot_tasks"] == "100 5-way 5-shot tasks"
+
+
+def test_five_shot_tasks_are_left_out_when_a_test_class_has_too_few_images(digits, siamese_spec):
+    result = run(siamese_spec(test_per_class=4, epochs=1, pairs=100, tasks=20), digits)
+    assert (
+        result.ok
+        and "siamese_5shot_accuracy" not in result.metrics
+        and "simpleshot_accuracy" in result.metrics
+    )
+    assert result.hyperparameters["k_shot_tasks"] == "none: a test class has 4 images, 5-shot tasks need 6"
+
+
+@pytest.fixture(scope="module")
+def held_out(digits, siamese_spec):
+    """Digits 0-4 train, of which 3 and 4 are held out as validation classes; test on 5-9."""
+    return run(siamese_spec(val_classes="3,4", epochs=None, steps=64, patience=3), digits)
+
+
+def test_validation_classes_choose_the_length_then_every_training_class_trains(held_out):
+    result = held_out
+    assert result.ok, result.error
+    selection = result.hyperparameters["selection"]
+    assert selection["validation_classes"] == ["3", "4"] and selection["fit_classes"] == ["0", "1", "2"]
+    assert selection["val_one_shot_way"] == 2 and selection["budget"]["steps"] == 64
+    # The refit runs the chosen number of steps on all 5 training classes, with no validation left.
+    chosen = selection["best_epoch"] * selection["budget"]["steps_per_epoch"]
+    assert selection["refit"] == {"epochs": None, "steps": chosen} and result.budget["steps"] == chosen
+    assert result.hyperparameters["training_classes"] == ["0", "1", "2", "3", "4"]
+    assert result.hyperparameters["val_pairs"] == 400 and all(r["val_loss"] is None for r in result.history)
+    m = result.metrics
+    # val_accuracy, what a study chooses on, is the one-shot accuracy on the held-out classes (2-way here).
+    assert result.val_accuracy == m["val_one_shot_accuracy"] > 0.5
+    for name in ("nn_pixels", "nn_features", "protonet", "simpleshot"):
+        assert 0.5 < m[f"val_{name}_accuracy"] <= 1
+    assert (
+        0.2 < m["one_shot_before_refit_accuracy"] <= 1
+        and result.test_accuracy == m["one_shot_accuracy"] > 0.2
+    )
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"val_classes": "3,7"}, "val_classes 7 are not training classes of this run"),
+    ({"val_classes": "3"}, "holds out 1 of the 5 training classes"),
+    ({"val_classes": "0,1,2,3"}, "give at least 2 and leave at least 2 to train on"),
+])  # fmt: skip
+def test_bad_validation_classes_at_run_time(digits, siamese_spec, changes, message):
+    with pytest.raises(TransferlabError, match=message):
+        run(siamese_spec(**changes), digits)
+
+
+def test_bad_validation_classes_in_the_spec():
+    with pytest.raises(TransferlabError, match="val_size=0 leaves none"):
+        RunSpec(strategy="siamese", dataset="digits", val_classes="3,4", val_size=0)
+    with pytest.raises(TransferlabError, match="val_classes is not a setting of strategy 'extract'"):
+        RunSpec(strategy="extract", dataset="digits", val_classes="3,4")
+    assert RunSpec(strategy="siamese", dataset="digits", val_classes=[3, 4]).val_classes == "3,4"

@@ -33,8 +33,8 @@ from matplotlib.figure import Figure
 
 from transferlab import faults, paths
 from transferlab.errors import TransferlabError
+from transferlab.report import few_shot, learning_fit, provenance
 from transferlab.report import figures as figs
-from transferlab.report import learning_fit, provenance
 from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
 from transferlab.report.html import FigureFile, render
 from transferlab.report.summary import summarize, to_markdown
@@ -68,7 +68,11 @@ def write_report(study_dir: str | os.PathLike) -> Path:
             with matplotlib.rc_context(figs.RC):
                 figures = _draw_figures(study, staging)
                 figures += learning_fit.figures(study, fits, staging, _save, _slug)
-            extra_tables = [*learning_fit.tables(study, fits), provenance.cost_table(study, runs)]
+            extra_tables = [
+                *learning_fit.tables(study, fits),
+                provenance.cost_table(study, runs),
+                *few_shot.tables([run for run in runs if run["status"] == "done"]),
+            ]
             tables = [table for table in [*all_tables(study), *extra_tables] if table.rows]
             for table in tables:
                 table.write_csv(staging / f"{table.name}.csv")
