@@ -49,15 +49,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from transferlab import faults
 from transferlab.errors import TransferlabError, options_hint
+from transferlab.settings import AUTO_PATIENCE, BN_STATS, OPTIMIZERS, SCHEDULES  # noqa: F401  (re-exported)
 
-OPTIMIZERS = ("adam", "sgd")
-BN_STATS = ("recalibrate", "momentum", "pretrained")
-SCHEDULES = ("constant", "cosine")
 # The size rule (budget "auto"): passes over the training set, clamped to a range of optimizer steps.
 AUTO_EPOCHS = 50
 AUTO_MIN_STEPS = 200
 AUTO_MAX_STEPS = 2000
-AUTO_PATIENCE = 10  # validation checks without a lower validation loss (set by RunSpec.resolved)
 WARMUP_FRACTION = 0.05  # of the steps, for step budgets (linear warmup from 0)
 CHECKS_PER_RUN = 40  # validation checks a step budget spreads over its run (at most one per epoch)
 

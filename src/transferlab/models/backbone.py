@@ -24,9 +24,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from transferlab.data.transforms import ImageTransform
 from transferlab.errors import TransferlabError
+from transferlab.settings import POOLS
 
 BN_MODES = ("eval", "train")
-POOLS = ("avg", "flatten")
 
 
 @dataclass(frozen=True)

@@ -34,20 +34,20 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from transferlab.errors import TransferlabError, TransferlabWarning, options_hint
+from transferlab.catalog import get_head
+from transferlab.errors import TransferlabError, TransferlabWarning
+from transferlab.settings import ACTIVATION_NAMES, FC_HIDDEN, INITS, unknown
 from transferlab.train import TrainConfig, predict_logits, seeded, train
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "elu": nn.ELU, "relu": nn.ReLU}
-INITS = ("uniform", "default")
-FC_HIDDEN: dict[str, tuple[int, ...]] = {"fc1": (100,), "fc2": (100, 50), "fc3": (100, 50, 25)}
-HEADS = ("fc1", "fc2", "fc3", "gap", "svm", "logreg")
-TORCH_HEADS = ("fc1", "fc2", "fc3", "gap")  # trained by the training loop: have lr, epochs, history
+ACTIVATIONS: dict[str, type[nn.Module]] = dict(zip(ACTIVATION_NAMES, (nn.Sigmoid, nn.ELU, nn.ReLU), strict=True))
+HEADS = ("fc1", "fc2", "fc3", "gap", "svm", "logreg")  # the heads on cached features (extract's)
+TORCH_HEADS = tuple(h for h in HEADS if get_head(h).trains)  # trained by the training loop: lr, epochs, history
 UNIFORM_LIMIT = 0.05  # Keras' classic 'uniform' initializer, U(-0.05, 0.05), as the VGG16 study used
 
 
 def check_choice(what: str, value: str, options: Sequence[str]) -> str:
     if value not in options:
-        raise TransferlabError(f"{what} {value!r} is unknown{options_hint(str(value), options)}")
+        raise unknown(what, value, options)
     return value
 
 

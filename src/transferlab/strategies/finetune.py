@@ -34,7 +34,6 @@ from transferlab.models.heads import FC_HIDDEN, GlobalAveragePool, fc_stack
 from transferlab.models.registry import create_backbone
 from transferlab.runs import RunResult, RunSpec
 from transferlab.strategies.base import (
-    Strategy,
     image_transform,
     network_result,
     resolve_device,
@@ -155,11 +154,3 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
         keep.update(model=model, task=task.split)  # the whole network: it predicts from images
     return network_result(spec, task, fit.score, hyperparameters=hyper, features_seconds=fit.seconds)
 
-
-STRATEGY = Strategy(
-    name="finetune",
-    summary="pretrained backbone, units 1..k frozen, the rest + a new head trained (k=0: FTall)",
-    fit_evaluate=fit_evaluate,
-    heads=("linear", "fc1", "fc2", "fc3"),
-    default_backbone="efficientnet_lite0.in1k",
-)

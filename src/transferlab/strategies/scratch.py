@@ -7,7 +7,6 @@ from transferlab.data.imageset import ImageSet
 from transferlab.models.registry import create_backbone
 from transferlab.runs import RunResult, RunSpec
 from transferlab.strategies.base import (
-    Strategy,
     fit_network,
     image_transform,
     network_result,
@@ -30,11 +29,3 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
         keep.update(model=model, task=task.split)
     return network_result(spec, task, score)
 
-
-STRATEGY = Strategy(
-    name="scratch",
-    summary="backbone from random init trained on the subset (baseline)",
-    fit_evaluate=fit_evaluate,
-    heads=("linear",),
-    default_backbone="cifar_cnn",
-)

@@ -32,7 +32,6 @@ from transferlab.models.backbone import Backbone
 from transferlab.models.registry import create_backbone
 from transferlab.runs import RunResult, RunSpec
 from transferlab.strategies.base import (
-    Strategy,
     fit_network,
     image_transform,
     load_task,
@@ -159,11 +158,3 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
     return network_result(spec, task, fit.score, hyperparameters=hyper, source_seconds=source_seconds,
                           features_seconds=fit.seconds)  # fmt: skip
 
-
-STRATEGY = Strategy(
-    name="snt",
-    summary="train a source model on the source classes, transfer units 1..n, frozen (SnT) or fine-tuned (SnT+)",
-    fit_evaluate=fit_evaluate,
-    heads=("linear",),
-    default_backbone="cifar_cnn",
-)
