@@ -321,7 +321,7 @@ def make_head(name: str, *, activation: str = "relu", init: str = "uniform", dro
     """An unfitted head by name (see module docstring). Training settings apply to the torch heads
     (fc1-3, gap); ``C`` (inverse L2 strength) to svm and logreg only: None = svm's CV choice, logreg's 1."""
     check_choice("head", name, HEADS)
-    if C is not None and name not in ("svm", "logreg"):
+    if C is not None and "C" not in get_head(name).settings:  # the head registry says which heads take C
         raise TransferlabError(f"C applies to the svm and logreg heads only, not head {name!r}")
     training = dict(lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, patience=patience,
                     optimizer=optimizer, seed=seed, steps=steps, schedule=schedule)  # fmt: skip
