@@ -240,6 +240,7 @@ def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[
     from transferlab.catalog import get_head, get_strategy, list_strategies
     from transferlab.data.datasets import load_dataset
     from transferlab.models.registry import create_backbone
+    from transferlab.strategies.base import Fitted
     from transferlab.version import code_version
 
     spec = spec.resolved()
@@ -248,16 +249,16 @@ def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[
         takers = ", ".join(s.name for s in list_strategies() if s.exports)
         raise TransferlabError(f"strategy {spec.strategy!r} cannot produce a model file yet; fit takes {takers}")
     data = data if data is not None else load_dataset(spec.dataset)
-    kept: dict = {}
+    kept = Fitted()
     result = strategy.fit_evaluate(spec, data, progress=progress, keep=kept)
     if not result.ok:
         raise TransferlabError(f"training failed, no model to save: {result.error}")
     result.code_version = code_version()  # set by strategies.run, which fit bypasses to keep the model
-    task = kept["task"]
+    task = kept.task
     class_names = list(task.class_names)
     spec_dict = spec.to_dict()
     if strategy.exports == "features":  # a frozen backbone's features and a head fitted on them
-        head = kept["head"]
+        head = kept.head
         backbone = create_backbone(spec.backbone, pretrained=True)
         dim = int(head.n_features_in_)
         if not get_head(spec.head).trains:  # sklearn's closed-form fit: the same linear map as a module
@@ -268,7 +269,7 @@ def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[
         kind, outputs = "features", "scores" if spec.head == "svm" else "probabilities"
         transform = backbone.transform(spec.input_size)
     else:
-        module, kind, outputs = kept["model"].cpu(), "network", "probabilities"
+        module, kind, outputs = kept.model.cpu(), "network", "probabilities"
         transform = module.transform(spec.input_size)
     payload = _payload(spec_dict, data, class_names, kind, len(class_names), transform, outputs, result)
     return TrainedModel(module.cpu().eval(), payload), result

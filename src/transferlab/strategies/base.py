@@ -25,6 +25,18 @@ PARTS = ("train", "val", "test")
 
 
 @dataclass
+class Fitted:
+    """What a run trained, for ``transferlab fit`` to save (``fit_evaluate(..., keep=Fitted())`` fills it):
+    the task it learned (its class names), and the trained ``model`` (a network that classifies images:
+    the record's ``exports == "network"``) or the ``head`` fitted on a frozen backbone's features
+    (``exports == "features"``)."""
+
+    task: TaskSplit | None = None
+    model: nn.Module | None = None
+    head: object | None = None
+
+
+@dataclass
 class TaskData:
     """One side's images for a run: uint8 (N, H, W, C) tensors and re-indexed int64 labels per part."""
 
