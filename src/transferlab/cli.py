@@ -332,8 +332,6 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                     "the run failed (e.g. the loss diverged), 2 on bad input.",
     )  # fmt: skip
     p.set_defaults(func=_cmd_run)
-    if _SELECTED_COMMAND != "run":
-        return  # its flags come from RunSpec, which imports torch: only pay for that when running
     _add_spec_flags(p, required=("strategy", "dataset"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the full result (metrics, history, spec) as JSON")
@@ -631,8 +629,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
                                                        "validation accuracy at the study's largest size")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the model's provenance and metrics as JSON")
-    if _SELECTED_COMMAND == "fit":  # RunSpec imports torch: only when fitting
-        _add_spec_flags(p, required=())
+    _add_spec_flags(p, required=())
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -687,15 +684,10 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_datasets, _
 COMMANDS += [_add_advise, _add_fit, _add_predict]
 
 
-_SELECTED_COMMAND: str | None = None  # the command being parsed; lets heavy subparsers build only when chosen
-
-
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The full parser; ``argv`` names the command so that only its flags need heavy imports."""
+    """The full parser. Building it imports no torch: the run and fit flags come from the settings
+    records (transferlab.catalog, transferlab.settings). ``argv`` is accepted for compatibility."""
     from transferlab import __version__
-
-    global _SELECTED_COMMAND
-    _SELECTED_COMMAND = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
 
     parser = _Parser(
         prog="transferlab",

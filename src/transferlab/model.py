@@ -98,13 +98,15 @@ class _FeaturesAndHead(nn.Module):
 
 
 def _rebuild_network(spec: dict, num_classes: int):
-    """The untrained network of a resolved spec (scratch, augment, finetune, snt), weights from the file."""
+    """The untrained network of a resolved spec (a strategy that exports a network), weights from the file:
+    the backbone with its own classifier, or with the head the strategy module's ``attach_head`` puts on."""
+    from transferlab.catalog import get_strategy
     from transferlab.models.registry import create_backbone
     from transferlab.runs import RunSpec
-    from transferlab.strategies.finetune import attach_head
 
     model = create_backbone(spec["backbone"], pretrained=False, num_classes=num_classes)
-    if spec["strategy"] == "finetune":
+    attach_head = getattr(get_strategy(spec["strategy"]).implementation, "attach_head", None)
+    if attach_head is not None:
         attach_head(model, RunSpec.from_dict(spec), num_classes)
     return model
 
@@ -235,32 +237,31 @@ def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[
     """Train ``spec`` (a RunSpec) with its strategy and return (the model, the RunResult of that run:
     validation and test accuracy on the held-out parts). Bad input raises TransferlabError; a run that
     fails while training raises it too (nothing to save)."""
-    import inspect
-
+    from transferlab.catalog import get_head, get_strategy, list_strategies
     from transferlab.data.datasets import load_dataset
     from transferlab.models.registry import create_backbone
-    from transferlab.strategies import get_strategy
+    from transferlab.strategies.base import Fitted
     from transferlab.version import code_version
 
     spec = spec.resolved()
     strategy = get_strategy(spec.strategy)
-    if "keep" not in inspect.signature(strategy.fit_evaluate).parameters:
-        raise TransferlabError(f"strategy {spec.strategy!r} cannot produce a model file yet; fit takes extract, "
-                               "finetune, scratch, augment and snt")  # fmt: skip
+    if strategy.exports is None:
+        takers = ", ".join(s.name for s in list_strategies() if s.exports)
+        raise TransferlabError(f"strategy {spec.strategy!r} cannot produce a model file yet; fit takes {takers}")
     data = data if data is not None else load_dataset(spec.dataset)
-    kept: dict = {}
+    kept = Fitted()
     result = strategy.fit_evaluate(spec, data, progress=progress, keep=kept)
     if not result.ok:
         raise TransferlabError(f"training failed, no model to save: {result.error}")
     result.code_version = code_version()  # set by strategies.run, which fit bypasses to keep the model
-    task = kept["task"]
+    task = kept.task
     class_names = list(task.class_names)
     spec_dict = spec.to_dict()
-    if spec.strategy == "extract":
-        head = kept["head"]
+    if strategy.exports == "features":  # a frozen backbone's features and a head fitted on them
+        head = kept.head
         backbone = create_backbone(spec.backbone, pretrained=True)
         dim = int(head.n_features_in_)
-        if spec.head in ("logreg", "svm"):
+        if not get_head(spec.head).trains:  # sklearn's closed-form fit: the same linear map as a module
             head_module = _sklearn_head_module(head, dim, len(class_names))
         else:
             head_module = head.module_
@@ -268,7 +269,7 @@ def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[
         kind, outputs = "features", "scores" if spec.head == "svm" else "probabilities"
         transform = backbone.transform(spec.input_size)
     else:
-        module, kind, outputs = kept["model"].cpu(), "network", "probabilities"
+        module, kind, outputs = kept.model.cpu(), "network", "probabilities"
         transform = module.transform(spec.input_size)
     payload = _payload(spec_dict, data, class_names, kind, len(class_names), transform, outputs, result)
     return TrainedModel(module.cpu().eval(), payload), result

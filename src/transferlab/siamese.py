@@ -4,15 +4,18 @@ Pieces, each usable on its own:
 - :func:`sample_pairs`: balanced same/different pairs (half each), seeded, from one pool of labelled images;
 - :func:`sample_tasks`: N-way one-shot tasks (one query, N candidates from N distinct classes, exactly one
   of them of the query's class), seeded;
-- :class:`SiameseNet`: the twin network. Both images go through one shared encoder (a frozen pretrained
-  backbone, or nothing when the inputs are already its cached features), one fully connected layer with
-  sigmoid (4,096 units in the study), the L1 distance |h(a) - h(b)|, and a final layer whose sigmoid is
-  P(same): a weighted L1 distance with non-negative weights (``head="l1"``, the default) or Koch's
-  unconstrained fully connected layer (``"fc"``). Symmetric by construction: |h(a) - h(b)| = |h(b) - h(a)|
-  exactly in floats;
-- :func:`one_shot_accuracy` / :func:`nearest_neighbour_accuracy`: scoring the tasks with the network, and
-  Koch's 1-nearest-neighbour comparison (Euclidean) on any vectors (raw pixels, pretrained features);
-- :func:`wilson_interval`: the 95% confidence interval of an accuracy over independent tasks.
+- :class:`SiameseNet`: the twin network. Both images go through one shared encoder (a backbone's units,
+  frozen or partly trained, or nothing when the inputs are already its cached features), one fully
+  connected layer with sigmoid (``hidden`` units, 4,096 in the study), the L1 distance |h(a) - h(b)|, and
+  a final layer whose sigmoid is P(same): a weighted L1 distance with non-negative weights (``head="l1"``,
+  the default) or Koch's unconstrained fully connected layer (``"fc"``). Symmetric by construction:
+  |h(a) - h(b)| = |h(b) - h(a)| exactly in floats; ``centre_bias`` starts P(same) near 1/2;
+- :func:`embeddings` / :func:`task_scores` / :func:`one_shot_correct`: each pool image embedded once, each
+  task's query scored against its candidates, and whether the best candidate is the answer;
+  :func:`nearest_neighbour_correct`: Koch's 1-nearest-neighbour comparison (Euclidean) on any vectors
+  (raw pixels, pretrained features);
+- :func:`wilson_interval` / :func:`accuracy_metrics`: the 95% confidence interval of an accuracy over
+  independent tasks, and the metrics a run records.
 
 Training reuses :func:`transferlab.train.train` (softmax cross-entropy): ``SiameseNet.forward`` returns the
 two logits (0, z) per pair, and softmax((0, z))[1] = sigmoid(z), so its cross-entropy is exactly the

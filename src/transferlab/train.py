@@ -49,15 +49,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from transferlab import faults
 from transferlab.errors import TransferlabError, options_hint
+from transferlab.settings import AUTO_PATIENCE, BN_STATS, OPTIMIZERS, SCHEDULES  # noqa: F401  (re-exported)
 
-OPTIMIZERS = ("adam", "sgd")
-BN_STATS = ("recalibrate", "momentum", "pretrained")
-SCHEDULES = ("constant", "cosine")
 # The size rule (budget "auto"): passes over the training set, clamped to a range of optimizer steps.
 AUTO_EPOCHS = 50
 AUTO_MIN_STEPS = 200
 AUTO_MAX_STEPS = 2000
-AUTO_PATIENCE = 10  # validation checks without a lower validation loss (set by RunSpec.resolved)
 WARMUP_FRACTION = 0.05  # of the steps, for step budgets (linear warmup from 0)
 CHECKS_PER_RUN = 40  # validation checks a step budget spreads over its run (at most one per epoch)
 
@@ -225,6 +222,57 @@ class TrainOutcome:
         return self.budget.record(self.epochs_run, self.n_train)
 
 
+def diverged(value: float, epoch: int, step: int, lr: float, optimizer: str) -> str:
+    """Why a run failed when its training loss stopped being finite (TrainingFailed's reason)."""
+    return (f"loss became {value} at epoch {epoch}, step {step} (lr={lr:g}, optimizer={optimizer}); training "
+            "diverged: try a smaller learning rate")
+
+
+@dataclass
+class Checks:
+    """One run's validation checks, as both training loops (:func:`train` and
+    :mod:`transferlab.models.batched_heads`) keep them: the history (see :class:`TrainOutcome`), a run
+    whose validation loss is not finite failing with that history, and early stopping: after ``patience``
+    checks without a lower validation loss, training stops and the best check's weights are the run's.
+    ``best``: (epoch, weights) of the lowest validation loss so far (kept only with patience)."""
+
+    patience: int | None
+    lr: float
+    history: list[dict] = field(default_factory=list)
+    best: tuple[int, object] | None = None
+    best_loss: float = math.inf
+    since_best: int = 0
+
+    def record(self, epoch: int, loss_sum: float, correct: int, seen: int,
+               val: tuple[float, float] | None, seconds: float) -> dict:
+        """Append the check after ``epoch`` (train sums over the ``seen`` images since the previous check;
+        ``val`` = (loss, accuracy) or None without validation data). Raises TrainingFailed when the
+        validation loss is not finite."""
+        record = {"epoch": epoch, "train_loss": loss_sum / seen if seen else None,
+                  "train_accuracy": correct / seen if seen else None, "val_loss": None, "val_accuracy": None}
+        if val is not None:
+            record.update(val_loss=val[0], val_accuracy=val[1])
+            if not math.isfinite(val[0]):
+                raise TrainingFailed(f"validation loss became {val[0]} at epoch {epoch} (lr={self.lr:g}); training "
+                                     "diverged: try a smaller learning rate", self.history + [record])
+        record["seconds"] = seconds
+        self.history.append(record)
+        return record
+
+    def stop(self, weights: Callable[[], object]) -> bool:
+        """After :meth:`record`: keep ``weights()`` if this check has the lowest validation loss so far;
+        True when ``patience`` checks have passed without one (training ends, ``best`` holds the weights)."""
+        if self.patience is None:
+            return False
+        latest = self.history[-1]
+        if latest["val_loss"] < self.best_loss:
+            self.best_loss, self.since_best = latest["val_loss"], 0
+            self.best = (latest["epoch"], weights())
+            return False
+        self.since_best += 1
+        return self.since_best >= self.patience
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run a block with torch's global CPU RNG seeded by ``seed`` and restore the previous RNG state
@@ -363,39 +411,19 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     n = len(train_labels)
     budget = resolve_budget(config, n)
-    outcome = TrainOutcome(budget=budget, n_train=n)
-    best_loss, best_state, since_best = math.inf, None, 0
+    checks = Checks(config.patience, config.lr)
+    outcome = TrainOutcome(history=checks.history, budget=budget, n_train=n)
     started = time.perf_counter()
 
     def check(epoch: int, loss_sum: float, correct: int, seen: int, since: float) -> bool:
         """Record a validation check after ``epoch``; True when early stopping ends training."""
-        nonlocal best_loss, best_state, since_best
-        record = {"epoch": epoch, "train_loss": loss_sum / seen if seen else None,
-                  "train_accuracy": correct / seen if seen else None, "val_loss": None, "val_accuracy": None}  # fmt: skip
         if config.bn_stats == "recalibrate" and (has_val or epoch == budget.epochs):
             recalibrate_batchnorm(model, train_inputs, batch_size=eval_batch_size, transform=transform)
-        if has_val:
-            val_loss, val_acc = evaluate(model, val_inputs, val_labels, batch_size=eval_batch_size,
-                                         transform=transform)  # fmt: skip
-            record.update(val_loss=val_loss, val_accuracy=val_acc)
-            if not math.isfinite(val_loss):
-                raise TrainingFailed(
-                    f"validation loss became {val_loss} at epoch {epoch} (lr={config.lr:g}); training "
-                    "diverged: try a smaller learning rate",
-                    outcome.history + [record],
-                )
-        record["seconds"] = time.perf_counter() - since
-        outcome.history.append(record)
+        val = evaluate(model, val_inputs, val_labels, batch_size=eval_batch_size, transform=transform) if has_val else None
+        checks.record(epoch, loss_sum, correct, seen, val, time.perf_counter() - since)
         outcome.best_epoch = epoch
         faults.checkpoint("train-epoch")
-        if config.patience is None:
-            return False
-        if record["val_loss"] < best_loss:
-            best_loss, since_best = record["val_loss"], 0
-            best_state = (epoch, copy.deepcopy(model.state_dict()))
-            return False
-        since_best += 1
-        return since_best >= config.patience
+        return checks.stop(lambda: copy.deepcopy(model.state_dict()))
 
     with seeded(config.seed), _progress_bar(config, n, budget.epochs) as advance:
         stop = has_val and config.evaluate_start and check(0, 0.0, 0, 0, time.perf_counter())
@@ -420,11 +448,8 @@ def train(
                 y = train_labels[batch].to(logits.device)
                 loss = nn.functional.cross_entropy(logits, y)
                 if not torch.isfinite(loss):
-                    raise TrainingFailed(
-                        f"loss became {loss.item()} at epoch {epoch}, step {step + 1} (lr={config.lr:g}, "
-                        f"optimizer={config.optimizer}); training diverged: try a smaller learning rate",
-                        outcome.history,
-                    )
+                    raise TrainingFailed(diverged(loss.item(), epoch, step + 1, config.lr, config.optimizer),
+                                         outcome.history)
                 optimizer.zero_grad(set_to_none=True)
                 (loss + penalty() if penalty is not None else loss).backward()
                 optimizer.step()
@@ -437,9 +462,9 @@ def train(
                 stop = check(epoch, loss_sum, correct, seen, since)
                 outcome.stopped_early = stop and epoch < budget.epochs
                 loss_sum, correct, seen, since = 0.0, 0, 0, time.perf_counter()
-        if best_state is not None:
-            outcome.best_epoch = best_state[0]
-            model.load_state_dict(best_state[1])
+        if checks.best is not None:
+            outcome.best_epoch = checks.best[0]
+            model.load_state_dict(checks.best[1])
     model.eval()
     outcome.seconds = time.perf_counter() - started
     return outcome

@@ -78,12 +78,14 @@ def test_l2_sp_keeps_the_trained_units_nearer_the_pretrained_weights(digits, ft_
     pretrained = create_backbone(LITE0).state_dict()
 
     def distance(**changes) -> float:
-        keep: dict = {}
-        spec = ft_spec(frozen=6, lr=5e-2, backbone_lr=5e-2, **changes)
+        from transferlab.strategies.base import Fitted
         from transferlab.strategies.finetune import fit_evaluate
 
+        keep = Fitted()
+        spec = ft_spec(frozen=6, lr=5e-2, backbone_lr=5e-2, **changes)
+
         assert fit_evaluate(spec, digits, keep=keep).ok
-        trained = keep["model"].state_dict()
+        trained = keep.model.state_dict()
         keys = [k for k in pretrained if k.startswith("units.stage7") and k.endswith("weight")]
         return sum(float((trained[k] - pretrained[k]).pow(2).sum()) for k in keys)
 

@@ -24,7 +24,7 @@ from transferlab.models.backbone import Backbone, LinearClassifier
 from transferlab.models.registry import create_backbone, get_backbone_entry
 from transferlab.models.small_cnns import CIFAR_SPEC
 from transferlab.strategies import finetune, prefix
-from transferlab.strategies.base import image_transform, target_task
+from transferlab.strategies.base import Fitted, image_transform, target_task
 from transferlab.train import evaluate
 
 LITE0 = "efficientnet_lite0.in1k"
@@ -51,7 +51,7 @@ def runs(spec, digits, tmp_path_factory):
         for name in ("cold", "warm", "full"):
             if name == "full":
                 patch.setattr(prefix, "PREFIX_BUDGET_BYTES", 0)
-            before, kept = len(calls), {}
+            before, kept = len(calls), Fitted()
             out[name] = finetune.fit_evaluate(spec, digits, keep=kept)
             out[name].extractions, out[name].kept = len(calls) - before, kept
     return out
@@ -84,7 +84,7 @@ def test_a_second_run_reads_the_maps_from_the_cache(runs):
 
 
 def test_the_kept_model_predicts_the_runs_scores_from_images(runs, spec, digits):
-    model = runs["cold"].kept["model"]
+    model = runs["cold"].kept.model
     assert isinstance(model, Backbone)
     task = target_task(spec, digits)
     loss, accuracy = evaluate(model, task.images["test"], task.labels["test"],
@@ -93,7 +93,7 @@ def test_the_kept_model_predicts_the_runs_scores_from_images(runs, spec, digits)
 
 
 def test_every_non_fixed_prefix_falls_back(runs, spec, small_spec):
-    model = copy.deepcopy(runs["cold"].kept["model"])
+    model = copy.deepcopy(runs["cold"].kept.model)
     assert prefix.fallback_reason(model, spec, 7) is None
     assert prefix.fallback_reason(model, spec, 0) == "no frozen units (frozen=0)"
     augmented = small_spec("finetune", frozen=7, augment="mirror").resolved()

@@ -21,6 +21,7 @@ import torch
 from transferlab.advise.scores import SCORES, score_all
 from transferlab.advise.similarity import Placement, place, similarity
 from transferlab.advise.sources import Source, SourceSettings, default_candidates, resolve_source
+from transferlab.catalog import get_strategy
 from transferlab.data.imageset import ImageSet
 from transferlab.errors import TransferlabError
 
@@ -112,24 +113,24 @@ def recommend(candidate: CandidateAdvice, units: list[str], input_size: int | No
     run: dict = {"backbone": candidate.name.split("@")[0]}
     if input_size:
         run["input_size"] = input_size
-    augment = "mirror,noise" if q == 3 else None
+    # Augmentation where the network trains on images (snt, finetune), not on cached features (extract).
+    augment = {"augment": "mirror,noise"} if q == 3 else {}
     if candidate.kind == "random":
         run.update(strategy="augment" if candidate.placement.small else "scratch")
         why = "the best-scoring candidate is random init: nothing to transfer, train from scratch"
     elif candidate.kind == "source":
-        run.update(strategy="snt", transfer=n, frozen=frozen)
+        run.update(strategy="snt", transfer=n, frozen=frozen, **augment)
         why = f"transfer all {n} units of the source model trained on the other classes, freeze the first {frozen}"
     elif q == 4:
         run.update(strategy="extract", head="logreg")
         why = ("frozen base as a feature extractor + a logistic-regression head: few labels, and features that "
                "already fit (seed 002, quadrant 4)")  # fmt: skip
     else:
-        run.update(strategy="finetune", frozen=frozen, head="linear")
+        run.update(strategy="finetune", frozen=frozen, head="linear", **augment)
         trained = ", ".join(units[frozen:]) or "none"
         why = (f"fine-tune with units 1..{frozen} of {n} frozen (trained: {trained}) + a new linear head "
                f"(seed 002, quadrant {q})")  # fmt: skip
-    if augment and run["strategy"] in ("finetune", "snt"):
-        run["augment"] = augment
+    if "augment" in run:
         why += "; with augmentation (mirror, noise) against over-fitting on few labels"
     return {"candidate": candidate.name, "quadrant": q, "run": run, "why": why}
 
@@ -187,10 +188,10 @@ def _candidate_of(spec: dict) -> str | None:
     transfer > 0 -> 'NAME@source'; None for the rest. Training from scratch (scratch, augment, snt base)
     is not mapped to 'NAME@random': that candidate's score rates random *features*, while a scratch run's
     accuracy is what training the whole network learns, so the two would not measure the same thing."""
-    strategy = spec.get("strategy")
-    if strategy in ("extract", "finetune"):
+    strategy = get_strategy(spec.get("strategy"))
+    if strategy.needs_pretrained:
         return spec["backbone"]
-    if strategy == "snt" and spec.get("transfer"):
+    if strategy.transfer_from == "source-model" and strategy.transfers(spec):
         return f"{spec['backbone']}@source"
     return None
 

@@ -27,8 +27,6 @@ import numpy as np
 from transferlab.errors import TransferlabError
 
 SCORES = ("logme", "leep", "nce", "h_score", "knn")
-FEATURE_SCORES = ("logme", "h_score", "knn")  # need features
-PROBABILITY_SCORES = ("leep", "nce")  # need the source model's class probabilities
 KNN_WORKSPACE_BYTES = 128 * 2**20  # memory for kNN's distance blocks; any size gives the same votes
 
 

@@ -16,23 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from transferlab.errors import TransferlabError, options_hint
-
-AUGMENTATIONS = ("mirror", "noise", "crop", "affine")
-DEFAULT_AUGMENT = "mirror,noise"  # the studies' augmentation baseline (CIFAR-domains report)
-
-
-def parse_augment(text: str | None) -> tuple[str, ...]:
-    """'mirror,noise' -> ('mirror', 'noise') in canonical order; None, '' or 'none' -> ()."""
-    if text is None or text.strip().lower() in ("", "none"):
-        return ()
-    names = [t.strip().lower() for t in text.split(",") if t.strip()]
-    for name in names:
-        if name not in AUGMENTATIONS:
-            raise TransferlabError(f"augmentation {name!r} is unknown{options_hint(name, AUGMENTATIONS)} (or none)")
-    if len(set(names)) != len(names):
-        raise TransferlabError(f"augment={text!r} lists an augmentation twice")
-    return tuple(a for a in AUGMENTATIONS if a in names)
+from transferlab.errors import TransferlabError
+from transferlab.settings import AUGMENTATIONS, DEFAULT_AUGMENT, parse_augment  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,11 @@ Calling it gives logits; ``forward_features(x, layer=k)`` gives the globally poo
 Why units and not arbitrary module names: every strategy (fine-tune the top, freeze the first n, extract
 features from depth k) is then the same code for every architecture, and "k" means what the study meant.
 
-Interface changes (newest first): none since the first version.
+Interface changes (newest first): ``run_units(x, stop, start)`` runs a range of units (strategies/prefix.py
+trains above a frozen prefix with it); ``resolve_layer(layer)`` reads a unit as a 1-based index, a digit
+string ('5' from TOML or the CLI) or a name; ``transform(size)`` and ``preprocess(images, size=)`` take an
+input side in pixels (``input_size``, including 'auto'); ``forward_features(x, layer, pool)`` pools by
+avg or flatten; ``freeze(k, bn=)`` chooses whether frozen BatchNorm stays in eval mode.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from transferlab.data.transforms import ImageTransform
 from transferlab.errors import TransferlabError
+from transferlab.settings import POOLS
 
 BN_MODES = ("eval", "train")
-POOLS = ("avg", "flatten")
 
 
 @dataclass(frozen=True)

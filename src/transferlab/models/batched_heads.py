@@ -44,8 +44,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ from torch import nn
 from transferlab.errors import TransferlabError
 from transferlab.models.heads import GlobalAveragePool, _TorchHead
 from transferlab.parallel import Stopped, run_jobs, worker_count
-from transferlab.train import Budget, TrainConfig, TrainingFailed, resolve_budget, seeded
+from transferlab.train import Budget, Checks, TrainConfig, TrainingFailed, diverged, resolve_budget, seeded
 
 EVAL_ROWS = 512  # validation rows per forward chunk (bounds the (C, rows, D) batched input)
 ACTIVATION_TYPES = (nn.Sigmoid, nn.ELU, nn.ReLU)
@@ -71,14 +71,18 @@ class _Config:
     module: nn.Module
     linears: list[nn.Linear]
     activation: nn.Module | None  # hidden activation (None for a linear head)
-    history: list[dict] = field(default_factory=list)
+    checks: Checks | None = None  # its validation checks: history, early stopping, best weights
     active: bool = True
-    best_loss: float = math.inf
-    since_best: int = 0
-    best: tuple[int, list[torch.Tensor]] | None = None  # (epoch, weights) of the best validation loss
     final: tuple[int, list[torch.Tensor]] | None = None  # (epoch, weights) the head ends with
     failure: BaseException | None = None
     n_train: int = 0
+
+    def __post_init__(self) -> None:
+        self.checks = Checks(self.config.patience, self.config.lr)
+
+    @property
+    def history(self) -> list[dict]:
+        return self.checks.history
 
 
 def _stack_layers(module: nn.Module) -> tuple[list[nn.Linear], nn.Module | None] | None:
@@ -183,14 +187,26 @@ class _Optimizer:
             stacked.grad = None
 
 
+class _Memo:
+    """A function's value, computed on the first call only."""
+
+    def __init__(self, function: Callable[[], object]) -> None:
+        self.function, self.done, self.value = function, False, None
+
+    def __call__(self):
+        if not self.done:
+            self.value, self.done = self.function(), True
+        return self.value
+
+
 def _record_failure(config: _Config, reason: str, history: list[dict]) -> None:
     config.failure, config.active = TrainingFailed(reason, history), False
 
 
-def _finish(config: _Config, epoch: int, weights: list[torch.Tensor]) -> None:
-    """Stop ``config`` after ``epoch``: it keeps its best epoch's weights (patience) or these."""
+def _finish(config: _Config, epoch: int, weights: Callable[[], list[torch.Tensor]]) -> None:
+    """Stop ``config`` after ``epoch``: it keeps its best epoch's weights (patience) or ``weights()``."""
     config.active = False
-    config.final = config.best if config.best is not None else (epoch, weights)
+    config.final = config.checks.best if config.checks.best is not None else (epoch, weights())
 
 
 def _train_stack(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor | None,
@@ -231,9 +247,8 @@ def _train_stack(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val
                 for k, c in enumerate(stack.configs):
                     value = losses[k].item()
                     if c.active and not math.isfinite(value):
-                        _record_failure(c, f"loss became {value} at epoch {epoch}, step {step + 1} (lr="
-                                           f"{c.config.lr:g}, optimizer={c.config.optimizer}); training diverged: "
-                                           "try a smaller learning rate", list(c.history))  # fmt: skip
+                        reason = diverged(value, epoch, step + 1, c.config.lr, c.config.optimizer)
+                        _record_failure(c, reason, list(c.history))
             if not any(c.active for c in configs):
                 break
             loss.sum().backward()
@@ -248,30 +263,15 @@ def _train_stack(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val
         seconds = (time.perf_counter() - since) / len(configs)  # each configuration's share
         for k in checking:
             c = stack.configs[k]
-            record = {"epoch": epoch, "train_loss": float(loss_sum[k]) / seen, "train_accuracy": int(correct[k]) / seen,
-                      "val_loss": None, "val_accuracy": None}  # fmt: skip
-            if val is not None:
-                val_loss, val_accuracy = val[0][k], val[1][k]
-                record.update(val_loss=val_loss, val_accuracy=val_accuracy)
-                if not math.isfinite(val_loss):
-                    _record_failure(c, f"validation loss became {val_loss} at epoch {epoch} (lr={c.config.lr:g}); "
-                                       "training diverged: try a smaller learning rate", c.history + [record])  # fmt: skip
-                    continue
-            record["seconds"] = seconds
-            c.history.append(record)
-            weights = None
-            if c.config.patience is not None:
-                if record["val_loss"] < c.best_loss:
-                    c.best_loss, c.since_best = record["val_loss"], 0
-                    weights = stack.weights_of(k)
-                    c.best = (epoch, weights)
-                else:
-                    c.since_best += 1
-                    if c.since_best >= c.config.patience:
-                        _finish(c, epoch, [])
-                        continue
-            if epoch == c.budget.epochs:
-                _finish(c, epoch, weights or stack.weights_of(k))
+            try:
+                c.checks.record(epoch, float(loss_sum[k]), int(correct[k]), seen,
+                                None if val is None else (val[0][k], val[1][k]), seconds)
+            except TrainingFailed as failure:  # this configuration only; the others go on
+                c.failure, c.active = failure, False
+                continue
+            weights = _Memo(lambda k=k: stack.weights_of(k))  # copied at most once per check
+            if c.checks.stop(weights) or epoch == c.budget.epochs:
+                _finish(c, epoch, weights)
         # Every configuration of a pass checks at the same epochs (see _timeline), so the running sums restart.
         loss_sum.zero_()
         correct.zero_()

@@ -34,20 +34,20 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from transferlab.errors import TransferlabError, TransferlabWarning, options_hint
+from transferlab.catalog import get_head
+from transferlab.errors import TransferlabError, TransferlabWarning
+from transferlab.settings import ACTIVATION_NAMES, FC_HIDDEN, INITS, unknown
 from transferlab.train import TrainConfig, predict_logits, seeded, train
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "elu": nn.ELU, "relu": nn.ReLU}
-INITS = ("uniform", "default")
-FC_HIDDEN: dict[str, tuple[int, ...]] = {"fc1": (100,), "fc2": (100, 50), "fc3": (100, 50, 25)}
-HEADS = ("fc1", "fc2", "fc3", "gap", "svm", "logreg")
-TORCH_HEADS = ("fc1", "fc2", "fc3", "gap")  # trained by the training loop: have lr, epochs, history
+ACTIVATIONS: dict[str, type[nn.Module]] = dict(zip(ACTIVATION_NAMES, (nn.Sigmoid, nn.ELU, nn.ReLU), strict=True))
+HEADS = ("fc1", "fc2", "fc3", "gap", "svm", "logreg")  # the heads on cached features (extract's)
+TORCH_HEADS = tuple(h for h in HEADS if get_head(h).trains)  # trained by the training loop: lr, epochs, history
 UNIFORM_LIMIT = 0.05  # Keras' classic 'uniform' initializer, U(-0.05, 0.05), as the VGG16 study used
 
 
 def check_choice(what: str, value: str, options: Sequence[str]) -> str:
     if value not in options:
-        raise TransferlabError(f"{what} {value!r} is unknown{options_hint(str(value), options)}")
+        raise unknown(what, value, options)
     return value
 
 
@@ -321,7 +321,7 @@ def make_head(name: str, *, activation: str = "relu", init: str = "uniform", dro
     """An unfitted head by name (see module docstring). Training settings apply to the torch heads
     (fc1-3, gap); ``C`` (inverse L2 strength) to svm and logreg only: None = svm's CV choice, logreg's 1."""
     check_choice("head", name, HEADS)
-    if C is not None and name not in ("svm", "logreg"):
+    if C is not None and "C" not in get_head(name).settings:  # the head registry says which heads take C
         raise TransferlabError(f"C applies to the svm and logreg heads only, not head {name!r}")
     training = dict(lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, patience=patience,
                     optimizer=optimizer, seed=seed, steps=steps, schedule=schedule)  # fmt: skip

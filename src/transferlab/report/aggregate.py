@@ -23,6 +23,7 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
+from transferlab.catalog import get_strategy, list_strategies
 from transferlab.study.store import Store
 
 CONFIDENCE = 0.95
@@ -198,7 +199,7 @@ class Config:
     def variant(self) -> str:
         """snt's condition (Yosinski's names): base (transfer=0), frozen (SnT: frozen=transfer), fine-tuned
         (SnT+: frozen=0) or partly frozen; empty for every other strategy."""
-        if self.strategy != "snt":
+        if get_strategy(self.strategy).sweep != "transfer":
             return ""
         transfer, frozen = self.get("transfer") or 0, self.get("frozen") or 0
         if transfer == 0:
@@ -210,9 +211,7 @@ class Config:
     @property
     def role(self) -> str:
         """baseline | augmentation | transfer (see ROLE_HELP)."""
-        if self.strategy in ("extract", "finetune", "siamese") or (
-            self.strategy == "snt" and self.variant != "base"
-        ):
+        if get_strategy(self.strategy).transfers(self):
             return "transfer"
         return "augmentation" if self.get("augment") not in (None, "none") else "baseline"
 
@@ -455,7 +454,7 @@ def _describe_order(names: Iterable[str]) -> list[str]:
     return sorted(names, key=rank)
 
 
-STRATEGY_ORDER = ("scratch", "augment", "extract", "finetune", "snt", "siamese")
+STRATEGY_ORDER = tuple(s.name for s in list_strategies())
 
 
 def _strategy_rank(name: str) -> int:
@@ -470,9 +469,10 @@ def task_label(spec: dict) -> str:
     """'fashion-mnist' or 'fashion-mnist, classes cars,trucks': the dataset and the classes a run learns."""
     dataset = str(spec.get("dataset"))
     source, target, side = spec.get("source"), spec.get("target"), spec.get("side", "target")
-    if spec.get("strategy") == "siamese":  # its own task: one-shot accuracy is not a classifier's accuracy
+    trains_on = get_strategy(spec.get("strategy")).trains_on
+    if trains_on == "one-shot":  # its own task: one-shot accuracy is not a classifier's accuracy
         return _one_shot_label(dataset, source, target, spec.get("source_dataset"))
-    if spec.get("strategy") != "snt" and source is None and target is None and not spec.get("swap"):
+    if trains_on != "target" and source is None and target is None and not spec.get("swap"):
         return dataset
     named, other = (target, source) if side == "target" else (source, target)
     if named is not None:
@@ -635,13 +635,14 @@ def depth_sweeps(task: Task) -> list[DepthSweep]:
     """The task's depth sweeps: snt (units transferred; frozen vs fine-tuned panels, reference = its
     transfer=0 base) and finetune (pretrained units frozen; reference = the task's baseline)."""
     sweeps = []
-    for strategy in ("snt", "finetune"):
+    builders = {"transfer": _snt_sweep, "frozen": _finetune_sweep}  # by the depth a strategy record sweeps
+    for strategy in sorted((s for s in list_strategies() if s.sweep), key=lambda s: s.sweep != "transfer"):
         groups: dict[tuple, list[Cell]] = defaultdict(list)
         for cell in task.cells:
-            if cell.config.strategy == strategy:
+            if cell.config.strategy == strategy.name:
                 groups[_sweep_key(cell)].append(cell)
         for key, cells in sorted(groups.items(), key=lambda item: repr(item[0])):
-            sweep = _snt_sweep(task, key, cells) if strategy == "snt" else _finetune_sweep(task, key, cells)
+            sweep = builders[strategy.sweep](task, key, cells)
             if sweep is not None:
                 sweeps.append(sweep)
     return sweeps

@@ -34,11 +34,11 @@ from matplotlib.colors import Normalize, TwoSlopeNorm, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
+from transferlab.catalog import get_strategy, list_strategies
 from transferlab.report.aggregate import ROLES, Cell, DepthSweep, Gain, SizeKey, Task, best_by_validation
 
 # Okabe-Ito colours (distinguishable with colour-vision deficiencies), one per strategy.
-STRATEGY_COLOURS = {"scratch": "#555555", "augment": "#E69F00", "extract": "#0072B2", "finetune": "#009E73",
-                    "snt": "#CC79A7", "siamese": "#56B4E9"}  # fmt: skip
+STRATEGY_COLOURS = {s.name: s.colour for s in list_strategies()}
 OTHER_COLOUR = "#D55E00"
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -529,12 +529,12 @@ def one_shot_curves(task: Task) -> Figure | None:
     each point the configuration chosen on validation, with error bars (95% t-interval over repeats, or
     the Wilson interval over tasks for a single run), Koch's 1-NN baselines on the same tasks, and chance
     1/N. None when the task has no siamese runs."""
-    cells = [c for c in task.cells if c.config.strategy == "siamese"]
+    cells = [c for c in task.cells if get_strategy(c.config.strategy).trains_on == "one-shot"]
     if not cells:
         return None
     fig = _new_figure(11.0, 5.0)
     left, right = fig.subplots(1, 2)
-    colour = strategy_colour("siamese")
+    colour = strategy_colour(cells[0].config.strategy)
     ways = sorted({c.n_classes for c in cells})
     chosen = {n: best_by_validation(c for c in cells if c.n_classes == n) for n in ways}
     chosen = {n: c for n, c in chosen.items() if c is not None}
@@ -604,7 +604,7 @@ def one_shot_curves(task: Task) -> Figure | None:
         ax.legend(fontsize=7, loc="best")
     spread = ("n = 1 run per point: error bars are the Wilson 95% interval over its tasks" if ns and max(ns) < 2
               else f"error bars: 95% t-interval over {_n_text(ns)} repeats")  # fmt: skip
-    tuned = [f for f in task.varying_within("siamese") if f not in ("n_way", "pairs")]
+    tuned = [f for f in task.varying_within(cells[0].config.strategy) if f not in ("n_way", "pairs")]
     chosen_text = f"; each point: the best of {', '.join(tuned)} on validation pairs" if tuned else ""
     fig.suptitle(_wrap_lines(11.0, f"{task.label}: Siamese one-shot accuracy", f"{spread}{chosen_text}"))
     return fig

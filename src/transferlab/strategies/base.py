@@ -1,10 +1,10 @@
-"""What every strategy shares: the strategy record, the task's images, per-batch preprocessing +
+"""What every strategy's implementation shares: the task's images, per-batch preprocessing +
 augmentation, and training a whole network and scoring it into a :class:`RunResult`."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,20 +24,16 @@ HALVES_SEED = 0
 PARTS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class Strategy:
-    """A registered strategy: ``fit_evaluate(spec, data, progress=False) -> RunResult`` on a resolved
-    spec; ``heads`` it takes (the first is the default); the backbone it uses when none is named."""
+@dataclass
+class Fitted:
+    """What a run trained, for ``transferlab fit`` to save (``fit_evaluate(..., keep=Fitted())`` fills it):
+    the task it learned (its class names), and the trained ``model`` (a network that classifies images:
+    the record's ``exports == "network"``) or the ``head`` fitted on a frozen backbone's features
+    (``exports == "features"``)."""
 
-    name: str
-    summary: str
-    fit_evaluate: Callable[..., RunResult]
-    heads: tuple[str, ...]
-    default_backbone: str
-
-    @property
-    def default_head(self) -> str:
-        return self.heads[0]
+    task: TaskSplit | None = None
+    model: nn.Module | None = None
+    head: object | None = None
 
 
 @dataclass
@@ -64,9 +60,21 @@ def resolve_device(name: str) -> torch.device:
 def sides(spec: RunSpec, data: ImageSet):
     """The class split named by the spec (random halves drawn with HALVES_SEED when neither side is
     given), or None when the spec uses every class."""
-    if spec.source is None and spec.target is None and not spec.swap and spec.strategy != "snt":
+    if spec.source is None and spec.target is None and not spec.swap and spec.strategy_info.trains_on != "target":
         return None
     return class_split(data, spec.source, spec.target, seed=HALVES_SEED, swap=spec.swap)
+
+
+def training_classes(spec: RunSpec, data: ImageSet) -> tuple[ImageSet, tuple[int, ...] | None]:
+    """The dataset and classes (None = every class) whose images the spec's size subsamples: the spec's
+    side, or the target side for a strategy that trains a source model first; a strategy module with its
+    own ``training_classes`` (siamese: the source classes, possibly of ``source_dataset``) decides itself."""
+    own = getattr(spec.strategy_info.implementation, "training_classes", None)
+    if own is not None:
+        return own(spec, data)
+    trains_on = spec.strategy_info.trains_on
+    split = sides(spec, data)
+    return data, None if split is None else split.side("target" if trains_on == "target" else spec.side)
 
 
 def load_task(spec: RunSpec, data: ImageSet, classes: Sequence[int] | None, *, size: float | None = None,

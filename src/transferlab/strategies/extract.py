@@ -19,10 +19,7 @@ from transferlab.errors import TransferlabError
 from transferlab.features import cached_features
 from transferlab.models.heads import TORCH_HEADS, make_head
 from transferlab.runs import RunResult, RunSpec
-from transferlab.strategies.base import Strategy, resolve_device, sides, task_fields
-
-HEADS = ("logreg", "fc1", "fc2", "fc3", "gap", "svm")
-
+from transferlab.strategies.base import Fitted, resolve_device, sides, task_fields
 
 # Runs that agree on these fields read the same cached features, training subset and mini-batch order, so
 # their fc1-3/gap heads can train in one batched pass (models/batched_heads.py); heads, activations,
@@ -87,23 +84,23 @@ def _score(spec: RunSpec, head, task, features: dict, labels: dict, features_sec
     )  # fmt: skip
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: Fitted | None = None) -> RunResult:  # fmt: skip
     """Features of the task's train/val/test images from ``spec.backbone`` at ``spec.layer``, then
-    ``spec.head`` fitted on the training features and scored on validation and test. ``keep``: a dict
+    ``spec.head`` fitted on the training features and scored on validation and test. ``keep``: a :class:`Fitted`
     that receives the fitted ``head`` and the ``task`` (for ``transferlab fit``)."""
     task, features, labels, features_seconds = _task_features(spec, data, progress)
     head = _head(spec)
     started = time.perf_counter()
     head.fit(features["train"], labels["train"], eval_set=(features["val"], labels["val"]))
     if keep is not None:
-        keep.update(head=head, task=task)
+        keep.head, keep.task = head, task
     return _score(spec, head, task, features, labels, features_seconds, time.perf_counter() - started)
 
 
 def batch_key(spec: RunSpec) -> tuple | None:
     """Equal keys: runs whose heads can train in one batched pass (fc1-3/gap without dropout on the same
     features, subset and batch order); None for a run that trains alone."""
-    if spec.strategy != "extract" or spec.head not in TORCH_HEADS or spec.dropout:
+    if spec.head not in TORCH_HEADS or spec.dropout:
         return None
     return tuple(getattr(spec, name) for name in BATCH_FIELDS)
 
@@ -133,11 +130,3 @@ def fit_evaluate_batch(specs: list[RunSpec], data: ImageSet, progress: bool = Fa
         outcomes[i] = error or _score(spec, head, task, features, labels, seconds, head.fit_seconds_)
     return outcomes
 
-
-STRATEGY = Strategy(
-    name="extract",
-    summary="frozen pretrained backbone -> cached features -> a head (fc1-3, gap, svm, logreg)",
-    fit_evaluate=fit_evaluate,
-    heads=HEADS,
-    default_backbone="efficientnet_lite0.in1k",
-)

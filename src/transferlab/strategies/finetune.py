@@ -34,7 +34,7 @@ from transferlab.models.heads import FC_HIDDEN, GlobalAveragePool, fc_stack
 from transferlab.models.registry import create_backbone
 from transferlab.runs import RunResult, RunSpec
 from transferlab.strategies.base import (
-    Strategy,
+    Fitted,
     image_transform,
     network_result,
     resolve_device,
@@ -128,9 +128,9 @@ def linear_probe_head(model, spec: RunSpec, data: ImageSet, task, device) -> dic
     return {"probe_C": best_C, "probe_val_accuracy": val_accuracy, "probe_Cs": list(PROBE_CS) if has_val else [1.0]}
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: Fitted | None = None) -> RunResult:  # fmt: skip
     """Fine-tune ``spec.backbone`` (pretrained) with units 1..``spec.frozen`` frozen and a new head.
-    ``keep``: a dict that receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
+    ``keep``: a :class:`Fitted` that receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
     device = resolve_device(spec.device)
     task = target_task(spec, data)
     with seeded(spec.seed):
@@ -152,14 +152,6 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
     hyper = {"frozen_units": units[: spec.frozen], "weights_sha256": model.weights_sha256, **probe,
              **fit.hyperparameters}  # fmt: skip
     if keep is not None:
-        keep.update(model=model, task=task.split)  # the whole network: it predicts from images
+        keep.model, keep.task = model, task.split  # the whole network: it predicts from images
     return network_result(spec, task, fit.score, hyperparameters=hyper, features_seconds=fit.seconds)
 
-
-STRATEGY = Strategy(
-    name="finetune",
-    summary="pretrained backbone, units 1..k frozen, the rest + a new head trained (k=0: FTall)",
-    fit_evaluate=fit_evaluate,
-    heads=("linear", "fc1", "fc2", "fc3"),
-    default_backbone="efficientnet_lite0.in1k",
-)

@@ -63,7 +63,6 @@ from transferlab.models.backbone import unit_index
 from transferlab.models.registry import create_backbone, get_backbone_entry, list_backbones
 from transferlab.runs import RunResult, RunSpec
 from transferlab.siamese import (
-    HEADS,
     OneShotTasks,
     SiameseNet,
     accuracy_metrics,
@@ -74,7 +73,7 @@ from transferlab.siamese import (
     support_scores,
     task_scores,
 )
-from transferlab.strategies.base import HALVES_SEED, Strategy, image_transform, resolve_device, train_config
+from transferlab.strategies.base import HALVES_SEED, image_transform, resolve_device, train_config
 from transferlab.train import evaluate, seeded, train
 
 CENTRE_PAIRS = 256  # training pairs whose mean similarity sets the initial bias (SiameseNet.centre_bias)
@@ -104,6 +103,12 @@ def class_sets(spec: RunSpec, data: ImageSet) -> tuple[ImageSet, tuple[int, ...]
         if len(classes) < 2:
             raise TransferlabError(f"siamese needs at least 2 {name}; got {len(classes)}")
     return source_data, tuple(train_classes), tuple(test_classes)
+
+
+def training_classes(spec: RunSpec, data: ImageSet) -> tuple[ImageSet, tuple[int, ...]]:
+    """The dataset and classes the twins train on (the ones the spec's size subsamples)."""
+    source_data, train_classes, _ = class_sets(spec, data)
+    return source_data, train_classes
 
 
 def _pairs(
@@ -450,12 +455,3 @@ def _plan(spec: RunSpec) -> tuple[list[str], int, bool]:
                                "augment=none or a smaller frozen")  # fmt: skip
     return units, layer, end_to_end
 
-
-STRATEGY = Strategy(
-    name="siamese",
-    summary="twin network on a frozen pretrained backbone, trained on same/different pairs of some classes, "
-    "scored on N-way one-shot tasks of unseen classes (Koch et al.)",
-    fit_evaluate=fit_evaluate,
-    heads=HEADS,
-    default_backbone="efficientnet_lite0.in1k",
-)

@@ -32,7 +32,7 @@ from transferlab.models.backbone import Backbone
 from transferlab.models.registry import create_backbone
 from transferlab.runs import RunResult, RunSpec
 from transferlab.strategies.base import (
-    Strategy,
+    Fitted,
     fit_network,
     image_transform,
     load_task,
@@ -125,9 +125,9 @@ def target_model(spec: RunSpec, source: Backbone | None, num_classes: int, devic
     return model, groups
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
+def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: Fitted | None = None) -> RunResult:  # fmt: skip
     """Transfer units 1..``spec.transfer`` of a source model into a fresh target model, freeze units
-    1..``spec.frozen``, train on the target subset, score on the target test set. ``keep``: a dict that
+    1..``spec.frozen``, train on the target subset, score on the target test set. ``keep``: a :class:`Fitted` that
     receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
     device = resolve_device(spec.device)
     classes = sides(spec, data)
@@ -147,7 +147,7 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
     fit = fit_frozen_prefix(model, spec, data, task, train_config(spec, progress), image_transform(model, spec, device),
                             groups, device, cache=False, progress=progress)  # fmt: skip
     if keep is not None:
-        keep.update(model=model, task=task.split)
+        keep.model, keep.task = model, task.split
     mode = "base" if spec.transfer == 0 else "SnT" if spec.frozen == spec.transfer else "SnT+" if spec.frozen == 0 else "partly frozen"
     hyper = {
         "mode": mode, "transferred_units": units[: spec.transfer], "frozen_units": units[: spec.frozen],
@@ -159,11 +159,3 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
     return network_result(spec, task, fit.score, hyperparameters=hyper, source_seconds=source_seconds,
                           features_seconds=fit.seconds)  # fmt: skip
 
-
-STRATEGY = Strategy(
-    name="snt",
-    summary="train a source model on the source classes, transfer units 1..n, frozen (SnT) or fine-tuned (SnT+)",
-    fit_evaluate=fit_evaluate,
-    heads=("linear",),
-    default_backbone="cifar_cnn",
-)

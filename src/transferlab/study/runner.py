@@ -67,7 +67,7 @@ def _precheck_sizes(study: StudySpec) -> None:
     cannot satisfy fails now, with its message, instead of as many failed runs."""
     from transferlab.data.datasets import load_dataset
     from transferlab.data.splits import make_task
-    from transferlab.strategies.base import sides
+    from transferlab.strategies.base import training_classes
 
     seen = set()
     for _, spec in study.runs:
@@ -76,14 +76,7 @@ def _precheck_sizes(study: StudySpec) -> None:
         if key in seen:
             continue
         seen.add(key)
-        if spec.strategy == "siamese":  # the size applies to the classes the twins train on
-            from transferlab.strategies.siamese import class_sets
-
-            data, classes, _ = class_sets(spec, load_dataset(spec.dataset))
-        else:
-            data = load_dataset(spec.dataset)
-            split = sides(spec, data)
-            classes = None if split is None else split.side("target" if spec.strategy == "snt" else spec.side)
+        data, classes = training_classes(spec, load_dataset(spec.dataset))
         try:
             make_task(data, classes, size=spec.size, per_class=spec.per_class, val_size=spec.val_size,
                       test_per_class=spec.test_per_class, seed=spec.seed)  # fmt: skip
@@ -92,17 +85,15 @@ def _precheck_sizes(study: StudySpec) -> None:
             raise TransferlabError(f"{data.name} with {size}: {exc}") from None
 
 
-PRETRAINED_STRATEGIES = ("extract", "finetune")  # they start from a backbone's pretrained weights
-
-
 def _precheck_backbones(study: StudySpec) -> None:
     """Every backbone of the grid exists and, for a strategy that starts from pretrained weights, its
     weight file is here and intact (sha256): one error now instead of every such run failing."""
+    from transferlab.catalog import get_strategy
     from transferlab.models.registry import get_backbone_entry, list_backbones
 
     for name, strategy in sorted({(s.backbone, s.strategy) for _, s in study.runs}):
         entry = get_backbone_entry(name)
-        if strategy not in PRETRAINED_STRATEGIES:
+        if not get_strategy(strategy).needs_pretrained:
             continue
         if not entry.pretrained:
             raise TransferlabError(

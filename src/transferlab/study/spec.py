@@ -115,7 +115,7 @@ _RELEASE_0_1_IMPLIED = {"head_init": "random"}
 def _affects(name: str, spec: RunSpec) -> bool:
     if name == "epochs":
         return spec.trains_a_network()
-    return spec.strategy != "extract"  # bn_stats: extract's backbone runs in eval mode, its heads have no BN
+    return spec.strategy_info.takes(name)  # bn_stats: extract's backbone runs in eval mode, its heads have no BN
 
 
 def run_id(spec: RunSpec) -> str:
