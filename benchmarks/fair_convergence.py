@@ -50,7 +50,9 @@ def main(directories: list[str]) -> None:
             steps = [epoch * spe for epoch, *_ in tail]
             accs = [val_acc for *_, val_acc in tail]
             spec = result["spec"]
-            key = (Path(directory).name,) + tuple((f, spec.get(f)) for f in CELL_FIELDS if spec.get(f) is not None)
+            key = (Path(directory).name,) + tuple(
+                (f, spec.get(f)) for f in CELL_FIELDS if spec.get(f) is not None
+            )
             cells[key + (("per_class", spec["per_class"]),)].append(
                 {
                     "steps_run": budget.get("steps_run"),

@@ -32,9 +32,13 @@ def main(paths: list[str]) -> None:
                 key = (path.split("/")[-2], arm_of(row), int(row["per_class"]))
                 config = tuple((name, row[name]) for name in TUNED_FIELDS if row.get(name))
                 cells[key][config][int(row["seed"])] = row
-    print("| study | arm | per class | configs | chosen (per seed) | test acc mean ± std (n) | epochs run / budget steps |")
+    print(
+        "| study | arm | per class | configs | chosen (per seed) | test acc mean ± std (n) | epochs run / budget steps |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for (study, arm, size), configs in sorted(cells.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2])):
+    for (study, arm, size), configs in sorted(
+        cells.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2])
+    ):
         seeds = sorted(set.intersection(*(set(by_seed) for by_seed in configs.values())))
         chosen, tests, budgets = [], [], []
         for seed in seeds:
@@ -47,8 +51,10 @@ def main(paths: list[str]) -> None:
             budgets.append(f"{row['epochs_run']}/{budget.get('steps', '?')}")
         spread = statistics.stdev(tests) if len(tests) > 1 else float("nan")
         name = " ".join(f"{k}={v}" for k, v in arm)
-        print(f"| {study} | {name} | {size} | {len(configs)} | {'; '.join(chosen)} | "
-              f"{statistics.mean(tests):.3f} ± {spread:.3f} ({len(tests)}) | {'; '.join(budgets)} |")
+        print(
+            f"| {study} | {name} | {size} | {len(configs)} | {'; '.join(chosen)} | "
+            f"{statistics.mean(tests):.3f} ± {spread:.3f} ({len(tests)}) | {'; '.join(budgets)} |"
+        )
 
 
 if __name__ == "__main__":

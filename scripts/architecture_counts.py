@@ -66,7 +66,9 @@ def import_graphs(src: Path) -> dict[str, dict[str, set[str]]]:
         tree, package = ast.parse(path.read_text()), path.name == "__init__.py"
         for kind, nodes in (("module-level", tree.body), ("all", list(ast.walk(tree)))):
             graphs[kind][name] = {
-                t for node in nodes for t in _targets(node, name, package, modules)
+                t
+                for node in nodes
+                for t in _targets(node, name, package, modules)
                 if t in modules and t != name and not name.startswith(t + ".")
             }
     return graphs

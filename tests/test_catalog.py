@@ -39,9 +39,11 @@ def test_specs_pickle_into_worker_processes():
 
 
 def test_validating_specs_and_building_the_cli_import_no_torch():
-    code = ("import sys; from transferlab.runs import RunSpec; from transferlab.cli import build_parser; "
-            "RunSpec(strategy='snt', dataset='digits', transfer=2); build_parser(['run']); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; from transferlab.runs import RunSpec; from transferlab.cli import build_parser; "
+        "RunSpec(strategy='snt', dataset='digits', transfer=2); build_parser(['run']); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -63,13 +65,17 @@ def test_registering_a_name_twice_raises():
     from transferlab.catalog import register_strategy
 
     with pytest.raises(TransferlabError, match="strategy 'scratch' is already registered"):
-        register_strategy(Strategy("scratch", "again", "transferlab.strategies.scratch", ("linear",), "cifar_cnn"))
+        register_strategy(
+            Strategy("scratch", "again", "transferlab.strategies.scratch", ("linear",), "cifar_cnn")
+        )
 
 
 @pytest.mark.parametrize(
     ("lookup", "message"),
-    [(lambda: get_strategy("finetun"), "unknown strategy 'finetun'.*did you mean: finetune"),
-     (lambda: get_head("fc4"), "unknown head 'fc4'")],
+    [
+        (lambda: get_strategy("finetun"), "unknown strategy 'finetun'.*did you mean: finetune"),
+        (lambda: get_head("fc4"), "unknown head 'fc4'"),
+    ],
 )
 def test_unknown_names_list_the_options(lookup, message):
     with pytest.raises(TransferlabError, match=message):
@@ -77,9 +83,15 @@ def test_unknown_names_list_the_options(lookup, message):
 
 
 def test_one_template_for_a_setting_a_strategy_does_not_take():
-    with pytest.raises(TransferlabError, match=r"^transfer is not a setting of strategy 'finetune'; strategies that "
-                                               r"take it: snt$"):
+    with pytest.raises(
+        TransferlabError,
+        match=r"^transfer is not a setting of strategy 'finetune'; strategies that "
+        r"take it: snt$",
+    ):
         RunSpec(strategy="finetune", dataset="digits", transfer=1)
-    with pytest.raises(TransferlabError, match=r"^bn_stats is not a setting of strategy 'extract' \(its heads have no "
-                                               r"BatchNorm\); strategies that take it: scratch, augment, finetune"):
+    with pytest.raises(
+        TransferlabError,
+        match=r"^bn_stats is not a setting of strategy 'extract' \(its heads have no "
+        r"BatchNorm\); strategies that take it: scratch, augment, finetune",
+    ):
         RunSpec(strategy="extract", dataset="digits", bn_stats="momentum")

@@ -36,14 +36,31 @@ def test_tasks_have_k_distinct_supports_per_class_and_an_unseen_query():
     assert all(np.array_equal(getattr(tasks, f), getattr(again, f)) for f in ("support", "query", "answer"))
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda labels: sample_fewshot_tasks(labels, 3, 5, 10, np.random.default_rng(0)), "5-shot tasks need at least 6"),
-    (lambda labels: sample_fewshot_tasks(labels, 5, 1, 10, np.random.default_rng(0)), "n_way=5 is larger than the 3"),
-    (lambda labels: sample_fewshot_tasks(labels, 3, 0, 10, np.random.default_rng(0)), "k_shot=0 is invalid"),
-    (lambda labels: simpleshot_correct(np.zeros((len(labels), 4)),
-                                       sample_fewshot_tasks(labels, 2, 1, 3, np.random.default_rng(0)),
-                                       np.zeros(3)), "centre has 3 dimensions and the vectors 4"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda labels: sample_fewshot_tasks(labels, 3, 5, 10, np.random.default_rng(0)),
+            "5-shot tasks need at least 6",
+        ),
+        (
+            lambda labels: sample_fewshot_tasks(labels, 5, 1, 10, np.random.default_rng(0)),
+            "n_way=5 is larger than the 3",
+        ),
+        (
+            lambda labels: sample_fewshot_tasks(labels, 3, 0, 10, np.random.default_rng(0)),
+            "k_shot=0 is invalid",
+        ),
+        (
+            lambda labels: simpleshot_correct(
+                np.zeros((len(labels), 4)),
+                sample_fewshot_tasks(labels, 2, 1, 3, np.random.default_rng(0)),
+                np.zeros(3),
+            ),
+            "centre has 3 dimensions and the vectors 4",
+        ),
+    ],
+)
 def test_bad_input_is_refused(call, message):
     with pytest.raises(TransferlabError, match=message):
         call(np.repeat(np.arange(3), 4))
@@ -83,7 +100,10 @@ def test_simpleshot_removes_the_offset_and_scale_that_fool_euclidean_rules(seed)
     centroid = nearest_centroid_correct(vectors[novel], tasks).mean()
     uncentred = simpleshot_correct(vectors[novel], tasks, np.zeros(16)).mean()  # L2 alone
     assert simpleshot > 0.93 and simpleshot > centroid + 0.08 and simpleshot > uncentred + 0.08, (
-        simpleshot, centroid, uncentred)  # fmt: skip
+        simpleshot,
+        centroid,
+        uncentred,
+    )
     unit = simpleshot_transform(vectors, centre)
     assert np.allclose(np.linalg.norm(unit, axis=1), 1.0)
 
@@ -106,6 +126,9 @@ def test_real_digits_far_above_chance(digits):
     base, novel = digits.labels < 5, digits.labels >= 5
     for k, floor in ((1, 0.6), (5, 0.8)):
         tasks = sample_fewshot_tasks(digits.labels[novel], 5, k, 300, np.random.default_rng(0))
-        for correct in (nearest_neighbour_correct(x[novel], tasks), nearest_centroid_correct(x[novel], tasks),
-                        simpleshot_correct(x[novel], tasks, x[base].mean(0))):  # fmt: skip
+        for correct in (
+            nearest_neighbour_correct(x[novel], tasks),
+            nearest_centroid_correct(x[novel], tasks),
+            simpleshot_correct(x[novel], tasks, x[base].mean(0)),
+        ):
             assert correct.mean() > floor, (k, correct.mean())

@@ -61,14 +61,32 @@ def test_bad_inputs(tmp_path):
 
 
 def test_cli_fit_writes_onnx_too(tmp_path, cli, digits):
-    code, out, err = cli("fit", "--dataset", "digits", "--strategy", "scratch", "--backbone", "shallow_cnn",
-                         "--input-size", "16", "--epochs", "1", "--per-class", "5", "-o", str(tmp_path / "m.pt"),
-                         "--onnx", str(tmp_path / "m.onnx"), "--json")  # fmt: skip
+    code, out, err = cli(
+        "fit",
+        "--dataset",
+        "digits",
+        "--strategy",
+        "scratch",
+        "--backbone",
+        "shallow_cnn",
+        "--input-size",
+        "16",
+        "--epochs",
+        "1",
+        "--per-class",
+        "5",
+        "-o",
+        str(tmp_path / "m.pt"),
+        "--onnx",
+        str(tmp_path / "m.onnx"),
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(out)["onnx"] == str(tmp_path / "m.onnx")
     model = transferlab.load_model(tmp_path / "m.pt")
-    np.testing.assert_allclose(_run(tmp_path / "m.onnx", digits.images[:4]), model.predict_proba(digits.images[:4]),
-                               atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        _run(tmp_path / "m.onnx", digits.images[:4]), model.predict_proba(digits.images[:4]), atol=1e-4
+    )
 
 
 def test_timm_vit_exports(tmp_path, digits):

@@ -24,8 +24,13 @@ def _tool(folder: Path, name: str, body: str) -> Path:
 
 
 def _run(root: Path, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(root / "scripts" / "setup.sh")], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)  # fmt: skip
+    return subprocess.run(
+        ["bash", str(root / "scripts" / "setup.sh")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
 
 
 @pytest.fixture

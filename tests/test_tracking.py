@@ -11,10 +11,18 @@ from transferlab.tracking import RUN_ID_TAG, client, log_run, track_study
 
 GRID = {
     "name": "tracked",
-    "base": {"dataset": "digits", "per_class": 5, "val_size": 0.2, "backbone": "shallow_cnn", "input_size": 16,
-             "epochs": 2, "batch_size": 32, "seed": [0, 1]},
+    "base": {
+        "dataset": "digits",
+        "per_class": 5,
+        "val_size": 0.2,
+        "backbone": "shallow_cnn",
+        "input_size": 16,
+        "epochs": 2,
+        "batch_size": 32,
+        "seed": [0, 1],
+    },
     "runs": [{"strategy": "scratch"}],
-}  # fmt: skip
+}
 
 
 def test_study_is_logged_with_params_metrics_history_and_report(tmp_path):
@@ -61,8 +69,19 @@ def test_one_run_is_logged(tmp_path):
 def test_cli_study_flag(tmp_path, cli):
     spec = tmp_path / "tracked.toml"
     spec.write_text(study_toml({**GRID, "base": {**GRID["base"], "seed": 0}}))
-    code, out, err = cli("study", str(spec), "--dir", str(tmp_path / "d"), "--no-report", "--quiet", "--json",
-                         "--mlflow", str(tmp_path / "mlruns"), "--mlflow-experiment", "cli")  # fmt: skip
+    code, out, err = cli(
+        "study",
+        str(spec),
+        "--dir",
+        str(tmp_path / "d"),
+        "--no-report",
+        "--quiet",
+        "--json",
+        "--mlflow",
+        str(tmp_path / "mlruns"),
+        "--mlflow-experiment",
+        "cli",
+    )
     assert code == 0, err
     run_id = json.loads(out)["mlflow_run_id"]
     assert client(tmp_path / "mlruns").get_run(run_id).data.params["study"] == "tracked"

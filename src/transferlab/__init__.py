@@ -20,15 +20,39 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+local"
 
 __all__ = [
-    "ImageSet", "TransferlabError", "TransferlabWarning", "create_backbone", "list_backbones", "list_datasets",
-    "load_dataset", "load_model", "__version__",
-    "run", "study", "fit", "load_study", "Study", "TransferClassifier", "export_onnx",
-]  # fmt: skip
+    "ImageSet",
+    "TransferlabError",
+    "TransferlabWarning",
+    "create_backbone",
+    "list_backbones",
+    "list_datasets",
+    "load_dataset",
+    "load_model",
+    "__version__",
+    "run",
+    "study",
+    "fit",
+    "load_study",
+    "Study",
+    "TransferClassifier",
+    "export_onnx",
+]
 
-_LAZY = {"create_backbone": "transferlab.models.registry", "list_backbones": "transferlab.models.registry",
-         "load_model": "transferlab.model"}  # fmt: skip
-_LAZY.update({"run": "transferlab.api", "fit": "transferlab.api", "load_study": "transferlab.api", "Study": "transferlab.api",
-              "TransferClassifier": "transferlab.estimator", "export_onnx": "transferlab.onnx_export"})  # fmt: skip
+_LAZY = {
+    "create_backbone": "transferlab.models.registry",
+    "list_backbones": "transferlab.models.registry",
+    "load_model": "transferlab.model",
+}
+_LAZY.update(
+    {
+        "run": "transferlab.api",
+        "fit": "transferlab.api",
+        "load_study": "transferlab.api",
+        "Study": "transferlab.api",
+        "TransferClassifier": "transferlab.estimator",
+        "export_onnx": "transferlab.onnx_export",
+    }
+)
 
 
 def __getattr__(name: str):

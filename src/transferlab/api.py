@@ -31,13 +31,21 @@ def _spec(dataset: str | ImageSet, settings: dict[str, Any]):
     if isinstance(dataset, ImageSet):
         return RunSpec.from_dict({"dataset": dataset.name, **settings}), dataset
     if not isinstance(dataset, str):
-        raise TransferlabError(f"dataset must be a name or URI (e.g. 'digits', 'folder:PATH') or an ImageSet, "
-                               f"got {type(dataset).__name__}")  # fmt: skip
+        raise TransferlabError(
+            f"dataset must be a name or URI (e.g. 'digits', 'folder:PATH') or an ImageSet, "
+            f"got {type(dataset).__name__}"
+        )
     return RunSpec.from_dict({"dataset": dataset, **settings}), None
 
 
-def run(dataset: str | ImageSet, strategy: str, *, progress: bool = False, mlflow: str | os.PathLike | None = None,
-        **settings: Any):  # fmt: skip
+def run(
+    dataset: str | ImageSet,
+    strategy: str,
+    *,
+    progress: bool = False,
+    mlflow: str | os.PathLike | None = None,
+    **settings: Any,
+):
     """One run, as ``transferlab run``: returns its RunResult (``.to_dict()``; ``status`` "failed" with the
     reason in ``error`` when training failed). settings: RunSpec fields, e.g. ``per_class=20, head="fc2"``.
     mlflow: a tracking URI or folder to log the run to (experiment "transferlab"; transferlab/tracking.py)."""
@@ -109,15 +117,31 @@ def study_toml(grid: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def study(spec: str | os.PathLike | dict, directory: str | os.PathLike | None = None, *, workers: int = 1,
-          executor: str = "local", retry_failed: bool = False, quiet: bool = True, report: bool = True,
-          mlflow: str | os.PathLike | None = None, experiment: str | None = None) -> Study:  # fmt: skip
+def study(
+    spec: str | os.PathLike | dict,
+    directory: str | os.PathLike | None = None,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    retry_failed: bool = False,
+    quiet: bool = True,
+    report: bool = True,
+    mlflow: str | os.PathLike | None = None,
+    experiment: str | None = None,
+) -> Study:
     """Run a study, as ``transferlab study``: ``spec`` is a TOML file, TOML text, or a dict grid (see
     :func:`study_toml`); ``directory`` defaults to runs/<name>. Runs what is missing (resumable) and
     returns the :class:`Study` (``to_pandas()``, ``report()``). mlflow: a tracking URI or folder to log
     the study to (``experiment``, default the study's name; transferlab/tracking.py)."""
-    result = _run_study(spec, directory, workers=workers, executor=executor, retry_failed=retry_failed,
-                        quiet=quiet, report=report)  # fmt: skip
+    result = _run_study(
+        spec,
+        directory,
+        workers=workers,
+        executor=executor,
+        retry_failed=retry_failed,
+        quiet=quiet,
+        report=report,
+    )
     if mlflow is not None:
         from transferlab.tracking import track_study
 

@@ -40,8 +40,23 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from transferlab.errors import TransferlabError, TransferlabWarning
 
 # The run settings a TransferClassifier exposes as parameters (the rest go in ``settings``).
-RUN_PARAMS = ("strategy", "backbone", "head", "input_size", "layer", "frozen", "lr", "epochs", "steps",
-              "batch_size", "C", "augment", "weights", "seed", "device")  # fmt: skip
+RUN_PARAMS = (
+    "strategy",
+    "backbone",
+    "head",
+    "input_size",
+    "layer",
+    "frozen",
+    "lr",
+    "epochs",
+    "steps",
+    "batch_size",
+    "C",
+    "augment",
+    "weights",
+    "seed",
+    "device",
+)
 CLOSED_FORM_HEADS = ("logreg", "svm")  # no training loop, so no validation carve by default
 
 
@@ -157,8 +172,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             if len(shape) == 2:
                 shape = (*shape, 1)
             if len(shape) != 3 or shape[2] not in (1, 3) or int(np.prod(shape)) != n_features:
-                raise TransferlabError(f"image_shape={self.image_shape!r} does not hold the {n_features} features of a "
-                                       "row; give (H, W) or (H, W, C) with C in 1, 3 and H*W*C = n_features")  # fmt: skip
+                raise TransferlabError(
+                    f"image_shape={self.image_shape!r} does not hold the {n_features} features of a "
+                    "row; give (H, W) or (H, W, C) with C in 1, 3 and H*W*C = n_features"
+                )
             return shape  # type: ignore[return-value]
         side = int(round(np.sqrt(n_features)))
         return (side, side, 1) if side * side == n_features else (1, n_features, 1)
@@ -188,8 +205,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             images = np.asarray(X)
             images = images[..., None] if images.ndim == 3 else images
             if images.shape[-1] not in (1, 3):
-                raise TransferlabError(f"X has shape {images.shape}; an image array is (N, H, W) or (N, H, W, C) "
-                                       "with C in 1, 3 (one image: pass [image] or image[None])")  # fmt: skip
+                raise TransferlabError(
+                    f"X has shape {images.shape}; an image array is (N, H, W) or (N, H, W, C) "
+                    "with C in 1, 3 (one image: pass [image] or image[None])"
+                )
             check_array(images.reshape(len(images), -1), dtype=None, ensure_all_finite=True)
             return images
         if (
@@ -205,9 +224,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if fitting:
             self.n_features_in_ = table.shape[1]
         elif getattr(self, "n_features_in_", None) is not None and table.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {table.shape[1]} features, but {type(self).__name__} is expecting "
-                             f"{self.n_features_in_} features as input (a 2-D X is a table of flattened images, "
-                             "one per row; give one (H, W) image as [image] or image[None])")  # fmt: skip
+            raise ValueError(
+                f"X has {table.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (a 2-D X is a table of flattened images, "
+                "one per row; give one (H, W) image as [image] or image[None])"
+            )
         shape = self._table_shape(table.shape[1]) if fitting else self.image_shape_
         return table.reshape(len(table), *shape)
 
@@ -226,8 +247,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         extra = dict(self.settings or {})
         clash = sorted(set(extra) & (set(RUN_PARAMS) | {"val_size", "dataset"}))
         if clash:
-            raise TransferlabError(f"settings={self.settings!r} repeats {', '.join(clash)}, which are parameters of "
-                                   "TransferClassifier (or fixed by fit); set them there")  # fmt: skip
+            raise TransferlabError(
+                f"settings={self.settings!r} repeats {', '.join(clash)}, which are parameters of "
+                "TransferClassifier (or fixed by fit); set them there"
+            )
         settings.update(extra)
         if self.layer is not None:
             settings["layer"] = str(self.layer)
@@ -274,11 +297,13 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         # is repeated as a stand-in test set (its accuracy is not reported) and every image can train.
         first = np.array([np.flatnonzero(labels == c)[0] for c in range(len(self.classes_))])
         data = ImageSet(
-            images=np.concatenate([pixels, pixels[first]]), labels=np.concatenate([labels, labels[first]]),
+            images=np.concatenate([pixels, pixels[first]]),
+            labels=np.concatenate([labels, labels[first]]),
             class_names=[str(c) for c in self.classes_],
-            split=np.array(["train"] * len(pixels) + ["test"] * len(first)), name="TransferClassifier.fit",
+            split=np.array(["train"] * len(pixels) + ["test"] * len(first)),
+            name="TransferClassifier.fit",
             source="in-memory arrays",
-        )  # fmt: skip
+        )
         spec = RunSpec.from_dict({"dataset": "in-memory", **self._run_settings(len(self.classes_))})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TransferlabWarning)

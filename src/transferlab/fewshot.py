@@ -67,8 +67,14 @@ def _whole(name: str, value, minimum: int) -> None:
         raise TransferlabError(f"{name}={value!r} is invalid; give a whole number >= {minimum}")
 
 
-def sample_fewshot_tasks(labels: np.ndarray, n_way: int, k_shot: int, n_tasks: int, rng: np.random.Generator,
-                         class_names: Sequence[str] | None = None) -> FewShotTasks:  # fmt: skip
+def sample_fewshot_tasks(
+    labels: np.ndarray,
+    n_way: int,
+    k_shot: int,
+    n_tasks: int,
+    rng: np.random.Generator,
+    class_names: Sequence[str] | None = None,
+) -> FewShotTasks:
     """``n_tasks`` N-way K-shot tasks from the pool with int ``labels`` (P,): each draws N distinct classes,
     K + 1 distinct images of the query's class (K supports and the query) and K of every other, and shuffles
     the class columns. Needs N classes with at least K + 1 images each."""
@@ -81,13 +87,16 @@ def sample_fewshot_tasks(labels: np.ndarray, n_way: int, k_shot: int, n_tasks: i
     if short:
         c = short[0]
         name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
-        raise TransferlabError(f"class {name!r} has {len(by_class[c])} image(s); {k_shot}-shot tasks need at "
-                               f"least {k_shot + 1} per class (k_shot supports and a query); give a smaller "
-                               "k_shot or more test images per class")  # fmt: skip
+        raise TransferlabError(
+            f"class {name!r} has {len(by_class[c])} image(s); {k_shot}-shot tasks need at "
+            f"least {k_shot + 1} per class (k_shot supports and a query); give a smaller "
+            "k_shot or more test images per class"
+        )
     classes = np.array(sorted(by_class))
     if n_way > len(classes):
-        raise TransferlabError(f"n_way={n_way} is larger than the {len(classes)} classes available; give "
-                               f"n_way <= {len(classes)}")  # fmt: skip
+        raise TransferlabError(
+            f"n_way={n_way} is larger than the {len(classes)} classes available; give n_way <= {len(classes)}"
+        )
     support = np.empty((n_tasks, n_way, k_shot), dtype=np.int64)
     query = np.empty(n_tasks, dtype=np.int64)
     answer = np.empty(n_tasks, dtype=np.int64)
@@ -143,6 +152,8 @@ def simpleshot_correct(vectors: np.ndarray, tasks: FewShotTasks, centre: np.ndar
     x = _as_matrix(vectors)
     centre = np.asarray(centre, dtype=np.float64).ravel()
     if centre.shape[0] != x.shape[1]:
-        raise TransferlabError(f"SimpleShot's centre has {centre.shape[0]} dimensions and the vectors "
-                               f"{x.shape[1]}; give the mean of the training classes' vectors")  # fmt: skip
+        raise TransferlabError(
+            f"SimpleShot's centre has {centre.shape[0]} dimensions and the vectors "
+            f"{x.shape[1]}; give the mean of the training classes' vectors"
+        )
     return _centroid_correct(simpleshot_transform(x, centre), tasks)

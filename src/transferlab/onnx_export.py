@@ -47,8 +47,13 @@ class PreprocessAndPredict(nn.Module):
         if self.interpolation == "nearest":
             x = nn.functional.interpolate(x, size=(self.resize, self.resize), mode="nearest")
         else:
-            x = nn.functional.interpolate(x, size=(self.resize, self.resize), mode=self.interpolation,
-                                          antialias=True, align_corners=False).clamp(0.0, 1.0)  # fmt: skip
+            x = nn.functional.interpolate(
+                x,
+                size=(self.resize, self.resize),
+                mode=self.interpolation,
+                antialias=True,
+                align_corners=False,
+            ).clamp(0.0, 1.0)
         top = (self.resize - self.crop) // 2
         x = x[:, :, top : top + self.crop, top : top + self.crop]
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
@@ -65,8 +70,10 @@ def _trained(model):
         return model
     if hasattr(model, "model_") and isinstance(model.model_, TrainedModel):
         return model.model_
-    raise TransferlabError(f"export_onnx takes a TrainedModel, a fitted TransferClassifier or a model file path, "
-                           f"got {type(model).__name__}")  # fmt: skip
+    raise TransferlabError(
+        f"export_onnx takes a TrainedModel, a fitted TransferClassifier or a model file path, "
+        f"got {type(model).__name__}"
+    )
 
 
 def export_onnx(model, path: str | os.PathLike, *, example_size: tuple[int, int] | None = None) -> Path:
@@ -87,13 +94,24 @@ def export_onnx(model, path: str | os.PathLike, *, example_size: tuple[int, int]
     image = trained.payload["image"]
     height, width = example_size or (image["height"], image["width"])
     example = torch.zeros(2, height, width, image["channels"], dtype=torch.uint8)
-    dims = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("height", min=2),
-            2: torch.export.Dim("width", min=2)}  # fmt: skip
+    dims = {
+        0: torch.export.Dim("batch", min=1),
+        1: torch.export.Dim("height", min=2),
+        2: torch.export.Dim("width", min=2),
+    }
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's own progress notes and deprecations
-        program = torch.onnx.export(wrapper, (example,), None, input_names=["images"], output_names=["probabilities"],
-                                    dynamic_shapes=({**dims},), opset_version=OPSET, dynamo=True,
-                                    verbose=False)  # fmt: skip
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            None,
+            input_names=["images"],
+            output_names=["probabilities"],
+            dynamic_shapes=({**dims},),
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
     proto = program.model_proto
     metadata = {
         "class_names": json.dumps([str(c) for c in trained.classes_]),

@@ -40,57 +40,156 @@ _BUDGET = " (a budget needs at least one optimizer step)"
 # The settings every strategy takes (a strategy may refuse one in its record's ``excludes``); each
 # strategy's own settings are in its record (transferlab.catalog), the heads' in HEAD_SETTINGS.
 COMMON: tuple[Setting, ...] = (
-    setting("strategy", "str", None, "scratch | augment | extract | finetune | snt | siamese (see transferlab.catalog)"),
+    setting(
+        "strategy",
+        "str",
+        None,
+        "scratch | augment | extract | finetune | snt | siamese (see transferlab.catalog)",
+    ),
     setting("dataset", "str", None, "built-in dataset name or URI, e.g. fashion-mnist, digits, npz:PATH"),
-    setting("backbone", "str | None", None, "registry name; default: cifar_cnn for scratch/augment/snt, "
-            "efficientnet_lite0.in1k for extract/finetune/siamese"),
-    setting("input_size", "int | str | None", None, "side in pixels the images are resized to, or 'auto': the "
-            "pretrained weights' working resolution (small images are upsampled, BiT-style); default: the "
-            "backbone's own", (lambda v: v == "auto" or (whole(v) and v >= 1),
-                               "a whole number of pixels >= 1 or 'auto' (the pretrained weights' working resolution)")),
-    setting("head", "str | None", None, "classifier: extract takes fc1|fc2|fc3|gap|svm|logreg (default logreg); "
-            "finetune takes linear|fc1|fc2|fc3 (default linear); scratch, augment and snt train the backbone's "
-            "own classifier (linear); siamese takes l1 (weighted L1 distance, weights >= 0, default) | fc "
-            "(unconstrained, Koch's)"),
+    setting(
+        "backbone",
+        "str | None",
+        None,
+        "registry name; default: cifar_cnn for scratch/augment/snt, "
+        "efficientnet_lite0.in1k for extract/finetune/siamese",
+    ),
+    setting(
+        "input_size",
+        "int | str | None",
+        None,
+        "side in pixels the images are resized to, or 'auto': the "
+        "pretrained weights' working resolution (small images are upsampled, BiT-style); default: the "
+        "backbone's own",
+        (
+            lambda v: v == "auto" or (whole(v) and v >= 1),
+            "a whole number of pixels >= 1 or 'auto' (the pretrained weights' working resolution)",
+        ),
+    ),
+    setting(
+        "head",
+        "str | None",
+        None,
+        "classifier: extract takes fc1|fc2|fc3|gap|svm|logreg (default logreg); "
+        "finetune takes linear|fc1|fc2|fc3 (default linear); scratch, augment and snt train the backbone's "
+        "own classifier (linear); siamese takes l1 (weighted L1 distance, weights >= 0, default) | fc "
+        "(unconstrained, Koch's)",
+    ),
     setting("optimizer", "str", "adam", "adam | sgd (with momentum)", choices=OPTIMIZERS),
-    setting("lr", "float", 1e-3, "learning rate of the head / newly initialised layers, per step, > 0", positive()),
+    setting(
+        "lr", "float", 1e-3, "learning rate of the head / newly initialised layers, per step, > 0", positive()
+    ),
     setting("momentum", "float", 0.9, "SGD momentum in [0, 1)", fraction(low_open=False)),
-    setting("weight_decay", "float | None", None, "L2 coefficient added to gradients (grad += wd * w), >= 0; "
-            "default 0 (1e-4 for siamese, the VGG16 study's)",
-            (lambda v: number(v) and v >= 0, "a finite L2 coefficient >= 0")),
-    setting("epochs", "int | None", None, "passes over the training subset, >= 1, at a constant learning rate (the "
-            "studies' protocols; the maximum with patience); default: the step budget (steps, or the size rule: "
-            "50 passes within 200..2000 steps), warmup + cosine decay, early stopping on validation",
-            at_least(1, _BUDGET)),
-    setting("steps", "int | None", None, "optimizer steps, >= 1, instead of epochs (warmup + cosine decay); "
-            "default: the size rule when epochs is not given either", at_least(1, _BUDGET)),
-    setting("schedule", "str | None", None, "learning-rate schedule: constant | cosine (after 5% linear warmup); "
-            "default constant with epochs, cosine with a step budget", choices=SCHEDULES),
+    setting(
+        "weight_decay",
+        "float | None",
+        None,
+        "L2 coefficient added to gradients (grad += wd * w), >= 0; "
+        "default 0 (1e-4 for siamese, the VGG16 study's)",
+        (lambda v: number(v) and v >= 0, "a finite L2 coefficient >= 0"),
+    ),
+    setting(
+        "epochs",
+        "int | None",
+        None,
+        "passes over the training subset, >= 1, at a constant learning rate (the "
+        "studies' protocols; the maximum with patience); default: the step budget (steps, or the size rule: "
+        "50 passes within 200..2000 steps), warmup + cosine decay, early stopping on validation",
+        at_least(1, _BUDGET),
+    ),
+    setting(
+        "steps",
+        "int | None",
+        None,
+        "optimizer steps, >= 1, instead of epochs (warmup + cosine decay); "
+        "default: the size rule when epochs is not given either",
+        at_least(1, _BUDGET),
+    ),
+    setting(
+        "schedule",
+        "str | None",
+        None,
+        "learning-rate schedule: constant | cosine (after 5% linear warmup); "
+        "default constant with epochs, cosine with a step budget",
+        choices=SCHEDULES,
+    ),
     setting("batch_size", "int", 50, "images per optimizer step, >= 1", at_least(1)),
-    setting("patience", "int | None", None, "early stopping: validation checks (each epoch with epochs; about 40 "
-            "per run with a step budget) without lower validation loss before stopping and restoring the best "
-            "check; default 10 with the size rule, else None = the whole budget", at_least(1)),
-    setting("bn_stats", "str | None", None, "BatchNorm running statistics: recalibrate (averaged over the "
-            "training images under the current weights, before each evaluation; the default) | momentum "
-            "(PyTorch's running average) | pretrained (the loaded statistics, every BatchNorm in eval mode; "
-            "LP-FT's default)", choices=BN_STATS, fill="recalibrate"),
-    setting("size", "float | None", None, "training fraction of each class's pool in (0, 1]; default 1.0",
-            (lambda v: number(v) and 0 < v <= 1, "a fraction in (0, 1] (e.g. 0.01 for 1%)")),
+    setting(
+        "patience",
+        "int | None",
+        None,
+        "early stopping: validation checks (each epoch with epochs; about 40 "
+        "per run with a step budget) without lower validation loss before stopping and restoring the best "
+        "check; default 10 with the size rule, else None = the whole budget",
+        at_least(1),
+    ),
+    setting(
+        "bn_stats",
+        "str | None",
+        None,
+        "BatchNorm running statistics: recalibrate (averaged over the "
+        "training images under the current weights, before each evaluation; the default) | momentum "
+        "(PyTorch's running average) | pretrained (the loaded statistics, every BatchNorm in eval mode; "
+        "LP-FT's default)",
+        choices=BN_STATS,
+        fill="recalibrate",
+    ),
+    setting(
+        "size",
+        "float | None",
+        None,
+        "training fraction of each class's pool in (0, 1]; default 1.0",
+        (lambda v: number(v) and 0 < v <= 1, "a fraction in (0, 1] (e.g. 0.01 for 1%)"),
+    ),
     setting("per_class", "int | None", None, "training images per class (instead of size)", at_least(1)),
-    setting("val_size", "float | int", 0.1, "validation: fraction of each class's training images or count per class"),
-    setting("test_per_class", "int | None", None, "cap on test images per class (None = the whole test split)",
-            at_least(1)),
+    setting(
+        "val_size",
+        "float | int",
+        0.1,
+        "validation: fraction of each class's training images or count per class",
+    ),
+    setting(
+        "test_per_class",
+        "int | None",
+        None,
+        "cap on test images per class (None = the whole test split)",
+        at_least(1),
+    ),
     setting("source", "str | None", None, "source classes, names or indices separated by commas"),
-    setting("target", "str | None", None, "target classes; with one side given the other is every remaining class"),
-    setting("side", "str", "target", "which side non-snt strategies learn when source/target are given",
-            choices=SIDES),
-    setting("swap", "bool", False, "exchange source and target (for snt with random halves: B->A instead of A->B)"),
-    setting("augment", "str | None", None, f"training augmentation: comma list of mirror,noise,crop,affine or none; "
-            f"default none ({DEFAULT_AUGMENT} for the augment strategy)"),
-    setting("seed", "int", 0, "seed of the subset, validation carve, initialisation, batch order and augmentation",
-            at_least(0)),
-    setting("device", "str", "cpu", "cpu | cuda | auto (cuda when available); results are bit-reproducible on cpu",
-            choices=DEVICES),
+    setting(
+        "target", "str | None", None, "target classes; with one side given the other is every remaining class"
+    ),
+    setting(
+        "side",
+        "str",
+        "target",
+        "which side non-snt strategies learn when source/target are given",
+        choices=SIDES,
+    ),
+    setting(
+        "swap", "bool", False, "exchange source and target (for snt with random halves: B->A instead of A->B)"
+    ),
+    setting(
+        "augment",
+        "str | None",
+        None,
+        f"training augmentation: comma list of mirror,noise,crop,affine or none; "
+        f"default none ({DEFAULT_AUGMENT} for the augment strategy)",
+    ),
+    setting(
+        "seed",
+        "int",
+        0,
+        "seed of the subset, validation carve, initialisation, batch order and augmentation",
+        at_least(0),
+    ),
+    setting(
+        "device",
+        "str",
+        "cpu",
+        "cpu | cuda | auto (cuda when available); results are bit-reproducible on cpu",
+        choices=DEVICES,
+    ),
 )
 
 
@@ -104,8 +203,10 @@ def _strategy_settings() -> dict[str, Setting]:
             if known is None:
                 merged[s.name] = s
             elif known.annotation != s.annotation or known.default != s.default:
-                raise TransferlabError(f"setting {s.name!r} of strategy {strategy.name!r} has another type or "
-                                       "default than the strategy that declared it first")
+                raise TransferlabError(
+                    f"setting {s.name!r} of strategy {strategy.name!r} has another type or "
+                    "default than the strategy that declared it first"
+                )
             elif s.help not in known.help:
                 merged[s.name] = dataclasses.replace(known, help=f"{known.help}; {s.help}")
     return merged
@@ -132,8 +233,9 @@ class _RunSpecBase:
         for s in SETTINGS.values():
             s.check(getattr(self, s.name))
         if self.epochs is not None and self.steps is not None:
-            raise TransferlabError(f"give either epochs ({self.epochs}) or steps ({self.steps}) as the training "
-                                   "budget, not both")
+            raise TransferlabError(
+                f"give either epochs ({self.epochs}) or steps ({self.steps}) as the training budget, not both"
+            )
         if self.size is not None and self.per_class is not None:
             raise TransferlabError("give either size (a fraction) or per_class (a count), not both")
         parse_augment(self.augment)  # unknown augmentation -> error listing the options
@@ -154,13 +256,21 @@ class _RunSpecBase:
             if not strategy.takes(s.name):
                 why = strategy.excludes.get(s.name) or s.note
                 takers = [t.name for t in list_strategies() if t.takes(s.name)]
-                raise TransferlabError(f"{s.name} is not a setting of strategy {self.strategy!r}"
-                                       f"{f' ({why})' if why else ''}; strategies that take it: {', '.join(takers)}")
+                raise TransferlabError(
+                    f"{s.name} is not a setting of strategy {self.strategy!r}"
+                    f"{f' ({why})' if why else ''}; strategies that take it: {', '.join(takers)}"
+                )
             if s in HEAD_SETTINGS and s.name not in get_head(head).settings:
                 takers = [h for h in strategy.heads if s.name in get_head(h).settings] or [
-                    f"{t.name}'s {h}" for t in list_strategies() for h in t.heads if s.name in get_head(h).settings]
-                raise TransferlabError(f"{s.name} is not a setting of head {head!r} (strategy {self.strategy!r}); "
-                                       f"heads that take it: {', '.join(takers)}")
+                    f"{t.name}'s {h}"
+                    for t in list_strategies()
+                    for h in t.heads
+                    if s.name in get_head(h).settings
+                ]
+                raise TransferlabError(
+                    f"{s.name} is not a setting of head {head!r} (strategy {self.strategy!r}); "
+                    f"heads that take it: {', '.join(takers)}"
+                )
         if strategy.check is not None:
             strategy.check(self, head)
 
@@ -181,9 +291,12 @@ class _RunSpecBase:
             "backbone": self.backbone or strategy.default_backbone,
             "head": head,
             "size": None if self.per_class is not None else (1.0 if self.size is None else float(self.size)),
-            "augment": ",".join(parse_augment(self.augment if self.augment is not None
-                                              else strategy.defaults.get("augment"))) or "none",
-            "weight_decay": strategy.defaults.get("weight_decay", 0.0) if self.weight_decay is None
+            "augment": ",".join(
+                parse_augment(self.augment if self.augment is not None else strategy.defaults.get("augment"))
+            )
+            or "none",
+            "weight_decay": strategy.defaults.get("weight_decay", 0.0)
+            if self.weight_decay is None
             else self.weight_decay,
         }
         if self.weights is not None:  # one name for the weights everywhere (caches, store, report lines)
@@ -194,8 +307,13 @@ class _RunSpecBase:
         if self.input_size == "auto":
             changes["input_size"] = working_resolution(changes["backbone"])
         # The size rule (no epochs, no steps) stops early on validation unless the run has none.
-        if (self.epochs is None and self.steps is None and self.patience is None and self.val_size != 0
-                and self.trains_a_network(head)):
+        if (
+            self.epochs is None
+            and self.steps is None
+            and self.patience is None
+            and self.val_size != 0
+            and self.trains_a_network(head)
+        ):
             changes["patience"] = AUTO_PATIENCE
         for s in (*COMMON, *strategy.settings):
             if strategy.takes(s.name) and getattr(self, s.name) is None and s.fill is not None:
@@ -233,8 +351,11 @@ RunSpec = dataclasses.make_dataclass(
     [(s.name, s.annotation, field(default=s.default, metadata={"help": s.help})) for s in SETTINGS.values()],
     bases=(_RunSpecBase,),
     frozen=True,
-    namespace={"__module__": __name__, "__doc__": "One run. Every field has a unit or meaning in its ``help`` "
-               "metadata (``RunSpec.describe()``); its settings are :data:`SETTINGS`."},
+    namespace={
+        "__module__": __name__,
+        "__doc__": "One run. Every field has a unit or meaning in its ``help`` "
+        "metadata (``RunSpec.describe()``); its settings are :data:`SETTINGS`.",
+    },
 )
 
 
@@ -244,9 +365,11 @@ def working_resolution(backbone: str) -> int:
 
     entry = get_backbone_entry(backbone)
     if not entry.pretrained:
-        raise TransferlabError(f"input_size='auto' is the pretrained weights' working resolution, and backbone "
-                               f"{backbone!r} has no pretrained weights (random init): give input_size in "
-                               "pixels (e.g. 28 or 32 for the small CNNs)")
+        raise TransferlabError(
+            f"input_size='auto' is the pretrained weights' working resolution, and backbone "
+            f"{backbone!r} has no pretrained weights (random init): give input_size in "
+            "pixels (e.g. 28 or 32 for the small CNNs)"
+        )
     return entry.spec.input_size
 
 

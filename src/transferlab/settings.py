@@ -55,7 +55,9 @@ def parse_augment(text: str | None) -> tuple[str, ...]:
     names = [t.strip().lower() for t in text.split(",") if t.strip()]
     for name in names:
         if name not in AUGMENTATIONS:
-            raise TransferlabError(f"augmentation {name!r} is unknown{options_hint(name, AUGMENTATIONS)} (or none)")
+            raise TransferlabError(
+                f"augmentation {name!r} is unknown{options_hint(name, AUGMENTATIONS)} (or none)"
+            )
     if len(set(names)) != len(names):
         raise TransferlabError(f"augment={text!r} lists an augmentation twice")
     return tuple(a for a in AUGMENTATIONS if a in names)

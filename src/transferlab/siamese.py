@@ -63,8 +63,9 @@ def _check_count(name: str, value: int) -> None:
         raise TransferlabError(f"{name}={value!r} is invalid; give a whole number >= 1")
 
 
-def sample_pairs(labels: np.ndarray, n_pairs: int, rng: np.random.Generator,
-                 class_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def sample_pairs(
+    labels: np.ndarray, n_pairs: int, rng: np.random.Generator, class_names: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Balanced pairs from a pool of images with int ``labels`` (P,).
 
     Returns (pairs int64 (n_pairs, 2): positions into ``labels``, same int64 (n_pairs,): 1 = same class).
@@ -112,8 +113,13 @@ class OneShotTasks:
         return len(self.query)
 
 
-def sample_tasks(labels: np.ndarray, n_way: int, n_tasks: int, rng: np.random.Generator,
-                 class_names: Sequence[str] | None = None) -> OneShotTasks:  # fmt: skip
+def sample_tasks(
+    labels: np.ndarray,
+    n_way: int,
+    n_tasks: int,
+    rng: np.random.Generator,
+    class_names: Sequence[str] | None = None,
+) -> OneShotTasks:
     """``n_tasks`` N-way one-shot tasks from the pool with int ``labels``: each draws N distinct classes,
     the query's class uniformly among them, the query and its matching candidate as two distinct images of
     that class, one image of each other class, and a random order of the candidates."""
@@ -212,8 +218,12 @@ def embeddings(net: SiameseNet, inputs: torch.Tensor, transform=None, batch_size
     was_training = net.training
     net.eval()
     try:
-        out = [net.embedding(inputs[s : s + batch_size] if transform is None else transform(inputs[s : s + batch_size]))
-               for s in range(0, len(inputs), batch_size)]  # fmt: skip
+        out = [
+            net.embedding(
+                inputs[s : s + batch_size] if transform is None else transform(inputs[s : s + batch_size])
+            )
+            for s in range(0, len(inputs), batch_size)
+        ]
     finally:
         net.train(was_training)
     return torch.cat(out) if out else torch.empty(0, net.out.in_features)

@@ -25,9 +25,24 @@ from typing import Any
 from transferlab.errors import TransferlabError
 
 FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
-RESULT_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "train_accuracy", "n_train", "n_val",
-                  "n_test", "n_classes", "epochs_run", "best_epoch", "fit_seconds", "features_seconds",
-                  "source_seconds", "eval_seconds", "total_seconds")  # fmt: skip
+RESULT_METRICS = (
+    "test_accuracy",
+    "test_loss",
+    "val_accuracy",
+    "val_loss",
+    "train_accuracy",
+    "n_train",
+    "n_val",
+    "n_test",
+    "n_classes",
+    "epochs_run",
+    "best_epoch",
+    "fit_seconds",
+    "features_seconds",
+    "source_seconds",
+    "eval_seconds",
+    "total_seconds",
+)
 RUN_ID_TAG, STUDY_TAG = "transferlab.run_id", "transferlab.grid_hash"
 PARAM_LIMIT = 6000  # MLflow's longest param value (characters)
 BATCH = 500  # metrics per log_batch call (MLflow takes at most 1,000)
@@ -38,8 +53,9 @@ def client(tracking_uri: str | os.PathLike):
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise TransferlabError("MLflow tracking needs mlflow: `pip install transferlab[mlflow]` "
-                               "(mlflow-skinny)") from None  # fmt: skip
+        raise TransferlabError(
+            "MLflow tracking needs mlflow: `pip install transferlab[mlflow]` (mlflow-skinny)"
+        ) from None
     uri = str(tracking_uri)
     if "://" not in uri and not uri.startswith("file:"):
         uri = Path(uri).expanduser().absolute().as_uri()
@@ -78,8 +94,17 @@ def _run_metrics(result: dict, history: list[dict]) -> list[tuple[str, float, in
     return out
 
 
-def _log_one(mlflow_client, experiment_id: str, run_key: str, spec: dict, status: str, result: dict | None,
-             error: str | None, history: list[dict], parent: str | None) -> str:  # fmt: skip
+def _log_one(
+    mlflow_client,
+    experiment_id: str,
+    run_key: str,
+    spec: dict,
+    status: str,
+    result: dict | None,
+    error: str | None,
+    history: list[dict],
+    parent: str | None,
+) -> str:
     tags = {RUN_ID_TAG: run_key, "transferlab.status": status}
     if parent:
         tags["mlflow.parentRunId"] = parent
@@ -103,8 +128,17 @@ def log_run(result, tracking_uri: str | os.PathLike, experiment: str = "transfer
     from transferlab.runs import RunSpec
 
     key = run_id(RunSpec.from_dict(r["spec"]))
-    return _log_one(mlflow_client, _experiment(mlflow_client, experiment), key, r["spec"], r.get("status", "ok"), r,
-                    r.get("error"), r.get("history") or [], None)  # fmt: skip
+    return _log_one(
+        mlflow_client,
+        _experiment(mlflow_client, experiment),
+        key,
+        r["spec"],
+        r.get("status", "ok"),
+        r,
+        r.get("error"),
+        r.get("history") or [],
+        None,
+    )
 
 
 def track_study(
@@ -130,18 +164,36 @@ def track_study(
         parent = mlflow_client.create_run(
             experiment_id, run_name=name, tags={STUDY_TAG: grid_hash}
         ).info.run_id
-        _log(mlflow_client, parent, {"study": name, "grid_hash": grid_hash, "runs": sum(counts.values()),
-                                     "directory": str(directory.absolute())}, [])  # fmt: skip
+        _log(
+            mlflow_client,
+            parent,
+            {
+                "study": name,
+                "grid_hash": grid_hash,
+                "runs": sum(counts.values()),
+                "directory": str(directory.absolute()),
+            },
+            [],
+        )
     logged = {
         r.data.tags.get(RUN_ID_TAG)
         for r in mlflow_client.search_runs(
             [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=50_000
-        )  # fmt: skip
+        )
     }
     for run in runs:
         if run["run_id"] not in logged:
-            _log_one(mlflow_client, experiment_id, run["run_id"], run["spec"], run["status"], run["result"],
-                     run["error"], histories[run["run_id"]], parent)  # fmt: skip
+            _log_one(
+                mlflow_client,
+                experiment_id,
+                run["run_id"],
+                run["spec"],
+                run["status"],
+                run["result"],
+                run["error"],
+                histories[run["run_id"]],
+                parent,
+            )
     stamp_metrics = [("runs_done", counts.get("done", 0), 0), ("runs_failed", counts.get("failed", 0), 0)]
     _log(mlflow_client, parent, {}, stamp_metrics)
     if (directory / "spec.toml").is_file():

@@ -143,8 +143,15 @@ def test_extract_run_with_user_weights(tmp_path, digits):
     path = tmp_path / "cnn.pth"
     torch.manual_seed(0)
     torch.save(create_backbone("cifar_cnn").state_dict(), path)
-    spec = RunSpec(strategy="extract", dataset="digits", backbone="cifar_cnn", weights=str(path), input_size=16,
-                   per_class=10, test_per_class=10)  # fmt: skip
+    spec = RunSpec(
+        strategy="extract",
+        dataset="digits",
+        backbone="cifar_cnn",
+        weights=str(path),
+        input_size=16,
+        per_class=10,
+        test_per_class=10,
+    )
     result = run(spec, digits)
     assert result.ok, result.error
     assert result.spec["backbone"] == f"cifar_cnn@{path}" and result.test_accuracy > 0.3
@@ -157,8 +164,14 @@ def test_timm_backbone_in_extract_and_finetune_runs(tmp_path, digits):
 
     path = tmp_path / "convnext.pth"
     torch.save(_timm_state(create_backbone("timm:convnext_atto@random")), path)
-    common = {"dataset": "digits", "backbone": "timm:convnext_atto", "weights": str(path), "input_size": 32,
-              "per_class": 5, "test_per_class": 10}  # fmt: skip
+    common = {
+        "dataset": "digits",
+        "backbone": "timm:convnext_atto",
+        "weights": str(path),
+        "input_size": 32,
+        "per_class": 5,
+        "test_per_class": 10,
+    }
     extract = run(RunSpec(strategy="extract", layer="stages_2", **common), digits)
     finetune = run(RunSpec(strategy="finetune", frozen=2, steps=3, **common), digits)
     for result in (extract, finetune):
@@ -176,8 +189,14 @@ def test_advise_ranks_timm_candidates(tmp_path, digits):
     path = tmp_path / "resnet.pth"
     torch.save(_timm_state(create_backbone("timm:resnet10t@random")), path)
     names = [f"timm:resnet10t@{path}", "timm:convnext_atto@random"]
-    advice = advise(digits, candidates=names, per_class=10, target="5,6,7,8,9", with_similarity=False,
-                    settings=SourceSettings(input_size=32, trained_input_size=32))  # fmt: skip
+    advice = advise(
+        digits,
+        candidates=names,
+        per_class=10,
+        target="5,6,7,8,9",
+        with_similarity=False,
+        settings=SourceSettings(input_size=32, trained_input_size=32),
+    )
     scored = {c.name: c for c in advice.candidates}
     assert set(scored) == set(names)
     assert scored[names[0]].kind == "pretrained" and scored[names[0]].feature_dim == 512
@@ -192,16 +211,45 @@ def test_weights_on_the_command_line_and_in_a_study(tmp_path, cli):
 
     path = tmp_path / "cnn.pth"
     torch.save(create_backbone("cifar_cnn").state_dict(), path)
-    code, out, err = cli("run", "--dataset", "digits", "--strategy", "extract", "--backbone", "cifar_cnn",
-                         "--weights", str(path), "--input-size", "16", "--per-class", "5", "--json")  # fmt: skip
+    code, out, err = cli(
+        "run",
+        "--dataset",
+        "digits",
+        "--strategy",
+        "extract",
+        "--backbone",
+        "cifar_cnn",
+        "--weights",
+        str(path),
+        "--input-size",
+        "16",
+        "--per-class",
+        "5",
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(out)["spec"]["backbone"] == f"cifar_cnn@{path}"
-    code, out, err = cli("run", "--dataset", "digits", "--strategy", "extract", "--backbone", "cifar_cnn",
-                         "--weights", str(tmp_path / "gone.pth"), "--input-size", "16", "--per-class", "5")  # fmt: skip
+    code, out, err = cli(
+        "run",
+        "--dataset",
+        "digits",
+        "--strategy",
+        "extract",
+        "--backbone",
+        "cifar_cnn",
+        "--weights",
+        str(tmp_path / "gone.pth"),
+        "--input-size",
+        "16",
+        "--per-class",
+        "5",
+    )
     assert code == 2 and "gone.pth does not exist" in err and len(err.strip().splitlines()) == 1
     spec = tmp_path / "s.toml"
-    spec.write_text(f'name = "w"\n[base]\ndataset = "digits"\nper_class = 5\ninput_size = 16\n'
-                    f'[[runs]]\nstrategy = "extract"\nbackbone = "cifar_cnn"\nweights = "{tmp_path / "gone.pth"}"\n')  # fmt: skip
+    spec.write_text(
+        f'name = "w"\n[base]\ndataset = "digits"\nper_class = 5\ninput_size = 16\n'
+        f'[[runs]]\nstrategy = "extract"\nbackbone = "cifar_cnn"\nweights = "{tmp_path / "gone.pth"}"\n'
+    )
     with pytest.raises(WeightsNotFoundError, match="gone.pth does not exist"):
         run_study(spec, tmp_path / "study", quiet=True, report=False)
     assert not (tmp_path / "study" / "study.sqlite").exists()  # refused before the store was made

@@ -12,20 +12,41 @@ BASELINES = ("nn_pixels", "nn_features", "protonet", "simpleshot")
 
 
 def _run(seed: int, lr: float, val: float, test: float, status: str = "done") -> dict:
-    metrics = {"tasks": 100, "one_shot_accuracy": test, "siamese_5shot_accuracy": test + 0.1,
-               "val_one_shot_accuracy": val, "one_shot_before_refit_accuracy": test - 0.05}  # fmt: skip
+    metrics = {
+        "tasks": 100,
+        "one_shot_accuracy": test,
+        "siamese_5shot_accuracy": test + 0.1,
+        "val_one_shot_accuracy": val,
+        "one_shot_before_refit_accuracy": test - 0.05,
+    }
     for i, name in enumerate(BASELINES):
-        metrics |= {f"{name}_accuracy": 0.4 + 0.01 * i, f"{name}_5shot_accuracy": 0.5 + 0.01 * i,
-                    f"val_{name}_accuracy": 0.6 + 0.05 * i}  # fmt: skip
-    spec = {"strategy": "siamese", "dataset": "fashion-mnist", "source": "0,1", "target": "3,4", "n_way": 2,
-            "lr": lr, "head": "l1", "seed": seed}  # fmt: skip
+        metrics |= {
+            f"{name}_accuracy": 0.4 + 0.01 * i,
+            f"{name}_5shot_accuracy": 0.5 + 0.01 * i,
+            f"val_{name}_accuracy": 0.6 + 0.05 * i,
+        }
+    spec = {
+        "strategy": "siamese",
+        "dataset": "fashion-mnist",
+        "source": "0,1",
+        "target": "3,4",
+        "n_way": 2,
+        "lr": lr,
+        "head": "l1",
+        "seed": seed,
+    }
     return {"status": status, "result": {"spec": spec, "val_accuracy": val, "metrics": metrics}}
 
 
 def test_the_configuration_is_chosen_on_validation_and_tasks_are_pooled():
     # lr 1e-3 has the better validation (0.8 vs 0.7) but the worse test: the table must show it anyway.
-    runs = [_run(0, 1e-3, 0.8, 0.50), _run(1, 1e-3, 0.8, 0.60), _run(0, 3e-4, 0.7, 0.90),
-            _run(1, 3e-4, 0.7, 0.90), _run(2, 3e-4, 0.99, 0.99, status="failed")]  # fmt: skip
+    runs = [
+        _run(0, 1e-3, 0.8, 0.50),
+        _run(1, 1e-3, 0.8, 0.60),
+        _run(0, 3e-4, 0.7, 0.90),
+        _run(1, 3e-4, 0.7, 0.90),
+        _run(2, 3e-4, 0.99, 0.99, status="failed"),
+    ]
     rows = method_table(runs)
     assert [r["method"].split(" ")[0] for r in rows] == [
         "Siamese",

@@ -12,15 +12,35 @@ from transferlab.study.export import export_table
 
 from .conftest import SPEC_DEFAULTS
 
-SIAMESE = {**SPEC_DEFAULTS, "strategy": "siamese", "backbone": "efficientnet_lite0.in1k", "head": "l1",
-           "weight_decay": 1e-4, "size": None, "per_class": 300, "source": "0,1,2", "target": "3,4,5,6",
-           "pool": "avg", "source_dataset": None, "tasks": 320, "hidden": 1024, "patience": 10}  # fmt: skip
+SIAMESE = {
+    **SPEC_DEFAULTS,
+    "strategy": "siamese",
+    "backbone": "efficientnet_lite0.in1k",
+    "head": "l1",
+    "weight_decay": 1e-4,
+    "size": None,
+    "per_class": 300,
+    "source": "0,1,2",
+    "target": "3,4,5,6",
+    "pool": "avg",
+    "source_dataset": None,
+    "tasks": 320,
+    "hidden": 1024,
+    "patience": 10,
+}
 
 
 def _metrics(accuracy: float, n_way: int, pixels: float) -> dict:
-    return {"one_shot_accuracy": accuracy, "one_shot_ci_low": accuracy - 0.05, "one_shot_ci_high": accuracy + 0.05,
-            "chance": 1 / n_way, "n_way": n_way, "tasks": 320, "nn_pixels_accuracy": pixels,
-            "nn_features_accuracy": pixels + 0.01}  # fmt: skip
+    return {
+        "one_shot_accuracy": accuracy,
+        "one_shot_ci_low": accuracy - 0.05,
+        "one_shot_ci_high": accuracy + 0.05,
+        "chance": 1 / n_way,
+        "n_way": n_way,
+        "tasks": 320,
+        "nn_pixels_accuracy": pixels,
+        "nn_features_accuracy": pixels + 0.01,
+    }
 
 
 def _add_grid(builder) -> None:
@@ -30,8 +50,14 @@ def _add_grid(builder) -> None:
             for seed in (0, 1):
                 accuracy = 1.5 / n_way + (0.05 if pairs == 2000 else 0.0) + 0.01 * seed
                 spec = {**SIAMESE, "n_way": n_way, "pairs": pairs, "seed": seed}
-                builder.add(spec, test=accuracy, val=0.9 + pairs / 1e5, n_train=900, n_classes=n_way,
-                            metrics=_metrics(accuracy, n_way, 1.2 / n_way + 0.001 * seed))  # fmt: skip
+                builder.add(
+                    spec,
+                    test=accuracy,
+                    val=0.9 + pairs / 1e5,
+                    n_train=900,
+                    n_classes=n_way,
+                    metrics=_metrics(accuracy, n_way, 1.2 / n_way + 0.001 * seed),
+                )
     other = {**SIAMESE, "source_dataset": "mnist", "source": None, "n_way": 4, "pairs": 2000}
     builder.add(other, test=0.3, val=0.8, n_train=3000, n_classes=4, metrics=_metrics(0.3, 4, 0.35))
 
@@ -40,8 +66,10 @@ def test_metrics_survive_store_aggregation_and_export(builder):
     _add_grid(builder)
     study = load_study(builder.store)
     labels = [task.label for task in study.tasks]
-    assert labels == ["fashion-mnist, one-shot on classes 3,4,5,6, trained on classes 0,1,2",
-                      "fashion-mnist, one-shot on classes 3,4,5,6, trained on mnist"]  # fmt: skip
+    assert labels == [
+        "fashion-mnist, one-shot on classes 3,4,5,6, trained on classes 0,1,2",
+        "fashion-mnist, one-shot on classes 3,4,5,6, trained on mnist",
+    ]
     cell = next(c for c in study.tasks[0].cells if c.n_classes == 4 and c.config.get("pairs") == 2000)
     assert cell.config.role == "transfer" and cell.test.n == 2
     assert abs(cell.metrics["nn_pixels_accuracy"].mean - (0.3 + 0.0005)) < 1e-12

@@ -31,17 +31,136 @@ STUDIES = {
 # (run id, sha256 prefix of the resolved spec dict, the spec's fields): every strategy, head family and
 # issue-15 recipe field.
 SPECS = [
-    ("e8c54a946d936ab2", "2671bfcdfbc65c37", {"strategy": "finetune", "dataset": "fashion-mnist", "per_class": 5, "head_init": "probe", "input_size": "auto", "l2_sp": 0.01, "layer_decay": 0.5}),
-    ("a86ab4d826cceeab", "f0aa0f61ea723874", {"strategy": "finetune", "dataset": "fashion-mnist", "per_class": 50, "steps": 300, "frozen": 3, "backbone_lr": 0.0001}),
-    ("050ea1282206781f", "387d31349929c2e7", {"strategy": "extract", "dataset": "fashion-mnist", "per_class": 20, "head": "logreg", "C": 0.1, "input_size": 224, "layer": "5"}),
-    ("41fe3fd347c3b766", "e87c9231de99b333", {"strategy": "extract", "dataset": "fashion-mnist", "per_class": 20, "head": "fc2", "activation": "sigmoid", "init": "default", "dropout": 0.2, "lr": 0.01}),
-    ("31139171f2bc8427", "3f0b9da7281b11c0", {"strategy": "extract", "dataset": "digits", "size": 0.5, "head": "gap", "pool": "flatten"}),
-    ("69809121826b6843", "1f1017db507a5b88", {"strategy": "scratch", "dataset": "digits", "size": 0.5, "schedule": "cosine", "optimizer": "sgd", "momentum": 0.8, "weight_decay": 0.0001}),
-    ("7f5c56b3874eda32", "fbc2fa8101536f74", {"strategy": "augment", "dataset": "digits", "per_class": 10, "augment": "mirror,crop", "bn_stats": "momentum"}),
-    ("d2b53423d35bff97", "74c5e385f9f78e5c", {"strategy": "snt", "dataset": "digits", "transfer": 3, "frozen": 1, "source_size": 0.5, "source_epochs": 4, "epochs": 2}),
-    ("04653934c4319a19", "07ef5fb66c58e223", {"strategy": "siamese", "dataset": "digits", "source": "0,1,2,3", "target": "5,6,7", "n_way": 3, "tasks": 10, "pairs": 100, "hidden": 64, "frozen": 2, "epochs": 2}),
-    ("fb709f99d7a33da3", "49539c34af01cf72", {"strategy": "siamese", "dataset": "digits", "head": "fc", "layer": "3", "pool": "flatten"}),
-    ("3f527dd2a059801d", "e929d58fd8f55c27", {"strategy": "scratch", "dataset": "digits", "source": "0,1,2", "target": "3,4,5", "side": "source", "swap": True, "val_size": 0, "test_per_class": 20, "device": "auto"}),
+    (
+        "e8c54a946d936ab2",
+        "2671bfcdfbc65c37",
+        {
+            "strategy": "finetune",
+            "dataset": "fashion-mnist",
+            "per_class": 5,
+            "head_init": "probe",
+            "input_size": "auto",
+            "l2_sp": 0.01,
+            "layer_decay": 0.5,
+        },
+    ),
+    (
+        "a86ab4d826cceeab",
+        "f0aa0f61ea723874",
+        {
+            "strategy": "finetune",
+            "dataset": "fashion-mnist",
+            "per_class": 50,
+            "steps": 300,
+            "frozen": 3,
+            "backbone_lr": 0.0001,
+        },
+    ),
+    (
+        "050ea1282206781f",
+        "387d31349929c2e7",
+        {
+            "strategy": "extract",
+            "dataset": "fashion-mnist",
+            "per_class": 20,
+            "head": "logreg",
+            "C": 0.1,
+            "input_size": 224,
+            "layer": "5",
+        },
+    ),
+    (
+        "41fe3fd347c3b766",
+        "e87c9231de99b333",
+        {
+            "strategy": "extract",
+            "dataset": "fashion-mnist",
+            "per_class": 20,
+            "head": "fc2",
+            "activation": "sigmoid",
+            "init": "default",
+            "dropout": 0.2,
+            "lr": 0.01,
+        },
+    ),
+    (
+        "31139171f2bc8427",
+        "3f0b9da7281b11c0",
+        {"strategy": "extract", "dataset": "digits", "size": 0.5, "head": "gap", "pool": "flatten"},
+    ),
+    (
+        "69809121826b6843",
+        "1f1017db507a5b88",
+        {
+            "strategy": "scratch",
+            "dataset": "digits",
+            "size": 0.5,
+            "schedule": "cosine",
+            "optimizer": "sgd",
+            "momentum": 0.8,
+            "weight_decay": 0.0001,
+        },
+    ),
+    (
+        "7f5c56b3874eda32",
+        "fbc2fa8101536f74",
+        {
+            "strategy": "augment",
+            "dataset": "digits",
+            "per_class": 10,
+            "augment": "mirror,crop",
+            "bn_stats": "momentum",
+        },
+    ),
+    (
+        "d2b53423d35bff97",
+        "74c5e385f9f78e5c",
+        {
+            "strategy": "snt",
+            "dataset": "digits",
+            "transfer": 3,
+            "frozen": 1,
+            "source_size": 0.5,
+            "source_epochs": 4,
+            "epochs": 2,
+        },
+    ),
+    (
+        "04653934c4319a19",
+        "07ef5fb66c58e223",
+        {
+            "strategy": "siamese",
+            "dataset": "digits",
+            "source": "0,1,2,3",
+            "target": "5,6,7",
+            "n_way": 3,
+            "tasks": 10,
+            "pairs": 100,
+            "hidden": 64,
+            "frozen": 2,
+            "epochs": 2,
+        },
+    ),
+    (
+        "fb709f99d7a33da3",
+        "49539c34af01cf72",
+        {"strategy": "siamese", "dataset": "digits", "head": "fc", "layer": "3", "pool": "flatten"},
+    ),
+    (
+        "3f527dd2a059801d",
+        "e929d58fd8f55c27",
+        {
+            "strategy": "scratch",
+            "dataset": "digits",
+            "source": "0,1,2",
+            "target": "3,4,5",
+            "side": "source",
+            "swap": True,
+            "val_size": 0,
+            "test_per_class": 20,
+            "device": "auto",
+        },
+    ),
 ]
 
 
@@ -61,7 +180,9 @@ def _digest(value) -> str:
 @pytest.mark.parametrize("path", sorted(STUDIES))
 def test_study_grids_keep_their_run_ids_and_resolved_specs(path):
     study = load_study(ROOT / path)
-    assert (len(study.runs), study.grid_hash[:16], _digest([_stored(s) for _, s in study.runs])) == STUDIES[path]
+    assert (len(study.runs), study.grid_hash[:16], _digest([_stored(s) for _, s in study.runs])) == STUDIES[
+        path
+    ]
     # A stored resolved spec reads back as the same run.
     rid, spec = study.runs[0]
     assert run_id(RunSpec.from_dict(spec.to_dict()).resolved()) == rid

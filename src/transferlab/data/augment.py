@@ -60,7 +60,9 @@ class Augmenter:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if x.ndim != 4 or not x.is_floating_point():
-            raise TransferlabError(f"augmentation needs a float batch (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+            raise TransferlabError(
+                f"augmentation needs a float batch (N, C, H, W), got {x.dtype} {tuple(x.shape)}"
+            )
         if self.mirror:
             flip = torch.rand(len(x), generator=generator) < 0.5
             x = torch.where(flip[:, None, None, None].to(x.device), x.flip(-1), x)
@@ -84,11 +86,14 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     cols = (dx[:, None] + torch.arange(w)).to(x.device)  # (N, W)
     batch = torch.arange(n, device=x.device)[:, None, None]
     # Advanced indexing on dims 0, 2, 3 moves the channel dim last: (N, H, W, C) -> back to NCHW.
-    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    return (
+        padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    )
 
 
-def random_affine(x: torch.Tensor, rotation: float, translation: float, scale: float,
-                  generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+def random_affine(
+    x: torch.Tensor, rotation: float, translation: float, scale: float, generator: torch.Generator
+) -> torch.Tensor:
     """Per-image rotation in [-rotation, rotation] degrees, shift in [-translation, translation] of the
     side, zoom in [1 - scale, 1 + scale]; bilinear resampling, zeros outside the frame."""
     n = len(x)
@@ -98,7 +103,10 @@ def random_affine(x: torch.Tensor, rotation: float, translation: float, scale: f
 
     angle = uniform(math.radians(rotation))
     zoom = 1 + uniform(scale)
-    shift_x, shift_y = uniform(2 * translation), uniform(2 * translation)  # affine_grid spans [-1, 1] = 2 units
+    shift_x, shift_y = (
+        uniform(2 * translation),
+        uniform(2 * translation),
+    )  # affine_grid spans [-1, 1] = 2 units
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1)
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)

@@ -152,7 +152,9 @@ class Backbone(nn.Module):
         """1-based unit index for ``layer`` (index, digit string, unit name, or None = the last unit)."""
         return unit_index(list(self.units), layer, self.name)
 
-    def forward_features(self, x: torch.Tensor, layer: int | str | None = None, pool: str = "avg") -> torch.Tensor:
+    def forward_features(
+        self, x: torch.Tensor, layer: int | str | None = None, pool: str = "avg"
+    ) -> torch.Tensor:
         """float (N, 3, H, W) -> float (N, D): output of unit ``layer`` (1-based index or name; default the
         last unit), globally average pooled ("avg") or flattened ("flatten": the VGG16 study's 2x2x512 =
         2,048 features at 64 px) when it is a feature map."""
@@ -231,7 +233,10 @@ class Backbone(nn.Module):
         return self.spec.transform if size is None else self.spec.transform.with_size(size)
 
     def preprocess(
-        self, images: np.ndarray | torch.Tensor, size: int | None = None, device: torch.device | str | None = None
+        self,
+        images: np.ndarray | torch.Tensor,
+        size: int | None = None,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """uint8 (N, H, W, C), C in {1, 3} -> float32 (N, 3, S, S) normalised with the weights' mean/std;
         S = the weights' input size, or ``size`` (e.g. 64 for the VGG16 study's inputs)."""

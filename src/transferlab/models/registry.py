@@ -76,7 +76,6 @@ class BackboneEntry:
             return False
         return True
 
-
     def describe(self) -> dict:
         """JSON-ready facts for listings: parameters, feature dim, input size, units, weights and where
         they come from. The network is built on the meta device (shapes only), so this is fast."""
@@ -84,14 +83,20 @@ class BackboneEntry:
             backbone = self.build(None)
         present = self.weights_present()
         return {
-            "name": self.name, "summary": self.summary,
+            "name": self.name,
+            "summary": self.summary,
             "parameters": sum(p.numel() for p in backbone.parameters()),
-            "num_features": backbone.num_features, "num_classes": backbone.num_classes,
-            "input_size": self.spec.input_size, "units": backbone.freezable_units(),
-            "pretrained": self.pretrained, "weights": {None: "none", True: "present", False: "absent"}[present],
-            "weights_file": self.spec.file, "source": self.spec.source, "license": self.spec.license,
+            "num_features": backbone.num_features,
+            "num_classes": backbone.num_classes,
+            "input_size": self.spec.input_size,
+            "units": backbone.freezable_units(),
+            "pretrained": self.pretrained,
+            "weights": {None: "none", True: "present", False: "absent"}[present],
+            "weights_file": self.spec.file,
+            "source": self.spec.source,
+            "license": self.spec.license,
             "obtain": self.spec.obtain if present is False else None,
-        }  # fmt: skip
+        }
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}
@@ -103,7 +108,9 @@ def register_backbone(name: str, spec: WeightSpec, summary: str = "") -> Callabl
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise TransferlabError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = BackboneEntry(name, builder, spec, summary or (builder.__doc__ or "").strip().splitlines()[0])
+        _REGISTRY[name] = BackboneEntry(
+            name, builder, spec, summary or (builder.__doc__ or "").strip().splitlines()[0]
+        )
         return builder
 
     return decorator
@@ -153,7 +160,9 @@ def get_backbone_entry(name: str) -> BackboneEntry:
     if not at:
         return base
     if not suffix:
-        raise TransferlabError(f"backbone {name!r} ends in '@'; give NAME@random or NAME@PATH (a weight file)")
+        raise TransferlabError(
+            f"backbone {name!r} ends in '@'; give NAME@random or NAME@PATH (a weight file)"
+        )
     if suffix == RANDOM_SUFFIX:
         spec = replace(base.spec, file=None, sha256=None, package=None, source=f"random init ({name})")
         return BackboneEntry(name, base.build, spec, f"{base.summary}, random init")
@@ -161,12 +170,15 @@ def get_backbone_entry(name: str) -> BackboneEntry:
 
     def locate(path: Path = path) -> Path:
         if not path.is_file():
-            raise WeightsNotFoundError(f"{name}: weight file {path} does not exist (given as {base_name}@PATH or "
-                                       "weights = PATH); give the path of a state_dict saved with torch.save")  # fmt: skip
+            raise WeightsNotFoundError(
+                f"{name}: weight file {path} does not exist (given as {base_name}@PATH or "
+                "weights = PATH); give the path of a state_dict saved with torch.save"
+            )
         return path
 
-    spec = replace(base.spec, file=path.name, sha256=None, package=None, source=f"weights file {path}",
-                   obtain="", url="")  # fmt: skip
+    spec = replace(
+        base.spec, file=path.name, sha256=None, package=None, source=f"weights file {path}", obtain="", url=""
+    )
     return BackboneEntry(name, base.build, spec, f"{base.summary}, weights from {path}", locate)
 
 

@@ -123,8 +123,10 @@ def carve(model: nn.Module, arch: str) -> tuple[list[tuple[str, nn.Module]], lis
     timm = _timm()
     features = [f["module"] for f in getattr(model, "feature_info", None) or []]
     if not features:
-        raise TransferlabError(f"timm model {arch!r} has no feature_info, so its stages are unknown; choose a "
-                               "model that supports features_only (timm.list_models(...))")  # fmt: skip
+        raise TransferlabError(
+            f"timm model {arch!r} has no feature_info, so its stages are unknown; choose a "
+            "model that supports features_only (timm.list_models(...))"
+        )
     flat = _flat_children(model, set(features))
     if isinstance(model, timm.models.vision_transformer.VisionTransformer):
         consumed = {"patch_embed", "pos_drop", "patch_drop", "norm_pre"}
@@ -139,16 +141,20 @@ def carve(model: nn.Module, arch: str) -> tuple[list[tuple[str, nn.Module]], lis
             units.append((name.replace(".", "_"), current))
             current = []
     if not units:
-        raise TransferlabError(f"timm model {arch!r}: none of its feature modules ({', '.join(features)}) is a "
-                               "direct stage of the model; it is not supported as timm:MODEL")  # fmt: skip
+        raise TransferlabError(
+            f"timm model {arch!r}: none of its feature modules ({', '.join(features)}) is a "
+            "direct stage of the model; it is not supported as timm:MODEL"
+        )
     units[-1][1].extend(current)  # modules after the last stage and before the head (conv_head, norm)
     units = [(name, modules[0] if len(modules) == 1 else nn.Sequential(*modules)) for name, modules in units]
     covered = {id(p) for _, m in units for p in m.parameters()}
     covered |= {id(p) for n in head for p in getattr(model, n).parameters()}
     stray = [n for n, p in model.named_parameters() if id(p) not in covered]
     if stray:
-        raise TransferlabError(f"timm model {arch!r} is not a plain sequence of stages (parameters outside every "
-                               f"stage: {', '.join(stray[:4])}); it is not supported as timm:MODEL")  # fmt: skip
+        raise TransferlabError(
+            f"timm model {arch!r} is not a plain sequence of stages (parameters outside every "
+            f"stage: {', '.join(stray[:4])}); it is not supported as timm:MODEL"
+        )
     return units, head
 
 
@@ -231,9 +237,11 @@ def timm_entry(model_name: str):
     if not timm.is_model(model_name):
         arch = timm.models.split_model_name_tag(model_name)[0]
         known = timm.list_models()
-        raise TransferlabError(f"timm has no model {model_name!r}"
-                               f"{options_hint(arch, known, limit=5).split('; valid:')[0]}; list them with "
-                               "`python -c \"import timm; print(timm.list_models('convnext*'))\"`")  # fmt: skip
+        raise TransferlabError(
+            f"timm has no model {model_name!r}"
+            f"{options_hint(arch, known, limit=5).split('; valid:')[0]}; list them with "
+            "`python -c \"import timm; print(timm.list_models('convnext*'))\"`"
+        )
     arch = timm.models.split_model_name_tag(model_name)[0]
     cfg = timm.models.get_pretrained_cfg(model_name)
     transform = _transform(cfg)
@@ -242,13 +250,19 @@ def timm_entry(model_name: str):
     if has_weights:
         full = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else model_name
         spec = WeightSpec(
-            source=f"timm {full} ({cfg.hf_hub_id or cfg.url})", license=cfg.license or "see the model card",
-            transform=transform, file=f"{cfg.hf_hub_id or full}/{HF_FILES[0]}", url=cfg.url or "",
+            source=f"timm {full} ({cfg.hf_hub_id or cfg.url})",
+            license=cfg.license or "see the model card",
+            transform=transform,
+            file=f"{cfg.hf_hub_id or full}/{HF_FILES[0]}",
+            url=cfg.url or "",
             obtain=f"python -c \"import timm; timm.create_model('{full}', pretrained=True)\" on a connected machine",
-        )  # fmt: skip
+        )
     else:
-        spec = WeightSpec(source=f"random init (timm {model_name} has no pretrained weights)", license="n/a",
-                          transform=transform)  # fmt: skip
+        spec = WeightSpec(
+            source=f"random init (timm {model_name} has no pretrained weights)",
+            license="n/a",
+            transform=transform,
+        )
 
     def builder(state, arch=arch, name=name, spec=spec) -> Backbone:
         return build(arch, name, spec, state)

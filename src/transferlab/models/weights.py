@@ -111,7 +111,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
             loaded = loaded[wrapper]
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise TransferlabError(f"weight file {path} holds a {type(loaded).__name__}, not a state_dict of tensors")
+        raise TransferlabError(
+            f"weight file {path} holds a {type(loaded).__name__}, not a state_dict of tensors"
+        )
     return dict(loaded)
 
 
@@ -120,7 +122,9 @@ def _key_list(keys: list[str], limit: int = 6) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def load_exact(module: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str, hint: str = "") -> None:
+def load_exact(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str, hint: str = ""
+) -> None:
     """``module.load_state_dict(state_dict)`` requiring every key and shape to match; the error names the
     missing, unexpected and mis-shaped keys, where the weights came from, and ends with ``hint``."""
     own = module.state_dict()
@@ -134,8 +138,14 @@ def load_exact(module: nn.Module, state_dict: Mapping[str, torch.Tensor], origin
     if missing or unexpected or misshaped:
         parts = [
             f"{label}: {_key_list(keys)}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape (file vs model)", misshaped))
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape (file vs model)", misshaped),
+            )
             if keys
         ]
-        raise TransferlabError(f"weights from {origin} do not fit the architecture; " + "; ".join(parts) + hint)
+        raise TransferlabError(
+            f"weights from {origin} do not fit the architecture; " + "; ".join(parts) + hint
+        )
     module.load_state_dict(state_dict, strict=True)

@@ -85,8 +85,14 @@ def chosen_runs(runs: list[dict]) -> dict[tuple, tuple[tuple, list[dict], int]]:
         scored = [(c, rs) for c, rs in configs.items() if all(r.get("val_accuracy") is not None for r in rs)]
         if not scored:
             continue
-        config, results = min(scored, key=lambda item: (-statistics.mean(r["val_accuracy"] for r in item[1]),
-                                                        -len(item[1]), repr(item[0])))  # fmt: skip
+        config, results = min(
+            scored,
+            key=lambda item: (
+                -statistics.mean(r["val_accuracy"] for r in item[1]),
+                -len(item[1]),
+                repr(item[0]),
+            ),
+        )
         out[protocol] = (config, sorted(results, key=lambda r: r["spec"]["seed"]), len(scored))
     return out
 
@@ -101,10 +107,18 @@ def method_table(runs: list[dict]) -> list[dict]:
     ):
         name = ", ".join(f"{k}={v}" for k, v in protocol)
         chosen = f"{', '.join(f'{k}={v}' for k, v in config)} (best of {n_configs} on validation)"
-        block = [{"protocol": name, "chosen": chosen, "method": label, "one_shot": pooled(results, one),
-                  "five_shot": pooled(results, five) if five else None,
-                  "validation": pooled(results, val) if val else None, "recommended": False}
-                 for label, one, five, val in METHODS]  # fmt: skip
+        block = [
+            {
+                "protocol": name,
+                "chosen": chosen,
+                "method": label,
+                "one_shot": pooled(results, one),
+                "five_shot": pooled(results, five) if five else None,
+                "validation": pooled(results, val) if val else None,
+                "recommended": False,
+            }
+            for label, one, five, val in METHODS
+        ]
         block = [row for row in block if row["one_shot"] is not None]
         _recommend(block)
         rows += block
@@ -153,15 +167,23 @@ def tables(runs: list[dict]) -> list:
 
     rows = []
     for row in method_table(runs):
-        flat = {"protocol": row["protocol"], "siamese_config": row["chosen"], "method": row["method"],
-                "recommended_on_validation": row["recommended"]}  # fmt: skip
+        flat = {
+            "protocol": row["protocol"],
+            "siamese_config": row["chosen"],
+            "method": row["method"],
+            "recommended_on_validation": row["recommended"],
+        }
         for part in ("one_shot", "five_shot", "validation"):
             score = row[part]
-            flat.update({f"{part}_accuracy": None if score is None else score.accuracy,
-                         f"{part}_ci_low": None if score is None else score.low,
-                         f"{part}_ci_high": None if score is None else score.high,
-                         f"{part}_tasks": None if score is None else score.n,
-                         f"{part}_std": None if score is None else score.std})  # fmt: skip
+            flat.update(
+                {
+                    f"{part}_accuracy": None if score is None else score.accuracy,
+                    f"{part}_ci_low": None if score is None else score.low,
+                    f"{part}_ci_high": None if score is None else score.high,
+                    f"{part}_tasks": None if score is None else score.n,
+                    f"{part}_std": None if score is None else score.std,
+                }
+            )
         flat["repeats"] = row["one_shot"].repeats
         rows.append(flat)
     if not rows:
@@ -175,13 +197,21 @@ def tables(runs: list[dict]) -> list:
 
         return render
 
-    caption = ("Every few-shot method on the same test tasks of unseen classes: accuracy [95% Wilson interval over "
-               "the pooled tasks of the repeats]; the Siamese configuration is chosen on one-shot tasks of held-out "
-               "validation classes (or the training classes' validation pairs without them). Recommended: the best "
-               "training-free method on validation, unless the Siamese network's validation interval lies wholly "
-               "above it (test never chooses).")  # fmt: skip
-    display = [Column("protocol", lambda r: r["protocol"]),
-               Column("method", lambda r: r["method"] + (" (recommended)" if r["recommended_on_validation"] else "")),
-               Column("1-shot test", cell("one_shot")), Column("5-shot test", cell("five_shot")),
-               Column("1-shot validation", cell("validation")), Column("repeats", lambda r: str(r["repeats"]))]  # fmt: skip
+    caption = (
+        "Every few-shot method on the same test tasks of unseen classes: accuracy [95% Wilson interval over "
+        "the pooled tasks of the repeats]; the Siamese configuration is chosen on one-shot tasks of held-out "
+        "validation classes (or the training classes' validation pairs without them). Recommended: the best "
+        "training-free method on validation, unless the Siamese network's validation interval lies wholly "
+        "above it (test never chooses)."
+    )
+    display = [
+        Column("protocol", lambda r: r["protocol"]),
+        Column(
+            "method", lambda r: r["method"] + (" (recommended)" if r["recommended_on_validation"] else "")
+        ),
+        Column("1-shot test", cell("one_shot")),
+        Column("5-shot test", cell("five_shot")),
+        Column("1-shot validation", cell("validation")),
+        Column("repeats", lambda r: str(r["repeats"])),
+    ]
     return [Table("few_shot_methods", caption, rows, display)]

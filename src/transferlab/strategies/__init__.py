@@ -34,12 +34,20 @@ def run(spec: RunSpec, data: ImageSet | None = None, *, progress: bool = False) 
     except TransferlabError:
         raise
     except TrainingFailed as failure:
-        result = RunResult(spec=spec.to_dict(), status="failed", error=failure.reason, history=failure.history,
-                           epochs_run=len(failure.history))  # fmt: skip
+        result = RunResult(
+            spec=spec.to_dict(),
+            status="failed",
+            error=failure.reason,
+            history=failure.history,
+            epochs_run=len(failure.history),
+        )
     except Exception as exc:  # a study records a crashed run and goes on; the traceback tail says where
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        result = RunResult(spec=spec.to_dict(), status="failed",
-                           error=f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})")  # fmt: skip
+        result = RunResult(
+            spec=spec.to_dict(),
+            status="failed",
+            error=f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})",
+        )
     result.total_seconds = time.perf_counter() - started
     result.code_version = code_version()
     return result
@@ -91,8 +99,13 @@ def run_batch(specs: list[RunSpec], data: ImageSet | None = None) -> list[RunRes
             if isinstance(outcome, RunResult):
                 result = outcome
             elif isinstance(outcome, TrainingFailed):
-                result = RunResult(spec=spec.to_dict(), status="failed", error=outcome.reason,
-                                   history=outcome.history, epochs_run=len(outcome.history))  # fmt: skip
+                result = RunResult(
+                    spec=spec.to_dict(),
+                    status="failed",
+                    error=outcome.reason,
+                    history=outcome.history,
+                    epochs_run=len(outcome.history),
+                )
             else:
                 result = RunResult(spec=spec.to_dict(), status="failed", error=str(outcome))
             result.total_seconds, result.code_version = share, code_version()

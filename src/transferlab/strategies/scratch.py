@@ -12,13 +12,15 @@ from transferlab.strategies.base import (
     image_transform,
     network_result,
     resolve_device,
-    target_task,  # fmt: skip
+    target_task,
     train_config,
 )
 from transferlab.train import seeded
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: Fitted | None = None) -> RunResult:  # fmt: skip
+def fit_evaluate(
+    spec: RunSpec, data: ImageSet, progress: bool = False, keep: Fitted | None = None
+) -> RunResult:
     """Train ``spec.backbone`` from random init on the task (with ``spec.augment`` if any) and score it.
     ``keep``: a :class:`Fitted` that receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
     device = resolve_device(spec.device)
@@ -29,4 +31,3 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: Fi
     if keep is not None:
         keep.model, keep.task = model, task.split
     return network_result(spec, task, score)
-

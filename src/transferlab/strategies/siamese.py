@@ -95,10 +95,16 @@ def class_sets(spec: RunSpec, data: ImageSet) -> tuple[ImageSet, tuple[int, ...]
         split = class_split(data, spec.source, spec.target, seed=HALVES_SEED, swap=spec.swap)
         return data, split.source, split.target
     source_data = load_dataset(spec.source_dataset)
-    train_classes = range(source_data.num_classes) if spec.source is None else resolve_classes(
-        source_data, spec.source, f"source classes of {spec.source_dataset}")  # fmt: skip
-    test_classes = range(data.num_classes) if spec.target is None else resolve_classes(
-        data, spec.target, f"target classes of {spec.dataset}")  # fmt: skip
+    train_classes = (
+        range(source_data.num_classes)
+        if spec.source is None
+        else resolve_classes(source_data, spec.source, f"source classes of {spec.source_dataset}")
+    )
+    test_classes = (
+        range(data.num_classes)
+        if spec.target is None
+        else resolve_classes(data, spec.target, f"target classes of {spec.dataset}")
+    )
     for name, classes in (("training classes", train_classes), ("test classes", test_classes)):
         if len(classes) < 2:
             raise TransferlabError(f"siamese needs at least 2 {name}; got {len(classes)}")
@@ -138,12 +144,21 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
     5-shot tasks of the test classes, and the few-shot baselines on exactly the same tasks."""
     device = resolve_device(spec.device)
     if not get_backbone_entry(spec.backbone).pretrained:
-        raise TransferlabError(f"siamese needs a pretrained backbone, and {spec.backbone} has random weights; "
-                               f"pretrained: {', '.join(list_backbones(pretrained=True))}")  # fmt: skip
+        raise TransferlabError(
+            f"siamese needs a pretrained backbone, and {spec.backbone} has random weights; "
+            f"pretrained: {', '.join(list_backbones(pretrained=True))}"
+        )
     source_data, train_classes, test_classes = class_sets(spec, data)
     held_out = _validation_classes(spec, source_data, train_classes)
-    train_task = make_task(source_data, train_classes, size=spec.size, per_class=spec.per_class,
-                           val_size=spec.val_size, test_per_class=spec.test_per_class, seed=spec.seed)  # fmt: skip
+    train_task = make_task(
+        source_data,
+        train_classes,
+        size=spec.size,
+        per_class=spec.per_class,
+        val_size=spec.val_size,
+        test_per_class=spec.test_per_class,
+        seed=spec.seed,
+    )
     test_task = make_task(
         data, test_classes, size=1.0, val_size=0, test_per_class=spec.test_per_class, seed=spec.seed
     )
@@ -156,32 +171,63 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
 
     labels = {part: train_task.labels(source_data, part) for part in ("train", "val")}
     names = train_task.class_names
-    train_pairs, train_same = _pairs(labels["train"], spec.pairs, spec.seed, _TRAIN_PAIRS,
-                                     f"training images of {source_data.name}", names)  # fmt: skip
-    test_pairs, test_same = _pairs(test_labels, min(EVAL_PAIRS, spec.pairs), spec.seed, _TEST_PAIRS,
-                                   f"test images of {data.name}", test_task.class_names)  # fmt: skip
+    train_pairs, train_same = _pairs(
+        labels["train"], spec.pairs, spec.seed, _TRAIN_PAIRS, f"training images of {source_data.name}", names
+    )
+    test_pairs, test_same = _pairs(
+        test_labels,
+        min(EVAL_PAIRS, spec.pairs),
+        spec.seed,
+        _TEST_PAIRS,
+        f"test images of {data.name}",
+        test_task.class_names,
+    )
     indices_hash = _indices_hash(train_task, test_task, tasks)
     indices = _indices_record(train_task, test_task, tasks)
     fit_pairs = fit_same = val_pairs = val_same = val_tasks = None
     if held_out:  # Koch's protocol: validation pairs and tasks of classes the twins do not train on
         fit = np.flatnonzero(~np.isin(labels["train"], held_out))
-        pairs, fit_same = _pairs(labels["train"][fit], spec.pairs, spec.seed, _FIT_PAIRS,
-                                 f"training images of {source_data.name} less the validation classes", names)  # fmt: skip
+        pairs, fit_same = _pairs(
+            labels["train"][fit],
+            spec.pairs,
+            spec.seed,
+            _FIT_PAIRS,
+            f"training images of {source_data.name} less the validation classes",
+            names,
+        )
         fit_pairs = torch.from_numpy(fit)[pairs]
         val = np.flatnonzero(np.isin(labels["val"], held_out))
-        pairs, val_same = _pairs(labels["val"][val], min(EVAL_PAIRS, spec.pairs), spec.seed, _VAL_PAIRS,
-                                 f"validation images of the validation classes of {source_data.name}", names)  # fmt: skip
+        pairs, val_same = _pairs(
+            labels["val"][val],
+            min(EVAL_PAIRS, spec.pairs),
+            spec.seed,
+            _VAL_PAIRS,
+            f"validation images of the validation classes of {source_data.name}",
+            names,
+        )
         val_pairs = torch.from_numpy(val)[pairs]
-        drawn = sample_tasks(labels["val"][val], min(n_way, len(held_out)), spec.tasks,
-                             np.random.default_rng([spec.seed, _VAL_TASKS]), names)  # fmt: skip
+        drawn = sample_tasks(
+            labels["val"][val],
+            min(n_way, len(held_out)),
+            spec.tasks,
+            np.random.default_rng([spec.seed, _VAL_TASKS]),
+            names,
+        )
         val_tasks = OneShotTasks(val[drawn.query], val[drawn.candidates], drawn.answer)
     elif len(labels["val"]):
-        val_pairs, val_same = _pairs(labels["val"], min(EVAL_PAIRS, spec.pairs), spec.seed, _VAL_PAIRS,
-                                     f"validation images of {source_data.name}", names)  # fmt: skip
+        val_pairs, val_same = _pairs(
+            labels["val"],
+            min(EVAL_PAIRS, spec.pairs),
+            spec.seed,
+            _VAL_PAIRS,
+            f"validation images of {source_data.name}",
+            names,
+        )
 
     images = {}  # dataset indices of the images each part reads, and positions re-indexed into them
-    images["train"], train_positions = _used_images(train_task.train, train_pairs,
-                                                    *([fit_pairs] if held_out else []))  # fmt: skip
+    images["train"], train_positions = _used_images(
+        train_task.train, train_pairs, *([fit_pairs] if held_out else [])
+    )
     train_pairs, fit_pairs = train_positions[0], train_positions[1] if held_out else None
     extra = [shots.support, shots.query] if shots is not None else []
     images["test"], out = _used_images(test_task.test, tasks.query, tasks.candidates, test_pairs, *extra)
@@ -203,10 +249,18 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
     # the baselines' (test, validation) and SimpleShot's centre (the training classes' mean feature).
     parts = (("test", data), ("train", source_data), ("val", source_data))
     features = {
-        part: cached_features(image_set, images[part], spec.backbone, layer=spec.layer, pool=spec.pool,
-                              size=spec.input_size, device=device, progress=progress)
+        part: cached_features(
+            image_set,
+            images[part],
+            spec.backbone,
+            layer=spec.layer,
+            pool=spec.pool,
+            size=spec.input_size,
+            device=device,
+            progress=progress,
+        )
         for part, image_set in parts
-    }  # fmt: skip
+    }
     features_seconds = time.perf_counter() - started
     setup = (spec, source_data, data, images, features, device, units, layer, end_to_end)
     config = train_config(spec, progress, description=f"siamese {spec.backbone}")
@@ -221,21 +275,40 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
             accuracy_metrics("val_one_shot", one_shot_correct(task_scores(net, h_val, val_tasks), val_tasks))
         )
         # Reported only, never chosen on: what training on the fewer classes alone gives on the test tasks.
-        metrics.update(accuracy_metrics("one_shot_before_refit", one_shot_correct(task_scores(net, h_test, tasks),
-                                                                                  tasks)))  # fmt: skip
+        metrics.update(
+            accuracy_metrics(
+                "one_shot_before_refit", one_shot_correct(task_scores(net, h_test, tasks), tasks)
+            )
+        )
         training_images = source_data.labels[images["train"]]
         fit_centre = features["train"][~np.isin(training_images, [train_classes[i] for i in held_out])].mean(
             0
         )
-        metrics.update(_baselines("val_", "", FewShotTasks.from_one_shot(val_tasks),
-                                  source_data.images[images["val"]], features["val"], fit_centre))  # fmt: skip
+        metrics.update(
+            _baselines(
+                "val_",
+                "",
+                FewShotTasks.from_one_shot(val_tasks),
+                source_data.images[images["val"]],
+                features["val"],
+                fit_centre,
+            )
+        )
         budget = fitted.budget
-        refit = (dict(epochs=fitted.best_epoch) if budget.rule == "epochs"
-                 else dict(epochs=None, steps=fitted.best_epoch * budget.steps_per_epoch))  # fmt: skip
-        selection = {"validation_classes": [names[i] for i in held_out],
-                     "fit_classes": [n for i, n in enumerate(names) if i not in held_out],
-                     "budget": fitted.budget_record(), "best_epoch": fitted.best_epoch, "refit": refit,
-                     "val_one_shot_way": val_tasks.n_way, "history": fitted.history}  # fmt: skip
+        refit = (
+            dict(epochs=fitted.best_epoch)
+            if budget.rule == "epochs"
+            else dict(epochs=None, steps=fitted.best_epoch * budget.steps_per_epoch)
+        )
+        selection = {
+            "validation_classes": [names[i] for i in held_out],
+            "fit_classes": [n for i, n in enumerate(names) if i not in held_out],
+            "budget": fitted.budget_record(),
+            "best_epoch": fitted.best_epoch,
+            "refit": refit,
+            "val_one_shot_way": val_tasks.n_way,
+            "history": fitted.history,
+        }
         config = dataclasses.replace(config, patience=None, **refit)
         val_pairs = val_same = None  # the refit has no validation left: it trains for the chosen length
     twins = _TwinSetup(*setup)
@@ -250,11 +323,16 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
     test_loss = float(nn.functional.binary_cross_entropy_with_logits(z, test_same.float()))
     pixels = data.images[images["test"]]
     centre = features["train"].mean(0)  # SimpleShot centres on the training (base) classes' mean feature
-    metrics.update({
-        **accuracy_metrics("one_shot", correct), "chance": 1.0 / n_way, "n_way": n_way, "tasks": len(tasks),
-        **_baselines("", "", FewShotTasks.from_one_shot(tasks), pixels, features["test"], centre),
-        "test_pair_accuracy": float(((z > 0).long() == test_same).float().mean()),
-    })  # fmt: skip
+    metrics.update(
+        {
+            **accuracy_metrics("one_shot", correct),
+            "chance": 1.0 / n_way,
+            "n_way": n_way,
+            "tasks": len(tasks),
+            **_baselines("", "", FewShotTasks.from_one_shot(tasks), pixels, features["test"], centre),
+            "test_pair_accuracy": float(((z > 0).long() == test_same).float().mean()),
+        }
+    )
     if shots is not None:
         metrics.update(
             accuracy_metrics(f"siamese_{K_SHOT}shot", one_shot_correct(support_scores(net, h, shots), shots))
@@ -269,36 +347,68 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False) -> RunRe
     else:
         val_accuracy, val_loss = best["val_accuracy"], best["val_loss"]
     return RunResult(
-        spec=spec.to_dict(), test_accuracy=metrics["one_shot_accuracy"], test_loss=test_loss,
-        val_accuracy=val_accuracy, val_loss=val_loss, train_accuracy=train_accuracy,
-        n_train=len(train_task.train), n_val=len(train_task.val), n_test=len(test_task.test), n_classes=n_way,
-        size_label=train_task.size_label, indices_hash=indices_hash, indices=indices,
-        epochs_run=outcome.epochs_run, best_epoch=outcome.best_epoch, history=outcome.history,
+        spec=spec.to_dict(),
+        test_accuracy=metrics["one_shot_accuracy"],
+        test_loss=test_loss,
+        val_accuracy=val_accuracy,
+        val_loss=val_loss,
+        train_accuracy=train_accuracy,
+        n_train=len(train_task.train),
+        n_val=len(train_task.val),
+        n_test=len(test_task.test),
+        n_classes=n_way,
+        size_label=train_task.size_label,
+        indices_hash=indices_hash,
+        indices=indices,
+        epochs_run=outcome.epochs_run,
+        best_epoch=outcome.best_epoch,
+        history=outcome.history,
         budget=outcome.budget_record(),
         hyperparameters={
-            "mode": twins.mode, "feature_dim": twins.feature_dim, "frozen_units": twins.frozen_units,
-            "trained_units": twins.trained_units, "source_dataset": source_data.name,
-            "training_classes": list(names), "test_classes": list(test_task.class_names),
-            "pairs": len(train_pairs), "val_pairs": n_val_pairs,
-            "test_pairs": len(test_pairs), "k_shot_tasks": shots_note,
+            "mode": twins.mode,
+            "feature_dim": twins.feature_dim,
+            "frozen_units": twins.frozen_units,
+            "trained_units": twins.trained_units,
+            "source_dataset": source_data.name,
+            "training_classes": list(names),
+            "test_classes": list(test_task.class_names),
+            "pairs": len(train_pairs),
+            "val_pairs": n_val_pairs,
+            "test_pairs": len(test_pairs),
+            "k_shot_tasks": shots_note,
             **({"selection": selection} if selection else {}),
         },
-        metrics=metrics, features_seconds=features_seconds, fit_seconds=outcome.seconds + (
-            fitted.seconds if held_out else 0.0),
+        metrics=metrics,
+        features_seconds=features_seconds,
+        fit_seconds=outcome.seconds + (fitted.seconds if held_out else 0.0),
         eval_seconds=time.perf_counter() - started,
-    )  # fmt: skip
+    )
 
 
 def _fit(twins: _TwinSetup, pairs: torch.Tensor, same: torch.Tensor, config, val_pairs, val_same):
     """Train ``twins.net`` on ``pairs`` (its output bias first centred on them); validated on ``val_pairs``."""
     generator = torch.Generator().manual_seed(twins.spec.seed)
     twins.net.centre_bias(twins.pair_transform(pairs[:CENTRE_PAIRS], False, generator))
-    return train(twins.net, pairs, same, config, val_inputs=val_pairs, val_labels=val_same,
-                 param_groups=twins.groups, transform=twins.pair_transform)  # fmt: skip
+    return train(
+        twins.net,
+        pairs,
+        same,
+        config,
+        val_inputs=val_pairs,
+        val_labels=val_same,
+        param_groups=twins.groups,
+        transform=twins.pair_transform,
+    )
 
 
-def _baselines(prefix: str, suffix: str, tasks: FewShotTasks, pixels: np.ndarray, features: np.ndarray,
-               centre: np.ndarray) -> dict[str, float]:  # fmt: skip
+def _baselines(
+    prefix: str,
+    suffix: str,
+    tasks: FewShotTasks,
+    pixels: np.ndarray,
+    features: np.ndarray,
+    centre: np.ndarray,
+) -> dict[str, float]:
     """Accuracy + Wilson interval of each few-shot baseline on ``tasks``: 1-NN on raw pixels (Koch's) and,
     on the pretrained features, 1-NN, nearest class mean (protonet) and SimpleShot (centred on ``centre``)."""
     return {
@@ -335,12 +445,16 @@ def _validation_classes(
     outside = [source_data.class_names[c] for c in chosen if c not in train_classes]
     training = ", ".join(source_data.class_names[c] for c in train_classes)
     if outside:
-        raise TransferlabError(f"val_classes {', '.join(outside)} are not training classes of this run ({training}); "
-                               "hold out training classes only (test classes stay unseen until the test)")  # fmt: skip
+        raise TransferlabError(
+            f"val_classes {', '.join(outside)} are not training classes of this run ({training}); "
+            "hold out training classes only (test classes stay unseen until the test)"
+        )
     if len(set(chosen)) < 2 or len(train_classes) - len(set(chosen)) < 2:
-        raise TransferlabError(f"val_classes={spec.val_classes!r} holds out {len(set(chosen))} of the "
-                               f"{len(train_classes)} training classes ({training}); give at least 2 and leave "
-                               "at least 2 to train on (pairs of different classes need two)")  # fmt: skip
+        raise TransferlabError(
+            f"val_classes={spec.val_classes!r} holds out {len(set(chosen))} of the "
+            f"{len(train_classes)} training classes ({training}); give at least 2 and leave "
+            "at least 2 to train on (pairs of different classes need two)"
+        )
     return tuple(train_classes.index(c) for c in dict.fromkeys(chosen))
 
 
@@ -376,15 +490,22 @@ def _combined_hash(train_hash: str, test_hash: str, task_arrays: list[np.ndarray
 def _indices_record(train_task: TaskSplit, test_task: TaskSplit, tasks: OneShotTasks) -> dict:
     """RunResult.indices of a siamese run: both splits' records and the one-shot tasks (positions in the
     test split's ``test`` images), compact; :func:`indices_hash_of_record` re-hashes them."""
-    return {"encoding": INDICES_ENCODING, "train_split": train_task.indices_record(),
-            "test_split": test_task.indices_record(), "n_way": tasks.n_way,
-            **{name: encode_indices(getattr(tasks, name)) for name in _TASK_ARRAYS}}  # fmt: skip
+    return {
+        "encoding": INDICES_ENCODING,
+        "train_split": train_task.indices_record(),
+        "test_split": test_task.indices_record(),
+        "n_way": tasks.n_way,
+        **{name: encode_indices(getattr(tasks, name)) for name in _TASK_ARRAYS},
+    }
 
 
 def indices_hash_of_record(record: dict) -> str:
     """The ``indices_hash`` of a siamese run from its saved ``indices`` record."""
-    return _combined_hash(record_indices_hash(record["train_split"]), record_indices_hash(record["test_split"]),
-                          [decode_indices(record[name]) for name in _TASK_ARRAYS])  # fmt: skip
+    return _combined_hash(
+        record_indices_hash(record["train_split"]),
+        record_indices_hash(record["test_split"]),
+        [decode_indices(record[name]) for name in _TASK_ARRAYS],
+    )
 
 
 class _TwinSetup:
@@ -392,9 +513,18 @@ class _TwinSetup:
     partly trainable backbone. ``pair_transform(pairs (B, 2) positions in train+val, training, generator)``
     gives the network's input (B, 2, ...); ``groups`` are the optimizer's parameter groups."""
 
-    def __init__(self, spec: RunSpec, source_data: ImageSet, data: ImageSet, images: dict[str, np.ndarray],
-                 features: dict[str, np.ndarray], device: torch.device, units: list[str], layer: int,
-                 end_to_end: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: RunSpec,
+        source_data: ImageSet,
+        data: ImageSet,
+        images: dict[str, np.ndarray],
+        features: dict[str, np.ndarray],
+        device: torch.device,
+        units: list[str],
+        layer: int,
+        end_to_end: bool,
+    ) -> None:
         self.spec, self.data, self.source_data, self.images, self.device = (
             spec,
             data,
@@ -450,8 +580,9 @@ def _plan(spec: RunSpec) -> tuple[list[str], int, bool]:
     layer = unit_index(units, spec.layer, spec.backbone)
     end_to_end = spec.frozen is not None and spec.frozen < layer
     if not end_to_end and parse_augment(spec.augment):
-        raise TransferlabError(f"siamese with frozen={spec.frozen} freezes every unit up to the feature layer "
-                               f"({layer}), so it trains on cached features and augmentation cannot apply; use "
-                               "augment=none or a smaller frozen")  # fmt: skip
+        raise TransferlabError(
+            f"siamese with frozen={spec.frozen} freezes every unit up to the feature layer "
+            f"({layer}), so it trains on cached features and augmentation cannot apply; use "
+            "augment=none or a smaller frozen"
+        )
     return units, layer, end_to_end
-

@@ -83,7 +83,9 @@ def execute_runs(specs: list[dict], threads: int) -> list[dict]:
 
     try:
         with _fixed_threads(threads):
-            results = strategies.run_batch([RunSpec.from_dict(spec) for spec in specs], _dataset(specs[0]["dataset"]))
+            results = strategies.run_batch(
+                [RunSpec.from_dict(spec) for spec in specs], _dataset(specs[0]["dataset"])
+            )
     except TransferlabError as exc:  # the batch's dataset cannot be loaded: every run fails with the reason
         results = [RunResult(spec=spec, status="failed", error=str(exc)) for spec in specs]
     for result in results:
@@ -208,8 +210,13 @@ class DriveOutcome:
     results: list[dict] = field(default_factory=list)
 
 
-def drive(store, todo: list[tuple[str, dict]], executor, on_result: Callable[[str, dict], None] | None = None,
-          version: str = "") -> DriveOutcome:  # fmt: skip
+def drive(
+    store,
+    todo: list[tuple[str, dict]],
+    executor,
+    on_result: Callable[[str, dict], None] | None = None,
+    version: str = "",
+) -> DriveOutcome:
     """Claim and execute ``todo`` (run_id, spec) through ``executor``, recording every result in ``store``.
 
     Runs that share work (:func:`group_runs`: extract heads on the same cached features) are claimed

@@ -47,8 +47,13 @@ def open_study(study: StudySpec, directory: Path) -> Store:
     known = store.get_meta("grid_hash")
     if known is None:
         paths.atomic_write(directory / "spec.toml", lambda f: f.write(study.text.encode()))
-        for key, value in (("name", study.name), ("description", study.description), ("spec_toml", study.text),
-                           ("grid_hash", study.grid_hash), ("created", time.strftime("%Y-%m-%d %H:%M:%S"))):  # fmt: skip
+        for key, value in (
+            ("name", study.name),
+            ("description", study.description),
+            ("spec_toml", study.text),
+            ("grid_hash", study.grid_hash),
+            ("created", time.strftime("%Y-%m-%d %H:%M:%S")),
+        ):
             store.set_meta(key, value)
     elif known != study.grid_hash:
         stored = {r["run_id"] for r in store.runs()}
@@ -71,15 +76,33 @@ def _precheck_sizes(study: StudySpec) -> None:
 
     seen = set()
     for _, spec in study.runs:
-        key = (spec.dataset, spec.source, spec.target, spec.swap, spec.side, spec.size, spec.per_class,
-               spec.val_size, spec.test_per_class, spec.strategy, spec.source_dataset)  # fmt: skip
+        key = (
+            spec.dataset,
+            spec.source,
+            spec.target,
+            spec.swap,
+            spec.side,
+            spec.size,
+            spec.per_class,
+            spec.val_size,
+            spec.test_per_class,
+            spec.strategy,
+            spec.source_dataset,
+        )
         if key in seen:
             continue
         seen.add(key)
         data, classes = training_classes(spec, load_dataset(spec.dataset))
         try:
-            make_task(data, classes, size=spec.size, per_class=spec.per_class, val_size=spec.val_size,
-                      test_per_class=spec.test_per_class, seed=spec.seed)  # fmt: skip
+            make_task(
+                data,
+                classes,
+                size=spec.size,
+                per_class=spec.per_class,
+                val_size=spec.val_size,
+                test_per_class=spec.test_per_class,
+                seed=spec.seed,
+            )
         except TransferlabError as exc:
             size = f"per_class={spec.per_class}" if spec.per_class is not None else f"size={spec.size}"
             raise TransferlabError(f"{data.name} with {size}: {exc}") from None
@@ -128,8 +151,13 @@ class _Progress:
         if not self.plain:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=False)  # fmt: skip
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self._task = self._bar.add_task("runs", total=total)
             self._bar.start()
 
@@ -155,9 +183,18 @@ class _Progress:
             self._bar.stop()
 
 
-def run_study(spec_path: str | Path, directory: str | Path | None = None, *, workers: int = 1,
-              executor: str = "local", address: str | None = None, threads: int | None = None,
-              retry_failed: bool = False, quiet: bool = False, report: bool = True) -> StudyOutcome:  # fmt: skip
+def run_study(
+    spec_path: str | Path,
+    directory: str | Path | None = None,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    threads: int | None = None,
+    retry_failed: bool = False,
+    quiet: bool = False,
+    report: bool = True,
+) -> StudyOutcome:
     """Run every missing run of the study at ``spec_path`` in ``directory`` (default runs/<name>)."""
     from transferlab.version import code_version
 
@@ -184,6 +221,12 @@ def run_study(spec_path: str | Path, directory: str | Path | None = None, *, wor
         from transferlab.report import write_report
 
         report_path = write_report(directory)
-    return StudyOutcome(directory, total=len(study.runs), done=counts["done"], failed=counts["failed"],
-                        ran=outcome.done + outcome.failed, seconds=time.perf_counter() - started,
-                        report=report_path)  # fmt: skip
+    return StudyOutcome(
+        directory,
+        total=len(study.runs),
+        done=counts["done"],
+        failed=counts["failed"],
+        ran=outcome.done + outcome.failed,
+        seconds=time.perf_counter() - started,
+        report=report_path,
+    )
