@@ -36,9 +36,12 @@ from transferlab.models.heads import make_head
 SEEDS = (0, 1, 2)
 SOURCE, TARGET = "0,1,2,3,4", "5,6,7,8,9"
 CANDIDATES = {  # candidate -> input side in pixels
-    "efficientnet_lite0.in1k": 64, "efficientnet_lite1.in1k": 64,
-    "cifar_cnn@source": None, "cifar_cnn@mnist": None, "cifar_cnn@random": None,
-}  # fmt: skip
+    "efficientnet_lite0.in1k": 64,
+    "efficientnet_lite1.in1k": 64,
+    "cifar_cnn@source": None,
+    "cifar_cnn@mnist": None,
+    "cifar_cnn@random": None,
+}
 SOURCE_TRAINING = {"epochs": 10, "size": 0.05}
 
 
@@ -59,40 +62,72 @@ def main() -> None:
             task = make_task(data, split.target, size=0.01, val_size=50, test_per_class=300, seed=seed)
             labels = {part: task.labels(data, part) for part in ("train", "val", "test")}
             started = time.perf_counter()
-            advice = assess(source, data, task.train, labels["train"], len(task.train) / 5,
-                            SourceSettings(input_size=side, seed=seed), with_similarity=seed == 0)  # fmt: skip
+            advice = assess(
+                source,
+                data,
+                task.train,
+                labels["train"],
+                len(task.train) / 5,
+                SourceSettings(input_size=side, seed=seed),
+                with_similarity=seed == 0,
+            )
             score_seconds = time.perf_counter() - started
-            features = {part: cached_features(data, getattr(task, part), source.backbone, size=side, device="cpu")
-                        for part in ("train", "val", "test")}  # fmt: skip
+            features = {
+                part: cached_features(data, getattr(task, part), source.backbone, size=side, device="cpu")
+                for part in ("train", "val", "test")
+            }
             head = make_head("logreg").fit(features["train"], labels["train"])
-            per_seed.append({"seed": seed, "scores": advice.scores, "score_seconds": score_seconds,
-                             "test_accuracy": head.score(features["test"], labels["test"]),
-                             "val_accuracy": head.score(features["val"], labels["val"]),
-                             "similarity": advice.similarity, "quadrant": advice.placement.label,
-                             "n_train": len(task.train), "n_test": len(task.test)})  # fmt: skip
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "scores": advice.scores,
+                    "score_seconds": score_seconds,
+                    "test_accuracy": head.score(features["test"], labels["test"]),
+                    "val_accuracy": head.score(features["val"], labels["val"]),
+                    "similarity": advice.similarity,
+                    "quadrant": advice.placement.label,
+                    "n_train": len(task.train),
+                    "n_test": len(task.test),
+                }
+            )
         accuracies = [r["test_accuracy"] for r in per_seed]
-        rows[name] = {"per_seed": per_seed, "accuracy_mean": statistics.mean(accuracies),
-                      "accuracy_std": statistics.stdev(accuracies), "build_seconds": build_seconds,
-                      "source_record": source.record, "reference": source.reference_note}  # fmt: skip
-        print(f"{name}: extract accuracy {rows[name]['accuracy_mean']:.4f} ± {rows[name]['accuracy_std']:.4f} "
-              f"(n=3); LogME seed 0 {per_seed[0]['scores']['logme']:.4f}", flush=True)  # fmt: skip
+        rows[name] = {
+            "per_seed": per_seed,
+            "accuracy_mean": statistics.mean(accuracies),
+            "accuracy_std": statistics.stdev(accuracies),
+            "build_seconds": build_seconds,
+            "source_record": source.record,
+            "reference": source.reference_note,
+        }
+        print(
+            f"{name}: extract accuracy {rows[name]['accuracy_mean']:.4f} ± {rows[name]['accuracy_std']:.4f} "
+            f"(n=3); LogME seed 0 {per_seed[0]['scores']['logme']:.4f}",
+            flush=True,
+        )
     names = list(rows)
     means = [rows[n]["accuracy_mean"] for n in names]
     taus = {}
     for score in SCORES:
-        per_seed_tau = [kendall_tau([rows[n]["per_seed"][i]["scores"][score] for n in names], means)
-                        for i in range(len(SEEDS))]  # fmt: skip
+        per_seed_tau = [
+            kendall_tau([rows[n]["per_seed"][i]["scores"][score] for n in names], means)
+            for i in range(len(SEEDS))
+        ]
         values = [t for t in per_seed_tau if t is not None]
-        taus[score] = {"per_seed": per_seed_tau, "mean": statistics.mean(values) if values else None,
-                       "std": statistics.stdev(values) if len(values) > 1 else None}  # fmt: skip
+        taus[score] = {
+            "per_seed": per_seed_tau,
+            "mean": statistics.mean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None,
+        }
     out = {"candidates": rows, "kendall_tau": taus, "protocol": __doc__}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"\n{'candidate':26s} {'accuracy':>16s} " + " ".join(f"{s:>9s}" for s in SCORES))
     for n in sorted(names, key=lambda n: -rows[n]["accuracy_mean"]):
         s0 = np.mean([[r["scores"][s] for s in SCORES] for r in rows[n]["per_seed"]], 0)
-        print(f"{n:26s} {rows[n]['accuracy_mean']:.4f} ± {rows[n]['accuracy_std']:.4f} "
-              + " ".join(f"{v:9.4f}" for v in s0))  # fmt: skip
+        print(
+            f"{n:26s} {rows[n]['accuracy_mean']:.4f} ± {rows[n]['accuracy_std']:.4f} "
+            + " ".join(f"{v:9.4f}" for v in s0)
+        )
     for score, t in taus.items():
         print(f"Kendall tau {score}: per seed {t['per_seed']}, mean {t['mean']} ± {t['std']}")
 

@@ -108,8 +108,13 @@ def main(argv: list[str] | None = None) -> dict:
     images = np.ascontiguousarray(fashion.images[indices])
     peak = matmul_peak_gflops()
     flops = flops_per_image(create_backbone(NAME))
-    results = {"images": len(indices), "threads": torch.get_num_threads(), "matmul_peak_gflops": round(peak, 1),
-               "gflop_per_image": round(flops / 1e9, 4), "runs": []}  # fmt: skip
+    results = {
+        "images": len(indices),
+        "threads": torch.get_num_threads(),
+        "matmul_peak_gflops": round(peak, 1),
+        "gflop_per_image": round(flops / 1e9, 4),
+        "runs": [],
+    }
 
     best_seconds: dict[str, float] = {}
 
@@ -154,8 +159,15 @@ def main(argv: list[str] | None = None) -> dict:
     for label, seconds in best_seconds.items():
         rate = len(indices) / seconds
         achieved = flops * rate / 1e9
-        results["runs"].append({"label": label, "seconds": round(seconds, 2), "images_per_s": round(rate, 1),
-                                "gflops": round(achieved, 1), "peak_percent": round(100 * achieved / peak, 1)})  # fmt: skip
+        results["runs"].append(
+            {
+                "label": label,
+                "seconds": round(seconds, 2),
+                "images_per_s": round(rate, 1),
+                "gflops": round(achieved, 1),
+                "peak_percent": round(100 * achieved / peak, 1),
+            }
+        )
     results["max_abs_difference_vs_plain"] = max_difference
     base = results["runs"][0]["images_per_s"]
     best = next(r for r in results["runs"] if r["label"] == "transferlab fast path, steady, batch 32")
@@ -166,15 +178,23 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(results, indent=2))
         return results
-    print(f"{results['images']} Fashion-MNIST images at {SIZE} px through {NAME}; {results['threads']} threads; "
-          f"{results['gflop_per_image']} GFLOP/image; float32 matmul peak {results['matmul_peak_gflops']} GFLOP/s")  # fmt: skip
+    print(
+        f"{results['images']} Fashion-MNIST images at {SIZE} px through {NAME}; {results['threads']} threads; "
+        f"{results['gflop_per_image']} GFLOP/image; float32 matmul peak {results['matmul_peak_gflops']} GFLOP/s"
+    )
     for r in results["runs"]:
-        print(f"  {r['label']:<54} {r['images_per_s']:>8.1f} img/s  {r['gflops']:>6.1f} GFLOP/s "
-              f"({r['peak_percent']:.1f}% of peak)  {r['seconds']:.1f} s")  # fmt: skip
-    print(f"steady fast path / plain: {results['best_speedup_vs_plain']}x; warm cache read {results['warm_hit_seconds']} s; "
-          f"max |ours - plain| = {results['max_abs_difference_vs_plain']:.2e}")  # fmt: skip
-    print(f"targets: >= 5x plain: {'met' if results['target_5x_plain'] else 'NOT met'}; >= 60% of matmul peak: "
-          f"{'met' if results['target_60_percent_of_peak'] else 'NOT met'} ({best['peak_percent']}%)")  # fmt: skip
+        print(
+            f"  {r['label']:<54} {r['images_per_s']:>8.1f} img/s  {r['gflops']:>6.1f} GFLOP/s "
+            f"({r['peak_percent']:.1f}% of peak)  {r['seconds']:.1f} s"
+        )
+    print(
+        f"steady fast path / plain: {results['best_speedup_vs_plain']}x; warm cache read {results['warm_hit_seconds']} s; "
+        f"max |ours - plain| = {results['max_abs_difference_vs_plain']:.2e}"
+    )
+    print(
+        f"targets: >= 5x plain: {'met' if results['target_5x_plain'] else 'NOT met'}; >= 60% of matmul peak: "
+        f"{'met' if results['target_60_percent_of_peak'] else 'NOT met'} ({best['peak_percent']}%)"
+    )
     return results
 
 

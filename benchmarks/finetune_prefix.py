@@ -31,8 +31,17 @@ from transferlab import features, load_dataset
 from transferlab.runs import RunSpec
 from transferlab.strategies import prefix, run
 
-SPEC = dict(strategy="finetune", dataset="fashion-mnist", backbone="efficientnet_lite0.in1k", input_size=64,
-            per_class=5, val_size=50, test_per_class=200, frozen=6, epochs=20)  # fmt: skip
+SPEC = dict(
+    strategy="finetune",
+    dataset="fashion-mnist",
+    backbone="efficientnet_lite0.in1k",
+    input_size=64,
+    per_class=5,
+    val_size=50,
+    test_per_class=200,
+    frozen=6,
+    epochs=20,
+)
 
 
 def one_run(path: str, seed: int, data, cache: str) -> tuple[float, dict]:
@@ -55,8 +64,12 @@ def one_run(path: str, seed: int, data, cache: str) -> tuple[float, dict]:
 
 
 def summary(values: list[float]) -> dict:
-    return {"mean": round(statistics.mean(values), 2), "sd": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
-            "n": len(values), "values": [round(v, 2) for v in values]}  # fmt: skip
+    return {
+        "mean": round(statistics.mean(values), 2),
+        "sd": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
+        "n": len(values),
+        "values": [round(v, 2) for v in values],
+    }
 
 
 def measure(rounds: int, seeds: list[int]) -> dict:
@@ -82,11 +95,17 @@ def measure(rounds: int, seeds: list[int]) -> dict:
             for path, name in (("full", "full"), ("cold", "prefix")):
                 _, result = one_run(path, seed, data, cache)
                 accuracy[name].append(result["test_accuracy"])
-    return {"spec": SPEC, "threads": torch.get_num_threads(), "seconds": {k: summary(v) for k, v in times.items()},
-            "speedup_full_over": {k: summary(v) for k, v in ratios.items()},
-            "features_seconds": {k: summary(v) for k, v in parts.items()},
-            "test_accuracy": {k: {"seeds": seeds, "values": v, "mean": round(statistics.mean(v), 4)}
-                              for k, v in accuracy.items()}}  # fmt: skip
+    return {
+        "spec": SPEC,
+        "threads": torch.get_num_threads(),
+        "seconds": {k: summary(v) for k, v in times.items()},
+        "speedup_full_over": {k: summary(v) for k, v in ratios.items()},
+        "features_seconds": {k: summary(v) for k, v in parts.items()},
+        "test_accuracy": {
+            k: {"seeds": seeds, "values": v, "mean": round(statistics.mean(v), 4)}
+            for k, v in accuracy.items()
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -43,13 +43,24 @@ from transferlab.strategies import run, run_batch
 from transferlab.strategies.extract import _task_features
 
 HEADS, ACTIVATIONS, LRS = ("fc1", "fc2", "fc3"), ("sigmoid", "elu"), (1e-2, 1e-3, 1e-4)
-BASE = {"strategy": "extract", "dataset": "fashion-mnist", "backbone": "efficientnet_lite0.in1k", "input_size": 64,
-        "batch_size": 50, "optimizer": "adam", "seed": 0}  # fmt: skip
+BASE = {
+    "strategy": "extract",
+    "dataset": "fashion-mnist",
+    "backbone": "efficientnet_lite0.in1k",
+    "input_size": 64,
+    "batch_size": 50,
+    "optimizer": "adam",
+    "seed": 0,
+}
 
 
 def grid(size: float, epochs: int) -> list[RunSpec]:
-    return [RunSpec(**BASE, size=size, epochs=epochs, head=head, activation=activation, lr=lr)
-            for head in HEADS for activation in ACTIVATIONS for lr in LRS]  # fmt: skip
+    return [
+        RunSpec(**BASE, size=size, epochs=epochs, head=head, activation=activation, lr=lr)
+        for head in HEADS
+        for activation in ACTIVATIONS
+        for lr in LRS
+    ]
 
 
 def parse_sample(text: str) -> dict[float, int]:
@@ -82,24 +93,40 @@ def measure(sizes: list[float], epochs: int, sample: dict[float, int]) -> dict:
             raise SystemExit(f"size {size}: runs {sorted(set(failed))} failed: {batched[failed[0]].error}")
         differences = [abs(batched[i].test_accuracy - single[i].test_accuracy) for i in picked]
         best = max(batched, key=lambda r: r.val_accuracy).spec  # selected on validation, reported on test
-        rows.append({
-            "size": size, "n_train": batched[0].n_train, "configs": len(specs), "one_by_one_timed": len(picked),
-            "one_by_one_seconds": round(single_seconds, 2), "batched_seconds": round(batched_seconds, 2),
-            "speedup": round(single_seconds / batched_seconds, 2),
-            "batched_test_accuracy": round(statistics.mean(r.test_accuracy for r in batched), 4),
-            "batched_test_accuracy_compared": round(statistics.mean(batched[i].test_accuracy for i in picked), 4),
-            "one_by_one_test_accuracy": round(statistics.mean(r.test_accuracy for r in single.values()), 4),
-            "max_abs_accuracy_difference": round(max(differences), 4),
-            "best_val_config": f"{best['head']}/{best['activation']}/lr={best['lr']:g}",
-        })  # fmt: skip
+        rows.append(
+            {
+                "size": size,
+                "n_train": batched[0].n_train,
+                "configs": len(specs),
+                "one_by_one_timed": len(picked),
+                "one_by_one_seconds": round(single_seconds, 2),
+                "batched_seconds": round(batched_seconds, 2),
+                "speedup": round(single_seconds / batched_seconds, 2),
+                "batched_test_accuracy": round(statistics.mean(r.test_accuracy for r in batched), 4),
+                "batched_test_accuracy_compared": round(
+                    statistics.mean(batched[i].test_accuracy for i in picked), 4
+                ),
+                "one_by_one_test_accuracy": round(
+                    statistics.mean(r.test_accuracy for r in single.values()), 4
+                ),
+                "max_abs_accuracy_difference": round(max(differences), 4),
+                "best_val_config": f"{best['head']}/{best['activation']}/lr={best['lr']:g}",
+            }
+        )
         rows[-1]["n_val"], rows[-1]["n_test"] = batched[0].n_val, batched[0].n_test
     total_single = sum(r["one_by_one_seconds"] for r in rows)
     total_batched = sum(r["batched_seconds"] for r in rows)
     floor = exact_floor(rows, epochs)
-    return {"epochs": epochs, "feature_cache_fill_seconds": round(fill_seconds, 1), "sizes": rows,
-            "total_one_by_one_seconds": round(total_single, 1), "total_batched_seconds": round(total_batched, 1),
-            "total_speedup": round(total_single / total_batched, 2), "floor": floor,
-            "largest_possible_speedup": round(total_single / floor["seconds"], 2)}  # fmt: skip
+    return {
+        "epochs": epochs,
+        "feature_cache_fill_seconds": round(fill_seconds, 1),
+        "sizes": rows,
+        "total_one_by_one_seconds": round(total_single, 1),
+        "total_batched_seconds": round(total_batched, 1),
+        "total_speedup": round(total_single / total_batched, 2),
+        "floor": floor,
+        "largest_possible_speedup": round(total_single / floor["seconds"], 2),
+    }
 
 
 def adam_seconds_per_parameter(parameters: int = 2_400_000, steps: int = 50) -> float:
@@ -121,7 +148,9 @@ def adam_seconds_per_parameter(parameters: int = 2_400_000, steps: int = 50) -> 
     return best / parameters
 
 
-def exact_floor(rows: list[dict], epochs: int, batch_size: int = 50, features: int = 1280, classes: int = 10) -> dict:
+def exact_floor(
+    rows: list[dict], epochs: int, batch_size: int = 50, features: int = 1280, classes: int = 10
+) -> dict:
     """Seconds that the grid's matrix products (at the measured matmul peak) and Adam updates (at fused
     Adam's measured rate) take at the very least; see the module docstring."""
     from transferlab.models.heads import FC_HIDDEN
@@ -136,35 +165,52 @@ def exact_floor(rows: list[dict], epochs: int, batch_size: int = 50, features: i
             params = weights + sum(widths[1:])
             steps = -(-row["n_train"] // batch_size) * epochs
             configs = len(ACTIVATIONS) * len(LRS)
-            per_step = 2 * batch_size * (2 * weights + (weights - features * widths[1]))  # fwd, dW, dX past layer 1
+            per_step = (
+                2 * batch_size * (2 * weights + (weights - features * widths[1]))
+            )  # fwd, dW, dX past layer 1
             evaluated = row["n_val"] * epochs + row["n_train"] + row["n_val"] + row["n_test"]
             flops += configs * (steps * per_step + 2 * weights * evaluated)
             updates += configs * steps * params
     seconds = flops / peak + updates * adam
-    return {"matmul_peak_gflops": round(peak / 1e9, 1), "adam_ns_per_parameter": round(adam * 1e9, 3),
-            "tflop": round(flops / 1e12, 2), "adam_parameter_updates": updates,
-            "matmul_seconds": round(flops / peak, 1), "adam_seconds": round(updates * adam, 1),
-            "seconds": round(seconds, 1)}  # fmt: skip
+    return {
+        "matmul_peak_gflops": round(peak / 1e9, 1),
+        "adam_ns_per_parameter": round(adam * 1e9, 3),
+        "tflop": round(flops / 1e12, 2),
+        "adam_parameter_updates": updates,
+        "matmul_seconds": round(flops / peak, 1),
+        "adam_seconds": round(updates * adam, 1),
+        "seconds": round(seconds, 1),
+    }
 
 
 def print_table(result: dict) -> None:
-    print(f"(a) 72-config head grid on cached Fashion-MNIST lite0 features, {result['epochs']} epochs, batch 50 "
-          f"(cache filled first in {result['feature_cache_fill_seconds']} s, not timed)")  # fmt: skip
-    print(f"{'size':>6} {'n_train':>7} {'timed 1-by-1':>12} {'1-by-1 s':>9} {'batched s':>9} {'ratio':>6} "
-          f"{'acc 1-by-1':>10} {'acc batched':>11} {'max |diff|':>10}  best on val (batched)")  # fmt: skip
+    print(
+        f"(a) 72-config head grid on cached Fashion-MNIST lite0 features, {result['epochs']} epochs, batch 50 "
+        f"(cache filled first in {result['feature_cache_fill_seconds']} s, not timed)"
+    )
+    print(
+        f"{'size':>6} {'n_train':>7} {'timed 1-by-1':>12} {'1-by-1 s':>9} {'batched s':>9} {'ratio':>6} "
+        f"{'acc 1-by-1':>10} {'acc batched':>11} {'max |diff|':>10}  best on val (batched)"
+    )
     for r in result["sizes"]:
         timed = f"{r['one_by_one_timed']}/{r['configs']}"
-        print(f"{100 * r['size']:>5g}% {r['n_train']:>7} {timed:>12} {r['one_by_one_seconds']:>9.1f} "
-              f"{r['batched_seconds']:>9.1f} {r['speedup']:>5.1f}x {r['one_by_one_test_accuracy']:>10.4f} "
-              f"{r['batched_test_accuracy_compared']:>11.4f} {r['max_abs_accuracy_difference']:>10.4f}  "
-              f"{r['best_val_config']}")  # fmt: skip
-    print(f" total {'':>7} {'':>12} {result['total_one_by_one_seconds']:>9.1f} {result['total_batched_seconds']:>9.1f} "
-          f"{result['total_speedup']:>5.1f}x   (one-by-one seconds of sampled sizes are extrapolated)")  # fmt: skip
+        print(
+            f"{100 * r['size']:>5g}% {r['n_train']:>7} {timed:>12} {r['one_by_one_seconds']:>9.1f} "
+            f"{r['batched_seconds']:>9.1f} {r['speedup']:>5.1f}x {r['one_by_one_test_accuracy']:>10.4f} "
+            f"{r['batched_test_accuracy_compared']:>11.4f} {r['max_abs_accuracy_difference']:>10.4f}  "
+            f"{r['best_val_config']}"
+        )
+    print(
+        f" total {'':>7} {'':>12} {result['total_one_by_one_seconds']:>9.1f} {result['total_batched_seconds']:>9.1f} "
+        f"{result['total_speedup']:>5.1f}x   (one-by-one seconds of sampled sizes are extrapolated)"
+    )
     f = result["floor"]
-    print(f"floor of any exact float32 method: {f['tflop']} TFLOP at the {f['matmul_peak_gflops']} GFLOP/s matmul peak "
-          f"= {f['matmul_seconds']} s, + {f['adam_parameter_updates']:.3g} Adam updates at {f['adam_ns_per_parameter']} "
-          f"ns = {f['adam_seconds']} s; {f['seconds']} s in all: one by one / floor = "
-          f"{result['largest_possible_speedup']}x is the largest speedup possible here")  # fmt: skip
+    print(
+        f"floor of any exact float32 method: {f['tflop']} TFLOP at the {f['matmul_peak_gflops']} GFLOP/s matmul peak "
+        f"= {f['matmul_seconds']} s, + {f['adam_parameter_updates']:.3g} Adam updates at {f['adam_ns_per_parameter']} "
+        f"ns = {f['adam_seconds']} s; {f['seconds']} s in all: one by one / floor = "
+        f"{result['largest_possible_speedup']}x is the largest speedup possible here"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

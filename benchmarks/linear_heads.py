@@ -38,8 +38,14 @@ from transferlab.models.heads import LogRegHead, SVMHead
 from transferlab.runs import RunSpec
 from transferlab.strategies.extract import _task_features
 
-BASE = {"strategy": "extract", "dataset": "fashion-mnist", "backbone": "efficientnet_lite0.in1k", "input_size": 64,
-        "head": "logreg", "seed": 0}  # fmt: skip
+BASE = {
+    "strategy": "extract",
+    "dataset": "fashion-mnist",
+    "backbone": "efficientnet_lite0.in1k",
+    "input_size": 64,
+    "head": "logreg",
+    "seed": 0,
+}
 HEAD_CS = SVMHead().Cs  # the head's default search space
 
 
@@ -81,8 +87,17 @@ def measure(sizes: list[float], repeats: int, svm_max_C: float) -> dict:
                 converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
                 accuracy = float((model.predict(features["test"]) == labels["test"]).mean())
                 C = None if chosen is None else float(chosen(model))
-            rows.append({"size": size, "n_train": len(labels["train"]), "model": name, "fit_seconds": round(best, 3),
-                         "test_accuracy": round(accuracy, 4), "chosen_C": C, "converged": converged})  # fmt: skip
+            rows.append(
+                {
+                    "size": size,
+                    "n_train": len(labels["train"]),
+                    "model": name,
+                    "fit_seconds": round(best, 3),
+                    "test_accuracy": round(accuracy, 4),
+                    "chosen_C": C,
+                    "converged": converged,
+                }
+            )
     return {
         "feature_dim": int(features["train"].shape[1]),
         "n_test": len(labels["test"]),
@@ -92,8 +107,10 @@ def measure(sizes: list[float], repeats: int, svm_max_C: float) -> dict:
 
 
 def print_table(result: dict) -> None:
-    print(f"(d) logreg/svm heads vs scikit-learn on the same lite0 features ({result['feature_dim']} dims), "
-          f"test on {result['n_test']} images; svm C searched in {result['svm_Cs']} both ways")  # fmt: skip
+    print(
+        f"(d) logreg/svm heads vs scikit-learn on the same lite0 features ({result['feature_dim']} dims), "
+        f"test on {result['n_test']} images; svm C searched in {result['svm_Cs']} both ways"
+    )
     print(
         f"{'size':>6} {'n_train':>7}  {'model':<31} {'fit s':>8} {'ratio':>6} {'test acc':>8} {'C':>7}  converged"
     )
@@ -102,8 +119,10 @@ def print_table(result: dict) -> None:
         head = rows[i - 1] if r["model"].startswith("sklearn") else r  # each sklearn row follows its head's
         ratio = r["fit_seconds"] / max(head["fit_seconds"], 1e-9)
         chosen = "" if r["chosen_C"] is None else f"{r['chosen_C']:g}"
-        print(f"{100 * r['size']:>5g}% {r['n_train']:>7}  {r['model']:<31} {r['fit_seconds']:>8.2f} {ratio:>5.2f}x "
-              f"{r['test_accuracy']:>8.4f} {chosen:>7}  {'yes' if r['converged'] else 'no (max_iter reached)'}")  # fmt: skip
+        print(
+            f"{100 * r['size']:>5g}% {r['n_train']:>7}  {r['model']:<31} {r['fit_seconds']:>8.2f} {ratio:>5.2f}x "
+            f"{r['test_accuracy']:>8.4f} {chosen:>7}  {'yes' if r['converged'] else 'no (max_iter reached)'}"
+        )
     print("ratio: sklearn's fit time / the transferlab head's")
 
 

@@ -34,8 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def study(spec: Path, directory: Path, cache: Path) -> float:
     """Seconds for ``transferlab study`` (fails loudly if the study does)."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(directory),
-                           "--quiet"], capture_output=True, text=True, env={**os.environ, "TRANSFERLAB_CACHE": str(cache)})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(directory), "--quiet"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TRANSFERLAB_CACHE": str(cache)},
+    )
     if proc.returncode != 0:
         raise SystemExit(f"study failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return time.perf_counter() - started
@@ -64,24 +68,35 @@ def measure(spec: Path) -> dict:
         strategies = {"cold": by_strategy(tmp / "cold"), "warm": by_strategy(tmp / "warm")}
     extract_cold = strategies["cold"].get("extract", {}).get("run_seconds", 0.0)
     extract_warm = strategies["warm"].get("extract", {}).get("run_seconds", 0.0)
-    return {"spec": str(spec), "cold_seconds": round(cold, 1), "warm_seconds": round(warm, 1),
-            "resume_seconds": round(resume, 1), "warm_percent_of_cold": round(100 * warm / cold, 1),
-            "extract_runs_warm_percent_of_cold": round(100 * extract_warm / extract_cold, 1) if extract_cold else None,
-            "by_strategy": strategies}  # fmt: skip
+    return {
+        "spec": str(spec),
+        "cold_seconds": round(cold, 1),
+        "warm_seconds": round(warm, 1),
+        "resume_seconds": round(resume, 1),
+        "warm_percent_of_cold": round(100 * warm / cold, 1),
+        "extract_runs_warm_percent_of_cold": round(100 * extract_warm / extract_cold, 1)
+        if extract_cold
+        else None,
+        "by_strategy": strategies,
+    }
 
 
 def print_table(result: dict) -> None:
     print(f"(c) {Path(result['spec']).name}: cold vs warm feature cache (wall-clock of `transferlab study`)")
-    print(f"  cold {result['cold_seconds']:.1f} s | warm {result['warm_seconds']:.1f} s "
-          f"({result['warm_percent_of_cold']:.1f}% of cold) | resume (all runs recorded) {result['resume_seconds']:.1f} s")  # fmt: skip
+    print(
+        f"  cold {result['cold_seconds']:.1f} s | warm {result['warm_seconds']:.1f} s "
+        f"({result['warm_percent_of_cold']:.1f}% of cold) | resume (all runs recorded) {result['resume_seconds']:.1f} s"
+    )
     print(
         f"  {'strategy':<10} {'runs':>5} {'cold run s':>10} {'warm run s':>10} {'cold feature s':>14} {'warm feature s':>14}"
     )
     cold, warm = result["by_strategy"]["cold"], result["by_strategy"]["warm"]
     for name in cold:
         c, w = cold[name], warm.get(name, {})
-        print(f"  {name:<10} {c['runs']:>5} {c['run_seconds']:>10.1f} {w.get('run_seconds', 0):>10.1f} "
-              f"{c['features_seconds']:>14.1f} {w.get('features_seconds', 0):>14.1f}")  # fmt: skip
+        print(
+            f"  {name:<10} {c['runs']:>5} {c['run_seconds']:>10.1f} {w.get('run_seconds', 0):>10.1f} "
+            f"{c['features_seconds']:>14.1f} {w.get('features_seconds', 0):>14.1f}"
+        )
     if result["extract_runs_warm_percent_of_cold"] is not None:
         print(f"  extract runs warm: {result['extract_runs_warm_percent_of_cold']:.1f}% of cold")
 

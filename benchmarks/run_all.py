@@ -62,8 +62,14 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -77,8 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json-out", type=Path, help="also write every result as JSON to this file")
     args = parser.parse_args(argv)
     info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, torch "
-          f"{info['torch']}, {info['date']} UTC{' (--quick: figures mean nothing)' if args.quick else ''}\n")  # fmt: skip
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch threads, torch "
+        f"{info['torch']}, {info['date']} UTC{' (--quick: figures mean nothing)' if args.quick else ''}\n"
+    )
     results: dict = {"machine": info, "quick": args.quick}
     started = time.perf_counter()
     with_spec = None

@@ -38,24 +38,42 @@ def plan(group: str, sizes: tuple[float, ...] = SIZES) -> list[tuple[str, dict]]
         for seed in SEEDS:
             base = {**COMMON, "size": size, "seed": seed}
             if group == "extract":
-                runs += [("extract logreg", {**base, **LITE0, "strategy": "extract", "head": "logreg"}),
-                         ("extract svm", {**base, **LITE0, "strategy": "extract", "head": "svm"}),
-                         ("extract fc2 sigmoid lr1e-3", {**base, **LITE0, "strategy": "extract", "head": "fc2",
-                                                         "activation": "sigmoid", "lr": 1e-3}),
-                         ("extract gap", {**base, **LITE0, "strategy": "extract", "head": "gap", "lr": 1e-2}),
-                         ("extract logreg stage5", {**base, **LITE0, "strategy": "extract", "head": "logreg",
-                                                    "layer": "stage5"})]  # fmt: skip
+                runs += [
+                    ("extract logreg", {**base, **LITE0, "strategy": "extract", "head": "logreg"}),
+                    ("extract svm", {**base, **LITE0, "strategy": "extract", "head": "svm"}),
+                    (
+                        "extract fc2 sigmoid lr1e-3",
+                        {
+                            **base,
+                            **LITE0,
+                            "strategy": "extract",
+                            "head": "fc2",
+                            "activation": "sigmoid",
+                            "lr": 1e-3,
+                        },
+                    ),
+                    ("extract gap", {**base, **LITE0, "strategy": "extract", "head": "gap", "lr": 1e-2}),
+                    (
+                        "extract logreg stage5",
+                        {**base, **LITE0, "strategy": "extract", "head": "logreg", "layer": "stage5"},
+                    ),
+                ]
             elif group in ("scratch", "augment"):
                 runs.append((f"{group} cifar_cnn", {**base, "strategy": group}))
             elif group == "finetune":
-                runs += [(f"finetune k={k}", {**base, **LITE0, "strategy": "finetune", "frozen": k}) for k in (0, 5)]
+                runs += [
+                    (f"finetune k={k}", {**base, **LITE0, "strategy": "finetune", "frozen": k})
+                    for k in (0, 5)
+                ]
             elif group in ("snt", "snt1"):
                 if group == "snt" and size != 0.001:
                     continue
                 runs.append(("snt base", {**base, **SNT, "strategy": "snt", "transfer": 0}))
                 for n in range(2, 10):  # unit 1 of cifar_cnn is the parameter-free input: n=1 is base
                     runs.append((f"snt SnT n={n}", {**base, **SNT, "strategy": "snt", "transfer": n}))
-                    runs.append((f"snt SnT+ n={n}", {**base, **SNT, "strategy": "snt", "transfer": n, "frozen": 0}))
+                    runs.append(
+                        (f"snt SnT+ n={n}", {**base, **SNT, "strategy": "snt", "transfer": n, "frozen": 0})
+                    )
             else:
                 raise SystemExit(f"unknown group {group!r}")
     return runs
@@ -64,7 +82,11 @@ def plan(group: str, sizes: tuple[float, ...] = SIZES) -> list[tuple[str, dict]]
 def run_groups(groups: list[str], out: Path, sizes: tuple[float, ...]) -> None:
     done = set()
     if out.exists():
-        done = {json.dumps(json.loads(line)["fields"], sort_keys=True) for line in out.read_text().splitlines() if line}
+        done = {
+            json.dumps(json.loads(line)["fields"], sort_keys=True)
+            for line in out.read_text().splitlines()
+            if line
+        }
     data = load_dataset("fashion-mnist")
     for group in groups:
         for label, fields in plan(group, sizes):
@@ -72,15 +94,27 @@ def run_groups(groups: list[str], out: Path, sizes: tuple[float, ...]) -> None:
             if key in done:
                 continue
             result = run(RunSpec(**fields), data)
-            row = {"label": label, "fields": fields, "size": fields["size"], "seed": fields["seed"],
-                   "status": result.status, "error": result.error, "test_accuracy": result.test_accuracy,
-                   "val_accuracy": result.val_accuracy, "train_accuracy": result.train_accuracy,
-                   "n_train": result.n_train, "seconds": round(result.total_seconds, 1),
-                   "hyperparameters": result.hyperparameters}  # fmt: skip
+            row = {
+                "label": label,
+                "fields": fields,
+                "size": fields["size"],
+                "seed": fields["seed"],
+                "status": result.status,
+                "error": result.error,
+                "test_accuracy": result.test_accuracy,
+                "val_accuracy": result.val_accuracy,
+                "train_accuracy": result.train_accuracy,
+                "n_train": result.n_train,
+                "seconds": round(result.total_seconds, 1),
+                "hyperparameters": result.hyperparameters,
+            }
             with out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(f"{label:28s} size={fields['size']:<6g} seed={fields['seed']} {result.status} "
-                  f"test={result.test_accuracy} ({result.total_seconds:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"{label:28s} size={fields['size']:<6g} seed={fields['seed']} {result.status} "
+                f"test={result.test_accuracy} ({result.total_seconds:.0f} s)",
+                flush=True,
+            )
 
 
 def summary(path: Path) -> None:
@@ -94,18 +128,24 @@ def summary(path: Path) -> None:
     for (label, size), accs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         secs = statistics.mean(r["seconds"] for r in rows if r["label"] == label and r["size"] == size)
         spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        print(f"{label:28s} {100 * size:5.1f}% {statistics.mean(accs):8.3f} ± {spread:.3f}  {len(accs)}  {secs:7.0f}")
+        print(
+            f"{label:28s} {100 * size:5.1f}% {statistics.mean(accs):8.3f} ± {spread:.3f}  {len(accs)}  {secs:7.0f}"
+        )
     for r in failed:
         print(f"FAILED {r['label']} size={r['size']} seed={r['seed']}: {r['error']}", file=sys.stderr)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run")
     r.add_argument("groups", nargs="+")
     r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--sizes", type=float, nargs="+", default=SIZES, help="training fractions (default 0.001 0.01)")
+    r.add_argument(
+        "--sizes", type=float, nargs="+", default=SIZES, help="training fractions (default 0.001 0.01)"
+    )
     s = sub.add_parser("summary")
     s.add_argument("path", type=Path)
     args = parser.parse_args()

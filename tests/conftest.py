@@ -54,8 +54,11 @@ def cli():
     def run(*args: str, env: dict | None = None):
         proc = subprocess.run(
             [sys.executable, "-m", "transferlab.cli", *args],
-            capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=300,
+        )
         return proc.returncode, proc.stdout, proc.stderr
 
     return run

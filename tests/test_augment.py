@@ -66,7 +66,9 @@ def test_studies_settings_by_name():
 def test_parse_augment_canonical_order_and_errors():
     assert parse_augment("noise, mirror") == ("mirror", "noise")
     assert parse_augment("none") == () and parse_augment(None) == ()
-    with pytest.raises(TransferlabError, match="augmentation 'flip' is unknown.*valid: affine, crop, mirror, noise"):
+    with pytest.raises(
+        TransferlabError, match="augmentation 'flip' is unknown.*valid: affine, crop, mirror, noise"
+    ):
         parse_augment("flip")
     with pytest.raises(TransferlabError, match="twice"):
         parse_augment("mirror,mirror")

@@ -37,8 +37,12 @@ def _weights(head) -> list[torch.Tensor]:
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_a_configuration_in_a_pass_ends_with_its_single_runs_weights(digit_sets, optimizer):
     sets = digit_sets[1.0]
-    heads = [make_head("fc2", activation="sigmoid", lr=1e-2, weight_decay=1e-3, epochs=4, optimizer=optimizer, seed=3),
-             make_head("fc3", activation="elu", lr=3e-3, epochs=4, optimizer=optimizer, seed=3)]  # fmt: skip
+    heads = [
+        make_head(
+            "fc2", activation="sigmoid", lr=1e-2, weight_decay=1e-3, epochs=4, optimizer=optimizer, seed=3
+        ),
+        make_head("fc3", activation="elu", lr=3e-3, epochs=4, optimizer=optimizer, seed=3),
+    ]
     singles = [clone(h).fit(*sets["train"], eval_set=sets["val"]) for h in heads]
     errors = fit_heads(heads, [sets["train"]] * 2, [sets["val"]] * 2, min_pass=1)
     assert errors == [None, None] and [h.batched_with_ for h in heads] == [2, 2]
@@ -61,8 +65,11 @@ def test_a_grid_gives_the_single_runs_accuracies(digit_sets):
             for activation in ("sigmoid", "elu"):
                 for lr in (1e-2, 1e-3):
                     heads.append(make_head(name, activation=activation, lr=lr, epochs=5, seed=1))
-        heads += [make_head("gap", lr=1e-2, epochs=5, seed=1), make_head("fc2", lr=1e-2, epochs=5, patience=2, seed=1),
-                  make_head("fc1", lr=1e-2, epochs=3, seed=1)]  # fmt: skip
+        heads += [
+            make_head("gap", lr=1e-2, epochs=5, seed=1),
+            make_head("fc2", lr=1e-2, epochs=5, patience=2, seed=1),
+            make_head("fc1", lr=1e-2, epochs=3, seed=1),
+        ]
         count = len(heads) - len(trains)
         trains += [sets["train"]] * count
         vals += [sets["val"]] * count
@@ -81,8 +88,10 @@ def test_a_grid_gives_the_single_runs_accuracies(digit_sets):
 
 def test_a_diverging_configuration_fails_alone_with_the_single_message(digit_sets):
     sets = digit_sets[0.3]
-    heads = [make_head("fc1", activation="relu", lr=1e9, optimizer="sgd", epochs=3, seed=0),
-             make_head("fc1", activation="relu", lr=1e-2, optimizer="sgd", epochs=3, seed=0)]  # fmt: skip
+    heads = [
+        make_head("fc1", activation="relu", lr=1e9, optimizer="sgd", epochs=3, seed=0),
+        make_head("fc1", activation="relu", lr=1e-2, optimizer="sgd", epochs=3, seed=0),
+    ]
     with pytest.raises(TrainingFailed) as single:
         clone(heads[0]).fit(*sets["train"], eval_set=sets["val"])
     errors = fit_heads(heads, [sets["train"]] * 2, [sets["val"]] * 2)
@@ -113,8 +122,12 @@ def test_results_do_not_depend_on_the_number_of_workers(digit_sets):
     sets = digit_sets[0.3]
 
     def grid():
-        return [make_head(name, activation=activation, lr=lr, epochs=3, seed=4)
-                for name in ("fc1", "fc2") for activation in ("sigmoid", "elu") for lr in (1e-2, 1e-3)]  # fmt: skip
+        return [
+            make_head(name, activation=activation, lr=lr, epochs=3, seed=4)
+            for name in ("fc1", "fc2")
+            for activation in ("sigmoid", "elu")
+            for lr in (1e-2, 1e-3)
+        ]
 
     serial, parallel = grid(), grid()
     # workers=1 runs in the calling thread with its torch threads, whose matmul splits may round differently;
@@ -124,6 +137,7 @@ def test_results_do_not_depend_on_the_number_of_workers(digit_sets):
     for one, other in zip(serial, parallel, strict=True):
         for a, b in zip(_weights(one), _weights(other), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
         def untimed(history):
             return [{k: v for k, v in record.items() if k != "seconds"} for record in history]
 

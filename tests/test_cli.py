@@ -27,8 +27,17 @@ def test_datasets_absent_shows_install_command(cli, tmp_path):
 
 
 def test_split_info_json_source_target(cli, fashion):
-    code, out, err = cli("split-info", "fashion-mnist", "--size", "1%", "--source", "sandal,bag",
-                         "--target", "sneaker,ankle boot", "--json")  # fmt: skip
+    code, out, err = cli(
+        "split-info",
+        "fashion-mnist",
+        "--size",
+        "1%",
+        "--source",
+        "sandal,bag",
+        "--target",
+        "sneaker,ankle boot",
+        "--json",
+    )
     assert code == 0, err
     info = json.loads(out)
     target = info["sides"]["target"]

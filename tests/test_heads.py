@@ -60,7 +60,9 @@ def test_gap_pools_spatial_maps_and_equals_a_linear_head_on_pooled_features(digi
     maps -= maps.mean(axis=(2, 3), keepdims=True) - x[:, :, None, None]  # spatial mean is exactly x
     on_maps = GAPHead(epochs=3).fit(maps, y)
     on_pooled = GAPHead(epochs=3).fit(x, y)
-    np.testing.assert_allclose(on_maps.decision_function(x_test), on_pooled.decision_function(x_test), atol=1e-4)
+    np.testing.assert_allclose(
+        on_maps.decision_function(x_test), on_pooled.decision_function(x_test), atol=1e-4
+    )
 
 
 def test_svm_picks_c_by_cross_validation_and_shrinks_folds(digits_split):
@@ -100,7 +102,9 @@ def test_labels_need_not_be_0_to_k(digits_split):
 
 def test_bad_head_settings_raise(digits_split):
     x, y, _, _ = digits_split
-    with pytest.raises(TransferlabError, match="head 'fc4' is unknown.*valid: fc1, fc2, fc3, gap, logreg, svm"):
+    with pytest.raises(
+        TransferlabError, match="head 'fc4' is unknown.*valid: fc1, fc2, fc3, gap, logreg, svm"
+    ):
         make_head("fc4")
     with pytest.raises(TransferlabError, match="activation 'tanh' is unknown.*valid: elu, relu, sigmoid"):
         make_head("fc1", activation="tanh").fit(x, y)
@@ -121,8 +125,11 @@ def test_svm_dual_solver_matches_sklearns_primal_choice_when_images_outnumber_fe
     x, y, x_test, _ = digits_split  # 600 x 64: 400 per fold > 64 features, so "auto" is the primal
     Cs = (1e-3, 1e-2, 1e-1)
     head = SVMHead(Cs=Cs).fit(x, y)
-    plain = GridSearchCV(make_pipeline(StandardScaler(), LinearSVC(random_state=0)), {"linearsvc__C": list(Cs)},
-                         cv=StratifiedKFold(3, shuffle=True, random_state=0)).fit(x, y)  # fmt: skip
+    plain = GridSearchCV(
+        make_pipeline(StandardScaler(), LinearSVC(random_state=0)),
+        {"linearsvc__C": list(Cs)},
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+    ).fit(x, y)
     assert head.estimator_[-1].dual is True
     assert head.C_ == plain.best_params_["linearsvc__C"]
     assert (head.predict(x_test) == plain.predict(x_test)).mean() >= 0.99

@@ -28,10 +28,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from report.conftest import StudyBuilder, spec  # noqa: E402
 
 SPECS = {
-    "extract": dict(strategy="extract", dataset="digits", backbone="efficientnet_lite0.in1k", input_size=32, head="logreg",
-                    per_class=40, test_per_class=20),
+    "extract": dict(
+        strategy="extract",
+        dataset="digits",
+        backbone="efficientnet_lite0.in1k",
+        input_size=32,
+        head="logreg",
+        per_class=40,
+        test_per_class=20,
+    ),
     "scratch": dict(strategy="scratch", dataset="digits", backbone="shallow_cnn", epochs=2),
-}  # fmt: skip
+}
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -51,8 +58,15 @@ def scratch_model(digits, tmp_path_factory):
 
 def held_out(digits, settings: dict) -> tuple[np.ndarray, np.ndarray]:
     """The test images (uint8 NHWC) and class names a run with ``settings`` is scored on."""
-    split = make_task(digits, None, size=None if "per_class" in settings else 1.0, per_class=settings.get("per_class"),
-                      val_size=0.1, test_per_class=settings.get("test_per_class"), seed=0)  # fmt: skip
+    split = make_task(
+        digits,
+        None,
+        size=None if "per_class" in settings else 1.0,
+        per_class=settings.get("per_class"),
+        val_size=0.1,
+        test_per_class=settings.get("test_per_class"),
+        seed=0,
+    )
     return digits.images[split.test], np.array(digits.class_names)[digits.labels[split.test]]
 
 
@@ -185,8 +199,10 @@ def _edited(payload: dict, edit: str) -> dict:
         p["num_classes"], p["class_names"] = MAX_CLASSES + 1, [f"c{i}" for i in range(MAX_CLASSES + 1)]
     elif edit == "50,000 classes, weights stretched":  # a 4 MB file whose classifier claims 50,000 rows
         p["num_classes"], p["class_names"] = 50_000, [f"c{i}" for i in range(50_000)]
-        p["state_dict"] = {k: _stretched((50_000, *v.shape[1:])) if v.shape[0] == len(names) else v
-                           for k, v in p["state_dict"].items()}  # fmt: skip
+        p["state_dict"] = {
+            k: _stretched((50_000, *v.shape[1:])) if v.shape[0] == len(names) else v
+            for k, v in p["state_dict"].items()
+        }
     elif edit == "weights on the meta device":  # shapes without data
         state = p["state_dict"]
         p["state_dict"] = {k: v.to("meta") if k.startswith("classifier.") else v for k, v in state.items()}
@@ -200,23 +216,43 @@ def _edited(payload: dict, edit: str) -> dict:
     return p
 
 
-@pytest.mark.parametrize(("edit", "needle"), [
-    ("no provenance", "model header field provenance is missing"),
-    ("no spec", "model header field provenance.spec is missing"),
-    ("features without head", "model header field state_dict holds no head weights"),
-    ("state_dict a list", "model header field state_dict is a list, not a dict"),
-    ("fewer class names", "model header field num_classes = 10 does not match the 9 class_names"),
-    ("1e10 classes", "model header field num_classes = 10000000000 is out of range; valid: 1..100,000 classes"),
-    ("100,001 classes, consistently", "model header field num_classes = 100001 is out of range; valid: 1..100,000"),
-    ("50,000 classes, weights stretched", "model header field state_dict 'classifier.fc.weight' claims shape "
-                                          "(50000, 128) (6,400,000 values) but the file holds 1 values for it"),
-    ("weights on the meta device", "model header field state_dict 'classifier.fc.weight' claims shape (10, 128) "
-                                   "(1,280 values) but the file holds 0 values for it"),
-    ("features head of 1e9 inputs", "model header field state_dict 'head.1.weight' claims shape (10, 1000000000)"),
-    ("one class more, consistently", "has shape (10, "),
-    ("image 60000 px", "model header field image.height = 60000 is out of range; valid: 1..4096 pixels"),
-])  # fmt: skip
-def test_malformed_model_header_names_file_and_field(capsys, scratch_model, tmp_path, monkeypatch, edit, needle):  # fmt: skip
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        ("no provenance", "model header field provenance is missing"),
+        ("no spec", "model header field provenance.spec is missing"),
+        ("features without head", "model header field state_dict holds no head weights"),
+        ("state_dict a list", "model header field state_dict is a list, not a dict"),
+        ("fewer class names", "model header field num_classes = 10 does not match the 9 class_names"),
+        (
+            "1e10 classes",
+            "model header field num_classes = 10000000000 is out of range; valid: 1..100,000 classes",
+        ),
+        (
+            "100,001 classes, consistently",
+            "model header field num_classes = 100001 is out of range; valid: 1..100,000",
+        ),
+        (
+            "50,000 classes, weights stretched",
+            "model header field state_dict 'classifier.fc.weight' claims shape "
+            "(50000, 128) (6,400,000 values) but the file holds 1 values for it",
+        ),
+        (
+            "weights on the meta device",
+            "model header field state_dict 'classifier.fc.weight' claims shape (10, 128) "
+            "(1,280 values) but the file holds 0 values for it",
+        ),
+        (
+            "features head of 1e9 inputs",
+            "model header field state_dict 'head.1.weight' claims shape (10, 1000000000)",
+        ),
+        ("one class more, consistently", "has shape (10, "),
+        ("image 60000 px", "model header field image.height = 60000 is out of range; valid: 1..4096 pixels"),
+    ],
+)
+def test_malformed_model_header_names_file_and_field(
+    capsys, scratch_model, tmp_path, monkeypatch, edit, needle
+):
     """A file that loads safely (weights_only) but whose header is malformed: checked before anything is
     built, so a claimed size is never allocated. A tensor's shape is a claim too: a few bytes can hold any
     shape (zero strides, or the meta device), so the file must hold the values the shape claims."""
@@ -248,8 +284,12 @@ def test_predict_on_a_decompression_bomb_names_the_file(capsys, scratch_model, t
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     bomb = tmp_path / "bomb.png"  # a few bytes whose header claims 20000 x 20000 pixels
-    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+    bomb.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
     code, out, err = run_cli(capsys, "predict", str(scratch_model[2]), str(bomb), "--json")
     assert code == 2 and out == "" and err.count("\n") == 1
     assert f"cannot decode image {bomb}: its header claims too many pixels" in err

@@ -22,15 +22,30 @@ def spec(**changes) -> RunSpec:
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"strategy": "transfer"}, "unknown strategy 'transfer'.*valid: augment, extract, finetune, scratch, siamese, snt"),
-        ({"strategy": "extract", "head": "fc4"}, "head 'fc4' is not taken by strategy 'extract'.*valid: fc1, fc2"),
+        (
+            {"strategy": "transfer"},
+            "unknown strategy 'transfer'.*valid: augment, extract, finetune, scratch, siamese, snt",
+        ),
+        (
+            {"strategy": "extract", "head": "fc4"},
+            "head 'fc4' is not taken by strategy 'extract'.*valid: fc1, fc2",
+        ),
         ({"head": "fc2"}, "head 'fc2' is not taken by strategy 'scratch'; valid: linear"),
-        ({"strategy": "extract", "head": "fc1", "activation": "tanh"}, "activation 'tanh' is unknown.*valid: elu, relu, sigmoid"),
-        ({"strategy": "extract", "head": "svm", "activation": "elu"}, "activation applies to the fc1/fc2/fc3 heads only"),
+        (
+            {"strategy": "extract", "head": "fc1", "activation": "tanh"},
+            "activation 'tanh' is unknown.*valid: elu, relu, sigmoid",
+        ),
+        (
+            {"strategy": "extract", "head": "svm", "activation": "elu"},
+            "activation is not a setting of head 'svm' \\(strategy 'extract'\\); heads that take it: fc1, fc2, fc3",
+        ),
         ({"lr": 0}, "lr=0 is invalid; give a number > 0"),
         ({"lr": -1.0}, "lr=-1.0 is invalid"),
         ({"lr": float("nan")}, "lr=nan is invalid"),
-        ({"epochs": 0}, "epochs=0 is invalid: a budget needs at least one optimizer step; give a whole number >= 1"),
+        (
+            {"epochs": 0},
+            "epochs=0 is invalid; give a whole number >= 1 \\(a budget needs at least one optimizer step\\)",
+        ),
         ({"epochs": 2.5}, "epochs=2.5 is invalid"),
         ({"batch_size": 0}, "batch_size=0 is invalid"),
         ({"optimizer": "rmsprop"}, "optimizer 'rmsprop' is unknown.*valid: adam, sgd"),
@@ -46,7 +61,10 @@ def spec(**changes) -> RunSpec:
         ({"strategy": "extract", "pool": "max"}, "pool 'max' is unknown.*valid: avg, flatten"),
         ({"side": "left"}, "side 'left' is unknown.*valid: source, target"),
         ({"device": "tpu"}, "device 'tpu' is unknown"),
-        ({"dropout": 0.5}, "dropout applies to the fc1-3 and gap heads only"),
+        (
+            {"dropout": 0.5},
+            "dropout is not a setting of head 'linear' \\(strategy 'scratch'\\); heads that take it: extract's fc1, extract's fc2",
+        ),
         ({"bn_stats": "ema"}, "bn_stats 'ema' is unknown.*valid: momentum, pretrained, recalibrate"),
         ({"strategy": "extract", "bn_stats": "momentum"}, "bn_stats is not a setting of strategy 'extract'"),
         ({"strategy": "extract", "C": 0}, "C=0 is invalid; give a number > 0"),
@@ -56,9 +74,12 @@ def spec(**changes) -> RunSpec:
         ({"strategy": "extract", "C": "1"}, "C='1' is invalid"),
         (
             {"strategy": "extract", "head": "fc2", "C": 1.0},
-            "C applies to extract's logreg and svm heads only, not strategy 'extract' with head 'fc2'",
+            "C is not a setting of head 'fc2' \\(strategy 'extract'\\); heads that take it: logreg, svm",
         ),
-        ({"C": 1.0}, "C applies to extract's logreg and svm heads only, not strategy 'scratch'"),
+        (
+            {"C": 1.0},
+            "C is not a setting of head 'linear' \\(strategy 'scratch'\\); heads that take it: extract's logreg, extract's svm",
+        ),
     ],
 )
 def test_bad_spec_values_raise_with_the_options(changes, message):
@@ -118,8 +139,13 @@ def test_a_result_saves_its_indices_and_code_version(digits):
 
 
 def test_a_result_stored_before_indices_were_saved_still_loads():
-    old = {"spec": spec().to_dict(), "status": "ok", "test_accuracy": 0.5, "indices_hash": "0" * 64,
-           "code_version": "0.1.0"}  # fmt: skip
+    old = {
+        "spec": spec().to_dict(),
+        "status": "ok",
+        "test_accuracy": 0.5,
+        "indices_hash": "0" * 64,
+        "code_version": "0.1.0",
+    }
     result = RunResult.from_dict(old)
     assert result.indices == {} and result.test_accuracy == 0.5 and result.code_version == "0.1.0"
 
@@ -130,15 +156,29 @@ def test_a_side_with_one_class_is_bad_input(digits):
 
 
 def test_a_diverging_run_is_recorded_as_failed_not_raised(digits):
-    result = run(spec(per_class=5, lr=1e6, optimizer="sgd", epochs=3, input_size=16, val_size=5,
-                      test_per_class=5), digits)  # fmt: skip
+    result = run(
+        spec(per_class=5, lr=1e6, optimizer="sgd", epochs=3, input_size=16, val_size=5, test_per_class=5),
+        digits,
+    )
     assert result.status == "failed" and not result.ok
     assert "diverged" in result.error and ("nan" in result.error or "inf" in result.error)
     assert result.test_accuracy is None and result.spec["lr"] == 1e6
 
 
-COMMON = ["--dataset", "digits", "--per-class", "5", "--epochs", "2", "--input-size", "16", "--val-size", "5",
-          "--test-per-class", "10"]  # fmt: skip
+COMMON = [
+    "--dataset",
+    "digits",
+    "--per-class",
+    "5",
+    "--epochs",
+    "2",
+    "--input-size",
+    "16",
+    "--val-size",
+    "5",
+    "--test-per-class",
+    "10",
+]
 
 
 def test_cli_run_prints_json_metrics(cli):
@@ -157,7 +197,7 @@ def test_cli_run_prints_json_metrics(cli):
         (["--strategy", "finetun"], 2, "did you mean: finetune"),
         (["--strategy", "scratch", "--epochs", "0"], 2, "epochs=0 is invalid"),
         (["--strategy", "extract", "--C", "0"], 2, "C=0.0 is invalid; give a number > 0"),
-        (["--strategy", "scratch", "--C", "1"], 2, "C applies to extract's logreg and svm heads only"),
+        (["--strategy", "scratch", "--C", "1"], 2, "C is not a setting of head 'linear'"),
         (["--strategy", "scratch", "--lr", "1e6", "--optimizer", "sgd"], 1, "run failed: .*diverged"),
     ],
 )

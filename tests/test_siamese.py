@@ -53,15 +53,29 @@ def test_tasks_have_one_match_among_distinct_classes():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: sample_tasks(LABELS, 6, 10, np.random.default_rng(0)), "n_way=6 is larger than the 5 test classes"),
-        (lambda: sample_tasks(LABELS, 1, 10, np.random.default_rng(0)), "n_way=1 is invalid; a one-shot task needs N >= 2"),
-        (lambda: sample_pairs(LABELS, 0, np.random.default_rng(0)), r"pairs=0 is invalid; give a whole number >= 1"),
+        (
+            lambda: sample_tasks(LABELS, 6, 10, np.random.default_rng(0)),
+            "n_way=6 is larger than the 5 test classes",
+        ),
+        (
+            lambda: sample_tasks(LABELS, 1, 10, np.random.default_rng(0)),
+            "n_way=1 is invalid; a one-shot task needs N >= 2",
+        ),
+        (
+            lambda: sample_pairs(LABELS, 0, np.random.default_rng(0)),
+            r"pairs=0 is invalid; give a whole number >= 1",
+        ),
         (lambda: sample_tasks(LABELS, 2, 0, np.random.default_rng(0)), r"tasks=0 is invalid"),
-        (lambda: sample_pairs(np.array([0, 0, 1]), 4, np.random.default_rng(0), ["shoe", "bag"]),
-         r"class 'bag' has 1 image\(s\); Siamese pairs and one-shot tasks need at least 2"),
-        (lambda: sample_pairs(np.array([0, 0, 0]), 4, np.random.default_rng(0)), "pairs need at least 2 classes"),
+        (
+            lambda: sample_pairs(np.array([0, 0, 1]), 4, np.random.default_rng(0), ["shoe", "bag"]),
+            r"class 'bag' has 1 image\(s\); Siamese pairs and one-shot tasks need at least 2",
+        ),
+        (
+            lambda: sample_pairs(np.array([0, 0, 0]), 4, np.random.default_rng(0)),
+            "pairs need at least 2 classes",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_refused(call, message):
     with pytest.raises(TransferlabError, match=message):
         call()
@@ -103,8 +117,13 @@ def trained_on_four_classes():
     for head in ("l1", "fc"):
         with seeded(0):
             net = SiameseNet(16, 32, head=head).centre_bias(table[torch.from_numpy(pairs[:256])])
-        outcome = train(net, torch.from_numpy(pairs), torch.from_numpy(same), TrainConfig(epochs=8, seed=0),
-                        transform=lambda batch, training, generator: table[batch])  # fmt: skip
+        outcome = train(
+            net,
+            torch.from_numpy(pairs),
+            torch.from_numpy(same),
+            TrainConfig(epochs=8, seed=0),
+            transform=lambda batch, training, generator: table[batch],
+        )
         h = embeddings(net, x[torch.from_numpy(np.flatnonzero(unseen))])
         out[head] = (
             one_shot_correct(task_scores(net, h, tasks), tasks).mean(),
@@ -148,3 +167,22 @@ def test_wilson_interval_matches_the_formula():
     )
     with pytest.raises(TransferlabError, match="at least one task"):
         wilson_interval(0, 0)
+
+
+def test_support_scores_at_one_shot_are_the_task_scores():
+    """K = 1 tasks viewed as few-shot tasks score exactly as the one-shot scorer; at K = 3 the score of a
+    class is the mean logit over its supports."""
+    from transferlab.fewshot import FewShotTasks, sample_fewshot_tasks
+    from transferlab.siamese import support_scores
+
+    x, labels = _gaussian_classes(1)
+    with seeded(0):
+        net = SiameseNet(16, 8)
+    h = embeddings(net, x)
+    tasks = sample_tasks(labels, 4, 30, np.random.default_rng(0))
+    assert torch.equal(support_scores(net, h, FewShotTasks.from_one_shot(tasks)), task_scores(net, h, tasks))
+    shots = sample_fewshot_tasks(labels, 3, 3, 10, np.random.default_rng(1))
+    first = torch.stack(
+        [net.similarity(h[[shots.query[0]] * 3], h[shots.support[0, n]]).mean() for n in range(3)]
+    )
+    assert torch.allclose(support_scores(net, h, shots)[0], first)

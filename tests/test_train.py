@@ -44,12 +44,25 @@ def test_same_seed_gives_identical_history_and_weights(digits_xy):
 def test_training_learns_and_history_is_complete(digits_xy):
     x, y = digits_xy
     model = mlp()
-    outcome = train(model, x[:500], y[:500], TrainConfig(epochs=5, lr=1e-2, seed=0),
-                    val_inputs=x[500:700], val_labels=y[500:700])  # fmt: skip
+    outcome = train(
+        model,
+        x[:500],
+        y[:500],
+        TrainConfig(epochs=5, lr=1e-2, seed=0),
+        val_inputs=x[500:700],
+        val_labels=y[500:700],
+    )
     assert [r["epoch"] for r in outcome.history] == [1, 2, 3, 4, 5]
     assert outcome.history[-1]["train_loss"] < outcome.history[0]["train_loss"]
     assert outcome.history[-1]["val_accuracy"] > 0.8 and outcome.best_epoch == 5 and not model.training
-    assert set(outcome.history[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert set(outcome.history[0]) == {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "seconds",
+    }
 
 
 def test_sgd_with_momentum_learns(digits_xy):
@@ -65,8 +78,14 @@ def test_early_stopping_restores_the_best_epoch(digits_xy):
     # the best validation loss comes early and training must stop and roll back to it.
     val_x, val_y = x[500:700], (y[500:700] + 1) % 10
     model = mlp()
-    outcome = train(model, x[:500], y[:500], TrainConfig(epochs=30, lr=1e-2, patience=2, seed=0),
-                    val_inputs=val_x, val_labels=val_y)  # fmt: skip
+    outcome = train(
+        model,
+        x[:500],
+        y[:500],
+        TrainConfig(epochs=30, lr=1e-2, patience=2, seed=0),
+        val_inputs=val_x,
+        val_labels=val_y,
+    )
     losses = [r["val_loss"] for r in outcome.history]
     assert outcome.stopped_early and len(losses) == outcome.best_epoch + 2
     assert outcome.best_epoch == 1 + losses.index(min(losses))
@@ -155,8 +174,15 @@ def test_recalibration_rescues_the_eval_mode_of_a_briefly_trained_batchnorm_net(
     accuracies = {}
     for mode in ("momentum", "recalibrate"):
         with seeded(0):
-            model = nn.Sequential(nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 64),
-                                  nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 10))  # fmt: skip
+            model = nn.Sequential(
+                nn.Linear(64, 64),
+                nn.BatchNorm1d(64),
+                nn.ReLU(),
+                nn.Linear(64, 64),
+                nn.BatchNorm1d(64),
+                nn.ReLU(),
+                nn.Linear(64, 10),
+            )
         train(model, x[:40], y[:40], TrainConfig(epochs=4, batch_size=40, lr=1e-2, bn_stats=mode))
         accuracies[mode] = evaluate(model, x[1000:], y[1000:])[1]
     assert accuracies["recalibrate"] > accuracies["momentum"] + 0.1

@@ -27,6 +27,8 @@ def options_hint(value: str, options: Iterable[str], limit: int = 3) -> str:
     """' (did you mean: a, b?) valid: a, b, c' — close matches first, then every option."""
     options = sorted(set(map(str, options)))
     by_lower = {o.lower(): o for o in options}  # match case-insensitively, show the real spelling
-    close = [by_lower[m] for m in difflib.get_close_matches(str(value).lower(), by_lower, n=limit, cutoff=0.5)]
+    close = [
+        by_lower[m] for m in difflib.get_close_matches(str(value).lower(), by_lower, n=limit, cutoff=0.5)
+    ]
     hint = f" (did you mean: {', '.join(close)}?)" if close else ""
     return f"{hint}; valid: {', '.join(options)}"

@@ -75,7 +75,9 @@ class _FeatureFunction(nn.Module):
         return self.backbone.forward_features(x, self.layer, self.pool)
 
 
-FAST_PATH_OPTIMIZE = True  # optimize_for_inference after tracing; False: trace + freeze only (the benchmark's "before")
+FAST_PATH_OPTIMIZE = (
+    True  # optimize_for_inference after tracing; False: trace + freeze only (the benchmark's "before")
+)
 
 
 def _trace_frozen(function: _FeatureFunction, example: torch.Tensor):
@@ -103,13 +105,19 @@ def _fast_function(function: _FeatureFunction, first_batch: torch.Tensor) -> tor
         traced = _trace_frozen(function, first_batch)
         fast, eager = traced(first_batch), function(first_batch)
     except Exception as exc:  # any tracing failure just means: use eager mode
-        warnings.warn(f"{function.backbone.name}: fast extraction unavailable ({type(exc).__name__}); using eager mode",
-                      TransferlabWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"{function.backbone.name}: fast extraction unavailable ({type(exc).__name__}); using eager mode",
+            TransferlabWarning,
+            stacklevel=3,
+        )
         return None
     error = (fast - eager).abs().max().item() / max(1.0, eager.abs().max().item())
     if not error <= FAST_PATH_TOLERANCE:
-        warnings.warn(f"{function.backbone.name}: traced features differ from eager by {error:.2e}; using eager mode",
-                      TransferlabWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"{function.backbone.name}: traced features differ from eager by {error:.2e}; using eager mode",
+            TransferlabWarning,
+            stacklevel=3,
+        )
         return None
     return traced
 
@@ -128,7 +136,9 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
 def _progress_bar(label: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+    return Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    )
 
 
 def extract_features(
@@ -204,7 +214,9 @@ def extract_features(
         # The rest on single-threaded workers when the traced function runs on the CPU (outside the GIL;
         # eager mode runs Python per layer, so it stays in this thread).
         parallel = run is not function and device.type == "cpu"
-        workers = worker_count(len(batches) - 1, workers if parallel else 1, min_jobs_per_worker=PARALLEL_MIN_BATCHES)
+        workers = worker_count(
+            len(batches) - 1, workers if parallel else 1, min_jobs_per_worker=PARALLEL_MIN_BATCHES
+        )
 
         def job(start: int):
             def extract_batch(stop) -> None:
@@ -269,7 +281,11 @@ def _read_entry(key: FeatureKey, root: Path) -> tuple[np.ndarray | None, str]:
         array = np.load(array_path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:  # torn or missing .npy, unparsable sidecar
         return None, f"unreadable ({type(exc).__name__})"
-    if array.dtype != np.float32 or list(array.shape) != meta.get("shape") or _array_sha256(array) != meta.get("sha256"):
+    if (
+        array.dtype != np.float32
+        or list(array.shape) != meta.get("shape")
+        or _array_sha256(array) != meta.get("sha256")
+    ):
         return None, "its contents do not match the recorded shape/checksum"
     return array, ""
 
@@ -277,10 +293,15 @@ def _read_entry(key: FeatureKey, root: Path) -> tuple[np.ndarray | None, str]:
 def _write_entry(key: FeatureKey, array: np.ndarray, root: Path, seconds: float, dataset_name: str) -> None:
     array_path, meta_path = _entry_paths(key.digest(), root)
     meta = {
-        "key": asdict(key), "shape": list(array.shape), "dtype": "float32", "sha256": _array_sha256(array),
-        "dataset_name": dataset_name, "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "key": asdict(key),
+        "shape": list(array.shape),
+        "dtype": "float32",
+        "sha256": _array_sha256(array),
+        "dataset_name": dataset_name,
+        "seconds": round(seconds, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "code_version": code_version(),
-    }  # fmt: skip
+    }
     # Array first, sidecar last: a sidecar only ever describes a complete array.
     paths.atomic_write(array_path, lambda f: np.save(f, array, allow_pickle=False))
     paths.atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
@@ -327,10 +348,16 @@ def feature_key(
     if pool not in POOLS:
         raise TransferlabError(f"pool {pool!r} is unknown; valid: {', '.join(POOLS)}")
     return FeatureKey(
-        dataset=image_set.fingerprint(), indices=hashlib.sha256(idx.tobytes()).hexdigest(), count=len(idx),
-        backbone=name, weights=weights, layer="end" if layer is None else str(layer), pool=pool,
-        transform=transform.key(), format=FEATURES_FORMAT,
-    )  # fmt: skip
+        dataset=image_set.fingerprint(),
+        indices=hashlib.sha256(idx.tobytes()).hexdigest(),
+        count=len(idx),
+        backbone=name,
+        weights=weights,
+        layer="end" if layer is None else str(layer),
+        pool=pool,
+        transform=transform.key(),
+        format=FEATURES_FORMAT,
+    )
 
 
 # (name, device) -> (backbone, its traced functions)
@@ -390,20 +417,36 @@ def cached_features(
         if array is not None:
             return array
         if why != "absent":
-            warnings.warn(f"feature cache entry {key.digest()[:12]} ({key.backbone}) is {why}; recomputing",
-                          TransferlabWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"feature cache entry {key.digest()[:12]} ({key.backbone}) is {why}; recomputing",
+                TransferlabWarning,
+                stacklevel=2,
+            )
         traced_cache = None
         if isinstance(backbone, str):
             backbone, traced_cache = _named_backbone(backbone, device)
         idx = _indices_array(image_set, indices)
         started = time.perf_counter()
-        array = extract_features(backbone, image_set.images[idx], layer, pool=pool, size=size,
-                                 batch_size=batch_size, progress=progress, traced_cache=traced_cache)  # fmt: skip
+        array = extract_features(
+            backbone,
+            image_set.images[idx],
+            layer,
+            pool=pool,
+            size=size,
+            batch_size=batch_size,
+            progress=progress,
+            traced_cache=traced_cache,
+        )
         try:
             _write_entry(key, array, root, time.perf_counter() - started, image_set.name)
-        except OSError as exc:  # a full disk costs the cache entry, not the run (an array alone is never read)
-            warnings.warn(f"feature cache entry {key.digest()[:12]} could not be written ({exc}); not cached",
-                          TransferlabWarning, stacklevel=2)  # fmt: skip
+        except (
+            OSError
+        ) as exc:  # a full disk costs the cache entry, not the run (an array alone is never read)
+            warnings.warn(
+                f"feature cache entry {key.digest()[:12]} could not be written ({exc}); not cached",
+                TransferlabWarning,
+                stacklevel=2,
+            )
     return array
 
 
@@ -435,8 +478,19 @@ def list_cache(cache: Path | None = None) -> list[CacheEntry]:
         try:
             meta = json.loads(meta_path.read_text())
             key = meta["key"]
-            entries.append(CacheEntry(array_path.stem, meta.get("dataset_name", ""), key["backbone"], key["layer"],
-                                      key["pool"], tuple(meta["shape"]), size, meta.get("created", ""), True))  # fmt: skip
+            entries.append(
+                CacheEntry(
+                    array_path.stem,
+                    meta.get("dataset_name", ""),
+                    key["backbone"],
+                    key["layer"],
+                    key["pool"],
+                    tuple(meta["shape"]),
+                    size,
+                    meta.get("created", ""),
+                    True,
+                )
+            )
         except (OSError, ValueError, KeyError, TypeError):
             entries.append(CacheEntry(array_path.stem, "", "", "", "", (), size, "", False))
     return sorted(entries, key=lambda e: e.created, reverse=True)

@@ -98,13 +98,15 @@ class _FeaturesAndHead(nn.Module):
 
 
 def _rebuild_network(spec: dict, num_classes: int):
-    """The untrained network of a resolved spec (scratch, augment, finetune, snt), weights from the file."""
+    """The untrained network of a resolved spec (a strategy that exports a network), weights from the file:
+    the backbone with its own classifier, or with the head the strategy module's ``attach_head`` puts on."""
+    from transferlab.catalog import get_strategy
     from transferlab.models.registry import create_backbone
     from transferlab.runs import RunSpec
-    from transferlab.strategies.finetune import attach_head
 
     model = create_backbone(spec["backbone"], pretrained=False, num_classes=num_classes)
-    if spec["strategy"] == "finetune":
+    attach_head = getattr(get_strategy(spec["strategy"]).implementation, "attach_head", None)
+    if attach_head is not None:
         attach_head(model, RunSpec.from_dict(spec), num_classes)
     return model
 
@@ -164,8 +166,13 @@ class TrainedModel:
         if tuple(pixels.shape[1:3]) != (image["height"], image["width"]):
             note.resized, note.sizes = len(pixels), (tuple(pixels.shape[1:3]),)
             x = pixels.permute(0, 3, 1, 2).float()
-            x = nn.functional.interpolate(x, size=(image["height"], image["width"]), mode="bilinear",
-                                          antialias=True, align_corners=False)  # fmt: skip
+            x = nn.functional.interpolate(
+                x,
+                size=(image["height"], image["width"]),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
             pixels = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         return pixels, note
 
@@ -203,24 +210,64 @@ class TrainedModel:
         return path
 
 
-def _payload(spec: dict, data: ImageSet, class_names: list[str], kind: str, num_classes: int, transform: ImageTransform,
-             outputs: str, result) -> dict:  # fmt: skip
+def _payload(
+    spec: dict,
+    data: ImageSet,
+    class_names: list[str],
+    kind: str,
+    num_classes: int,
+    transform: ImageTransform,
+    outputs: str,
+    result,
+) -> dict:
     from transferlab import __version__
     from transferlab.version import code_version
 
-    metrics = {k: getattr(result, k) for k in ("val_accuracy", "test_accuracy", "train_accuracy", "n_train", "n_val",
-                                                 "n_test", "size_label", "indices_hash", "best_epoch", "epochs_run")}  # fmt: skip
+    metrics = {
+        k: getattr(result, k)
+        for k in (
+            "val_accuracy",
+            "test_accuracy",
+            "train_accuracy",
+            "n_train",
+            "n_val",
+            "n_test",
+            "size_label",
+            "indices_hash",
+            "best_epoch",
+            "epochs_run",
+        )
+    }
     payload = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": spec["backbone"], "kind": kind,
-        "num_classes": num_classes, "layer": spec.get("layer"), "pool": spec.get("pool") or "avg",
-        "preprocessing": {"resize": transform.resize, "crop": transform.crop, "mean": list(transform.mean),
-                          "std": list(transform.std), "interpolation": transform.interpolation},
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": spec["backbone"],
+        "kind": kind,
+        "num_classes": num_classes,
+        "layer": spec.get("layer"),
+        "pool": spec.get("pool") or "avg",
+        "preprocessing": {
+            "resize": transform.resize,
+            "crop": transform.crop,
+            "mean": list(transform.mean),
+            "std": list(transform.std),
+            "interpolation": transform.interpolation,
+        },
         "image": {"height": data.resolution[0], "width": data.resolution[1], "channels": data.channels},
-        "class_names": list(class_names), "outputs": outputs,
-        "provenance": {"dataset": data.name, "dataset_source": data.source, "dataset_fingerprint": data.fingerprint(),
-                       "spec": spec, "transferlab_version": __version__, "code_version": code_version(), "torch_version": torch.__version__,
-                       "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-    }  # fmt: skip
+        "class_names": list(class_names),
+        "outputs": outputs,
+        "provenance": {
+            "dataset": data.name,
+            "dataset_source": data.source,
+            "dataset_fingerprint": data.fingerprint(),
+            "spec": spec,
+            "transferlab_version": __version__,
+            "code_version": code_version(),
+            "torch_version": torch.__version__,
+            "metrics": metrics,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
     # Plain JSON types only (numpy scalars would make the file unloadable with weights_only=True).
     return json.loads(json.dumps(payload, default=_plain))
 
@@ -235,32 +282,33 @@ def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[
     """Train ``spec`` (a RunSpec) with its strategy and return (the model, the RunResult of that run:
     validation and test accuracy on the held-out parts). Bad input raises TransferlabError; a run that
     fails while training raises it too (nothing to save)."""
-    import inspect
-
+    from transferlab.catalog import get_head, get_strategy, list_strategies
     from transferlab.data.datasets import load_dataset
     from transferlab.models.registry import create_backbone
-    from transferlab.strategies import get_strategy
+    from transferlab.strategies.base import Fitted
     from transferlab.version import code_version
 
     spec = spec.resolved()
     strategy = get_strategy(spec.strategy)
-    if "keep" not in inspect.signature(strategy.fit_evaluate).parameters:
-        raise TransferlabError(f"strategy {spec.strategy!r} cannot produce a model file yet; fit takes extract, "
-                               "finetune, scratch, augment and snt")  # fmt: skip
+    if strategy.exports is None:
+        takers = ", ".join(s.name for s in list_strategies() if s.exports)
+        raise TransferlabError(
+            f"strategy {spec.strategy!r} cannot produce a model file yet; fit takes {takers}"
+        )
     data = data if data is not None else load_dataset(spec.dataset)
-    kept: dict = {}
+    kept = Fitted()
     result = strategy.fit_evaluate(spec, data, progress=progress, keep=kept)
     if not result.ok:
         raise TransferlabError(f"training failed, no model to save: {result.error}")
     result.code_version = code_version()  # set by strategies.run, which fit bypasses to keep the model
-    task = kept["task"]
+    task = kept.task
     class_names = list(task.class_names)
     spec_dict = spec.to_dict()
-    if spec.strategy == "extract":
-        head = kept["head"]
+    if strategy.exports == "features":  # a frozen backbone's features and a head fitted on them
+        head = kept.head
         backbone = create_backbone(spec.backbone, pretrained=True)
         dim = int(head.n_features_in_)
-        if spec.head in ("logreg", "svm"):
+        if not get_head(spec.head).trains:  # sklearn's closed-form fit: the same linear map as a module
             head_module = _sklearn_head_module(head, dim, len(class_names))
         else:
             head_module = head.module_
@@ -268,7 +316,7 @@ def fit(spec, data: ImageSet | None = None, *, progress: bool = False) -> tuple[
         kind, outputs = "features", "scores" if spec.head == "svm" else "probabilities"
         transform = backbone.transform(spec.input_size)
     else:
-        module, kind, outputs = kept["model"].cpu(), "network", "probabilities"
+        module, kind, outputs = kept.model.cpu(), "network", "probabilities"
         transform = module.transform(spec.input_size)
     payload = _payload(spec_dict, data, class_names, kind, len(class_names), transform, outputs, result)
     return TrainedModel(module.cpu().eval(), payload), result
@@ -285,18 +333,26 @@ def load_model(path: str | os.PathLike) -> TrainedModel:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file at all, truncated, or holding arbitrary Python objects
-        why = ("it holds Python objects beyond tensors and plain values, which are never unpickled"
-               if "weights_only" in str(exc).lower() or "weights only" in str(exc).lower()
-               else f"unreadable as a torch file: {type(exc).__name__}")  # fmt: skip
-        raise TransferlabError(f"{str(path)!r} is not a transferlab model file ({why}); write one with "
-                               "`transferlab fit ... -o FILE`") from None  # fmt: skip
+        why = (
+            "it holds Python objects beyond tensors and plain values, which are never unpickled"
+            if "weights_only" in str(exc).lower() or "weights only" in str(exc).lower()
+            else f"unreadable as a torch file: {type(exc).__name__}"
+        )
+        raise TransferlabError(
+            f"{str(path)!r} is not a transferlab model file ({why}); write one with "
+            "`transferlab fit ... -o FILE`"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         what = "a state_dict or other torch file" if isinstance(payload, dict) else type(payload).__name__
-        raise TransferlabError(f"{str(path)!r} is not a transferlab model file (it holds {what}); write one with "
-                               "`transferlab fit ... -o FILE`")  # fmt: skip
+        raise TransferlabError(
+            f"{str(path)!r} is not a transferlab model file (it holds {what}); write one with "
+            "`transferlab fit ... -o FILE`"
+        )
     if payload.get("format_version") != FORMAT_VERSION:
-        raise TransferlabError(f"{str(path)!r} has model format version {payload.get('format_version')!r}; this "
-                               f"transferlab reads version {FORMAT_VERSION}")  # fmt: skip
+        raise TransferlabError(
+            f"{str(path)!r} has model format version {payload.get('format_version')!r}; this "
+            f"transferlab reads version {FORMAT_VERSION}"
+        )
     _check_header(payload, path)
     state = payload.pop("state_dict")
     # Built on the meta device first (no memory): the file's tensors must match the module's shapes before
@@ -339,11 +395,15 @@ def _check_weights(module: nn.Module, state: dict, architecture: str, path: Path
     """Every tensor of ``module`` is in ``state`` with the same shape (compared, not allocated)."""
     for key, expected in module.state_dict().items():
         if key not in state:
-            raise TransferlabError(f"{str(path)!r}: state_dict lacks {key!r}, which a {architecture} model needs "
-                                   "(truncated or edited file?)")  # fmt: skip
+            raise TransferlabError(
+                f"{str(path)!r}: state_dict lacks {key!r}, which a {architecture} model needs "
+                "(truncated or edited file?)"
+            )
         if tuple(state[key].shape) != tuple(expected.shape):
-            raise TransferlabError(f"{str(path)!r}: state_dict {key!r} has shape {tuple(state[key].shape)}, but the "
-                                   f"header describes {tuple(expected.shape)} (num_classes or class_names edited?)")  # fmt: skip
+            raise TransferlabError(
+                f"{str(path)!r}: state_dict {key!r} has shape {tuple(state[key].shape)}, but the "
+                f"header describes {tuple(expected.shape)} (num_classes or class_names edited?)"
+            )
 
 
 def _values_held(tensor: torch.Tensor) -> int:
@@ -365,15 +425,25 @@ def _check_header(payload: dict, path: Path) -> None:
     naming the file and the field instead of a KeyError, or a 1e10-class head allocated on trust."""
 
     def bad(field: str, why: str) -> TransferlabError:
-        return TransferlabError(f"{str(path)!r}: model header field {field} {why} (a corrupt or edited file; "
-                                "write a new one with `transferlab fit ... -o FILE`)")  # fmt: skip
+        return TransferlabError(
+            f"{str(path)!r}: model header field {field} {why} (a corrupt or edited file; "
+            "write a new one with `transferlab fit ... -o FILE`)"
+        )
 
     def whole(value, low: int, high: int) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
-    for field, kind in (("architecture", str), ("kind", str), ("num_classes", int), ("class_names", list),
-                        ("state_dict", dict), ("preprocessing", dict), ("image", dict), ("outputs", str),
-                        ("provenance", dict)):  # fmt: skip
+    for field, kind in (
+        ("architecture", str),
+        ("kind", str),
+        ("num_classes", int),
+        ("class_names", list),
+        ("state_dict", dict),
+        ("preprocessing", dict),
+        ("image", dict),
+        ("outputs", str),
+        ("provenance", dict),
+    ):
         if field not in payload:
             raise bad(field, "is missing")
         if not isinstance(payload[field], kind) or isinstance(payload[field], bool):
@@ -402,8 +472,11 @@ def _check_header(payload: dict, path: Path) -> None:
             raise bad(f"preprocessing.{key}", f"= {pre.get(key)!r} is out of range; valid: 1..{MAX_SIDE} px")
     for key in ("mean", "std"):
         values = pre.get(key)
-        if not (isinstance(values, list) and len(values) == 3 and
-                all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)):  # fmt: skip
+        if not (
+            isinstance(values, list)
+            and len(values) == 3
+            and all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)
+        ):
             raise bad(f"preprocessing.{key}", f"= {values!r} must be 3 finite numbers")
     if not all(v > 0 for v in pre["std"]):
         raise bad("preprocessing.std", f"= {pre['std']!r} must be > 0")
@@ -415,8 +488,11 @@ def _check_header(payload: dict, path: Path) -> None:
     for key, tensor in state.items():
         held = _values_held(tensor)
         if held < tensor.numel():
-            raise bad("state_dict", f"{key!r} claims shape {tuple(tensor.shape)} ({tensor.numel():,} values) but the "
-                                    f"file holds {held:,} values for it")  # fmt: skip
+            raise bad(
+                "state_dict",
+                f"{key!r} claims shape {tuple(tensor.shape)} ({tensor.numel():,} values) but the "
+                f"file holds {held:,} values for it",
+            )
     spec = payload["provenance"].get("spec")
     if not isinstance(spec, dict):
         raise bad("provenance.spec", "is missing (the resolved run spec the model is rebuilt from)")
@@ -497,8 +573,14 @@ def predict_files(model: TrainedModel, inputs: list[str | os.PathLike]) -> tuple
     rows = []
     for path, p in zip(files, probs, strict=True):
         best = int(p.argmax())
-        rows.append({"path": str(path), "class": str(model.classes_[best]), "probability": float(p[best]),
-                     "probabilities": {str(c): float(v) for c, v in zip(model.classes_, p, strict=True)}})  # fmt: skip
+        rows.append(
+            {
+                "path": str(path),
+                "class": str(model.classes_[best]),
+                "probability": float(p[best]),
+                "probabilities": {str(c): float(v) for c, v in zip(model.classes_, p, strict=True)},
+            }
+        )
     return rows, note.messages(image)
 
 
@@ -512,13 +594,17 @@ def best_spec(study_dir: str | os.PathLike) -> dict:
         study = load_study(store)
         specs = {run["run_id"]: run["spec"] for run in store.runs("done")}
     if study.n_usable == 0 or not study.tasks:
-        raise TransferlabError(f"study {str(study_dir)!r} has no finished runs with a test accuracy: nothing to pick "
-                               "the best configuration from")  # fmt: skip
+        raise TransferlabError(
+            f"study {str(study_dir)!r} has no finished runs with a test accuracy: nothing to pick "
+            "the best configuration from"
+        )
     task = study.tasks[0]
     best = best_by_validation(task.at(task.sizes[-1]))
     if best is None:
-        raise TransferlabError(f"study {str(study_dir)!r} recorded no validation accuracy at {task.sizes[-1].label}: "
-                               "the best configuration cannot be chosen without looking at test")  # fmt: skip
+        raise TransferlabError(
+            f"study {str(study_dir)!r} recorded no validation accuracy at {task.sizes[-1].label}: "
+            "the best configuration cannot be chosen without looking at test"
+        )
     spec = dict(specs[best.run_ids[0]])
     spec.pop("seed", None)  # a fresh fit: the seed is the caller's (default 0), not one repeat's
     return spec

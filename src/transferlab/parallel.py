@@ -66,8 +66,9 @@ def run_jobs(jobs: Sequence[Callable[[threading.Event], T]], workers: int) -> li
 
     threads = torch.get_num_threads()
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="transferlab", initializer=torch.set_num_threads,
-                                initargs=(1,)) as pool:  # fmt: skip
+        with ThreadPoolExecutor(
+            workers, thread_name_prefix="transferlab", initializer=torch.set_num_threads, initargs=(1,)
+        ) as pool:
             futures = [pool.submit(guarded, job) for job in jobs]
             try:
                 wait(futures)

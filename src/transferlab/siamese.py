@@ -4,15 +4,18 @@ Pieces, each usable on its own:
 - :func:`sample_pairs`: balanced same/different pairs (half each), seeded, from one pool of labelled images;
 - :func:`sample_tasks`: N-way one-shot tasks (one query, N candidates from N distinct classes, exactly one
   of them of the query's class), seeded;
-- :class:`SiameseNet`: the twin network. Both images go through one shared encoder (a frozen pretrained
-  backbone, or nothing when the inputs are already its cached features), one fully connected layer with
-  sigmoid (4,096 units in the study), the L1 distance |h(a) - h(b)|, and a final layer whose sigmoid is
-  P(same): a weighted L1 distance with non-negative weights (``head="l1"``, the default) or Koch's
-  unconstrained fully connected layer (``"fc"``). Symmetric by construction: |h(a) - h(b)| = |h(b) - h(a)|
-  exactly in floats;
-- :func:`one_shot_accuracy` / :func:`nearest_neighbour_accuracy`: scoring the tasks with the network, and
-  Koch's 1-nearest-neighbour comparison (Euclidean) on any vectors (raw pixels, pretrained features);
-- :func:`wilson_interval`: the 95% confidence interval of an accuracy over independent tasks.
+- :class:`SiameseNet`: the twin network. Both images go through one shared encoder (a backbone's units,
+  frozen or partly trained, or nothing when the inputs are already its cached features), one fully
+  connected layer with sigmoid (``hidden`` units, 4,096 in the study), the L1 distance |h(a) - h(b)|, and
+  a final layer whose sigmoid is P(same): a weighted L1 distance with non-negative weights (``head="l1"``,
+  the default) or Koch's unconstrained fully connected layer (``"fc"``). Symmetric by construction:
+  |h(a) - h(b)| = |h(b) - h(a)| exactly in floats; ``centre_bias`` starts P(same) near 1/2;
+- :func:`embeddings` / :func:`task_scores` / :func:`one_shot_correct`: each pool image embedded once, each
+  task's query scored against its candidates, and whether the best candidate is the answer;
+  :func:`nearest_neighbour_correct`: Koch's 1-nearest-neighbour comparison (Euclidean) on any vectors
+  (raw pixels, pretrained features);
+- :func:`wilson_interval` / :func:`accuracy_metrics`: the 95% confidence interval of an accuracy over
+  independent tasks, and the metrics a run records.
 
 Training reuses :func:`transferlab.train.train` (softmax cross-entropy): ``SiameseNet.forward`` returns the
 two logits (0, z) per pair, and softmax((0, z))[1] = sigmoid(z), so its cross-entropy is exactly the
@@ -60,8 +63,9 @@ def _check_count(name: str, value: int) -> None:
         raise TransferlabError(f"{name}={value!r} is invalid; give a whole number >= 1")
 
 
-def sample_pairs(labels: np.ndarray, n_pairs: int, rng: np.random.Generator,
-                 class_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def sample_pairs(
+    labels: np.ndarray, n_pairs: int, rng: np.random.Generator, class_names: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Balanced pairs from a pool of images with int ``labels`` (P,).
 
     Returns (pairs int64 (n_pairs, 2): positions into ``labels``, same int64 (n_pairs,): 1 = same class).
@@ -109,8 +113,13 @@ class OneShotTasks:
         return len(self.query)
 
 
-def sample_tasks(labels: np.ndarray, n_way: int, n_tasks: int, rng: np.random.Generator,
-                 class_names: Sequence[str] | None = None) -> OneShotTasks:  # fmt: skip
+def sample_tasks(
+    labels: np.ndarray,
+    n_way: int,
+    n_tasks: int,
+    rng: np.random.Generator,
+    class_names: Sequence[str] | None = None,
+) -> OneShotTasks:
     """``n_tasks`` N-way one-shot tasks from the pool with int ``labels``: each draws N distinct classes,
     the query's class uniformly among them, the query and its matching candidate as two distinct images of
     that class, one image of each other class, and a random order of the candidates."""
@@ -209,8 +218,12 @@ def embeddings(net: SiameseNet, inputs: torch.Tensor, transform=None, batch_size
     was_training = net.training
     net.eval()
     try:
-        out = [net.embedding(inputs[s : s + batch_size] if transform is None else transform(inputs[s : s + batch_size]))
-               for s in range(0, len(inputs), batch_size)]  # fmt: skip
+        out = [
+            net.embedding(
+                inputs[s : s + batch_size] if transform is None else transform(inputs[s : s + batch_size])
+            )
+            for s in range(0, len(inputs), batch_size)
+        ]
     finally:
         net.train(was_training)
     return torch.cat(out) if out else torch.empty(0, net.out.in_features)
@@ -230,6 +243,24 @@ def task_scores(net: SiameseNet, h: torch.Tensor, tasks: OneShotTasks) -> torch.
         )
     finally:
         net.train(was_training)
+
+
+@torch.inference_mode()
+def support_scores(net: SiameseNet, h: torch.Tensor, tasks) -> torch.Tensor:
+    """z (T, N) for N-way K-shot tasks (:class:`transferlab.fewshot.FewShotTasks`): the mean similarity
+    logit of each task's query with the K support images of each class, from the pool's embeddings ``h``
+    (P, hidden). At K = 1 it is :func:`task_scores` on the same tasks. Why the mean logit: it is the
+    log-odds of "same" averaged over the supports, so one far-off support cannot veto a class."""
+    t, n, k = tasks.support.shape
+    query = h[torch.as_tensor(tasks.query)].unsqueeze(1).expand(-1, n * k, -1)
+    support = h[torch.as_tensor(tasks.support.reshape(t, n * k))]
+    was_training = net.training
+    net.eval()
+    try:
+        z = net.similarity(query.reshape(-1, h.shape[1]), support.reshape(-1, h.shape[1]))
+    finally:
+        net.train(was_training)
+    return z.reshape(t, n, k).mean(2)
 
 
 def one_shot_correct(scores: torch.Tensor | np.ndarray, tasks: OneShotTasks) -> np.ndarray:

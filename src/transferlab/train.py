@@ -49,15 +49,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from transferlab import faults
 from transferlab.errors import TransferlabError, options_hint
+from transferlab.settings import AUTO_PATIENCE, BN_STATS, OPTIMIZERS, SCHEDULES  # noqa: F401  (re-exported)
 
-OPTIMIZERS = ("adam", "sgd")
-BN_STATS = ("recalibrate", "momentum", "pretrained")
-SCHEDULES = ("constant", "cosine")
 # The size rule (budget "auto"): passes over the training set, clamped to a range of optimizer steps.
 AUTO_EPOCHS = 50
 AUTO_MIN_STEPS = 200
 AUTO_MAX_STEPS = 2000
-AUTO_PATIENCE = 10  # validation checks without a lower validation loss (set by RunSpec.resolved)
 WARMUP_FRACTION = 0.05  # of the steps, for step budgets (linear warmup from 0)
 CHECKS_PER_RUN = 40  # validation checks a step budget spreads over its run (at most one per epoch)
 
@@ -104,29 +101,41 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise TransferlabError(f"optimizer {self.optimizer!r} is unknown{options_hint(self.optimizer, OPTIMIZERS)}")
+            raise TransferlabError(
+                f"optimizer {self.optimizer!r} is unknown{options_hint(self.optimizer, OPTIMIZERS)}"
+            )
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise TransferlabError(f"lr={self.lr!r} is invalid; give a learning rate > 0 (e.g. 1e-3)")
         if not 0 <= self.momentum < 1:
             raise TransferlabError(f"momentum={self.momentum!r} is invalid; give a value in [0, 1)")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise TransferlabError(f"weight_decay={self.weight_decay!r} is invalid; give an L2 coefficient >= 0")
+            raise TransferlabError(
+                f"weight_decay={self.weight_decay!r} is invalid; give an L2 coefficient >= 0"
+            )
         for name in ("epochs", "steps"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise TransferlabError(f"{name}={value!r} is invalid: a budget needs at least one optimizer step; "
-                                       "give a whole number >= 1")  # fmt: skip
+                raise TransferlabError(
+                    f"{name}={value!r} is invalid: a budget needs at least one optimizer step; "
+                    "give a whole number >= 1"
+                )
         if self.epochs is not None and self.steps is not None:
             raise TransferlabError("give either epochs or steps as the training budget, not both")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise TransferlabError(f"batch_size={self.batch_size!r} is invalid; give a whole number >= 1")
         if self.bn_stats not in BN_STATS:
-            raise TransferlabError(f"bn_stats {self.bn_stats!r} is unknown{options_hint(self.bn_stats, BN_STATS)}")
+            raise TransferlabError(
+                f"bn_stats {self.bn_stats!r} is unknown{options_hint(self.bn_stats, BN_STATS)}"
+            )
         if self.schedule is not None and self.schedule not in SCHEDULES:
-            raise TransferlabError(f"schedule {self.schedule!r} is unknown{options_hint(self.schedule, SCHEDULES)}")
+            raise TransferlabError(
+                f"schedule {self.schedule!r} is unknown{options_hint(self.schedule, SCHEDULES)}"
+            )
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise TransferlabError(f"patience={self.patience!r} is invalid; give a whole number of validation "
-                                   "checks >= 1 or None")  # fmt: skip
+            raise TransferlabError(
+                f"patience={self.patience!r} is invalid; give a whole number of validation "
+                "checks >= 1 or None"
+            )
 
 
 @dataclass(frozen=True)
@@ -164,11 +173,21 @@ class Budget:
 
     def record(self, epochs_run: int, n: int) -> dict:
         """JSON-ready summary for a run's result: the planned budget and what ran of it."""
-        return {"rule": self.rule, "steps": self.steps, "epochs": self.epochs, "batch_size": self.batch_size,
-                "steps_per_epoch": self.steps_per_epoch, "images_seen_max": self.epochs * n, "schedule": self.schedule,
-                "warmup_steps": self.warmup_steps, "check_every_epochs": self.check_every,
-                "patience_checks": self.patience, "epochs_run": epochs_run,
-                "steps_run": epochs_run * self.steps_per_epoch, "images_seen": epochs_run * n}  # fmt: skip
+        return {
+            "rule": self.rule,
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "images_seen_max": self.epochs * n,
+            "schedule": self.schedule,
+            "warmup_steps": self.warmup_steps,
+            "check_every_epochs": self.check_every,
+            "patience_checks": self.patience,
+            "epochs_run": epochs_run,
+            "steps_run": epochs_run * self.steps_per_epoch,
+            "images_seen": epochs_run * n,
+        }
 
 
 def auto_steps(n: int, batch_size: int) -> int:
@@ -183,14 +202,24 @@ def resolve_budget(config: TrainConfig, n: int) -> Budget:
     if config.epochs is not None:
         schedule = config.schedule or "constant"
         warmup = 0 if schedule == "constant" else max(1, round(WARMUP_FRACTION * config.epochs * per_epoch))
-        return Budget("epochs", config.epochs, per_epoch, schedule, warmup, 1, config.patience, config.batch_size)
+        return Budget(
+            "epochs", config.epochs, per_epoch, schedule, warmup, 1, config.patience, config.batch_size
+        )
     rule = "steps" if config.steps is not None else "auto"
     steps = config.steps if config.steps is not None else auto_steps(n, config.batch_size)
     epochs = math.ceil(steps / per_epoch)
     warmup = max(1, round(WARMUP_FRACTION * epochs * per_epoch))
     check_every = max(1, round(epochs / CHECKS_PER_RUN))
-    return Budget(rule, epochs, per_epoch, config.schedule or "cosine", warmup, check_every, config.patience,
-                  config.batch_size)  # fmt: skip
+    return Budget(
+        rule,
+        epochs,
+        per_epoch,
+        config.schedule or "cosine",
+        warmup,
+        check_every,
+        config.patience,
+        config.batch_size,
+    )
 
 
 @dataclass
@@ -225,6 +254,74 @@ class TrainOutcome:
         return self.budget.record(self.epochs_run, self.n_train)
 
 
+def diverged(value: float, epoch: int, step: int, lr: float, optimizer: str) -> str:
+    """Why a run failed when its training loss stopped being finite (TrainingFailed's reason)."""
+    return (
+        f"loss became {value} at epoch {epoch}, step {step} (lr={lr:g}, optimizer={optimizer}); training "
+        "diverged: try a smaller learning rate"
+    )
+
+
+@dataclass
+class Checks:
+    """One run's validation checks, as both training loops (:func:`train` and
+    :mod:`transferlab.models.batched_heads`) keep them: the history (see :class:`TrainOutcome`), a run
+    whose validation loss is not finite failing with that history, and early stopping: after ``patience``
+    checks without a lower validation loss, training stops and the best check's weights are the run's.
+    ``best``: (epoch, weights) of the lowest validation loss so far (kept only with patience)."""
+
+    patience: int | None
+    lr: float
+    history: list[dict] = field(default_factory=list)
+    best: tuple[int, object] | None = None
+    best_loss: float = math.inf
+    since_best: int = 0
+
+    def record(
+        self,
+        epoch: int,
+        loss_sum: float,
+        correct: int,
+        seen: int,
+        val: tuple[float, float] | None,
+        seconds: float,
+    ) -> dict:
+        """Append the check after ``epoch`` (train sums over the ``seen`` images since the previous check;
+        ``val`` = (loss, accuracy) or None without validation data). Raises TrainingFailed when the
+        validation loss is not finite."""
+        record = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen if seen else None,
+            "train_accuracy": correct / seen if seen else None,
+            "val_loss": None,
+            "val_accuracy": None,
+        }
+        if val is not None:
+            record.update(val_loss=val[0], val_accuracy=val[1])
+            if not math.isfinite(val[0]):
+                raise TrainingFailed(
+                    f"validation loss became {val[0]} at epoch {epoch} (lr={self.lr:g}); training "
+                    "diverged: try a smaller learning rate",
+                    self.history + [record],
+                )
+        record["seconds"] = seconds
+        self.history.append(record)
+        return record
+
+    def stop(self, weights: Callable[[], object]) -> bool:
+        """After :meth:`record`: keep ``weights()`` if this check has the lowest validation loss so far;
+        True when ``patience`` checks have passed without one (training ends, ``best`` holds the weights)."""
+        if self.patience is None:
+            return False
+        latest = self.history[-1]
+        if latest["val_loss"] < self.best_loss:
+            self.best_loss, self.since_best = latest["val_loss"], 0
+            self.best = (latest["epoch"], weights())
+            return False
+        self.since_best += 1
+        return self.since_best >= self.patience
+
+
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run a block with torch's global CPU RNG seeded by ``seed`` and restore the previous RNG state
@@ -240,13 +337,16 @@ def trainable_parameters(module: nn.Module) -> list[nn.Parameter]:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256,
-                          transform: BatchTransform | None = None) -> None:  # fmt: skip
+def recalibrate_batchnorm(
+    model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256, transform: BatchTransform | None = None
+) -> None:
     """Set the running mean/variance of every BatchNorm layer that is in train mode (i.e. trainable;
     frozen ones are kept in eval mode by ``Backbone.freeze``) to the average of their batch statistics
     over ``inputs`` under the current weights (exact for the mean with equal batches, and for both with
     one batch). Every other module runs in eval mode; modes are restored afterwards."""
-    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
+    layers = [
+        m for m in model.modules() if isinstance(m, _BatchNorm) and m.training and m.track_running_stats
+    ]
     if not layers:
         return
     transform = transform or _identity
@@ -311,15 +411,19 @@ def evaluate(
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256,
-                   transform: BatchTransform | None = None) -> torch.Tensor:  # fmt: skip
+def predict_logits(
+    model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 256, transform: BatchTransform | None = None
+) -> torch.Tensor:
     """Logits (N, num_classes) of ``model`` in eval mode; the train/eval mode is restored afterwards."""
     transform = transform or _identity
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(0)
     try:
-        out = [model(transform(inputs[s : s + batch_size], False, generator)) for s in range(0, len(inputs), batch_size)]
+        out = [
+            model(transform(inputs[s : s + batch_size], False, generator))
+            for s in range(0, len(inputs), batch_size)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(out).cpu() if out else torch.empty(0)
@@ -355,7 +459,9 @@ def train(
         raise TransferlabError("the training set is empty")
     has_val = val_inputs is not None and val_labels is not None and len(val_labels) > 0
     if config.patience is not None and not has_val:
-        raise TransferlabError("early stopping (patience) needs validation data; set val_size > 0 or patience=None")
+        raise TransferlabError(
+            "early stopping (patience) needs validation data; set val_size > 0 or patience=None"
+        )
     transform = transform or _identity
     groups = param_groups if param_groups is not None else [{"params": trainable_parameters(model)}]
     optimizer = _make_optimizer(groups, config)
@@ -363,39 +469,23 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     n = len(train_labels)
     budget = resolve_budget(config, n)
-    outcome = TrainOutcome(budget=budget, n_train=n)
-    best_loss, best_state, since_best = math.inf, None, 0
+    checks = Checks(config.patience, config.lr)
+    outcome = TrainOutcome(history=checks.history, budget=budget, n_train=n)
     started = time.perf_counter()
 
     def check(epoch: int, loss_sum: float, correct: int, seen: int, since: float) -> bool:
         """Record a validation check after ``epoch``; True when early stopping ends training."""
-        nonlocal best_loss, best_state, since_best
-        record = {"epoch": epoch, "train_loss": loss_sum / seen if seen else None,
-                  "train_accuracy": correct / seen if seen else None, "val_loss": None, "val_accuracy": None}  # fmt: skip
         if config.bn_stats == "recalibrate" and (has_val or epoch == budget.epochs):
             recalibrate_batchnorm(model, train_inputs, batch_size=eval_batch_size, transform=transform)
-        if has_val:
-            val_loss, val_acc = evaluate(model, val_inputs, val_labels, batch_size=eval_batch_size,
-                                         transform=transform)  # fmt: skip
-            record.update(val_loss=val_loss, val_accuracy=val_acc)
-            if not math.isfinite(val_loss):
-                raise TrainingFailed(
-                    f"validation loss became {val_loss} at epoch {epoch} (lr={config.lr:g}); training "
-                    "diverged: try a smaller learning rate",
-                    outcome.history + [record],
-                )
-        record["seconds"] = time.perf_counter() - since
-        outcome.history.append(record)
+        val = (
+            evaluate(model, val_inputs, val_labels, batch_size=eval_batch_size, transform=transform)
+            if has_val
+            else None
+        )
+        checks.record(epoch, loss_sum, correct, seen, val, time.perf_counter() - since)
         outcome.best_epoch = epoch
         faults.checkpoint("train-epoch")
-        if config.patience is None:
-            return False
-        if record["val_loss"] < best_loss:
-            best_loss, since_best = record["val_loss"], 0
-            best_state = (epoch, copy.deepcopy(model.state_dict()))
-            return False
-        since_best += 1
-        return since_best >= config.patience
+        return checks.stop(lambda: copy.deepcopy(model.state_dict()))
 
     with seeded(config.seed), _progress_bar(config, n, budget.epochs) as advance:
         stop = has_val and config.evaluate_start and check(0, 0.0, 0, 0, time.perf_counter())
@@ -421,9 +511,7 @@ def train(
                 loss = nn.functional.cross_entropy(logits, y)
                 if not torch.isfinite(loss):
                     raise TrainingFailed(
-                        f"loss became {loss.item()} at epoch {epoch}, step {step + 1} (lr={config.lr:g}, "
-                        f"optimizer={config.optimizer}); training diverged: try a smaller learning rate",
-                        outcome.history,
+                        diverged(loss.item(), epoch, step + 1, config.lr, config.optimizer), outcome.history
                     )
                 optimizer.zero_grad(set_to_none=True)
                 (loss + penalty() if penalty is not None else loss).backward()
@@ -437,9 +525,9 @@ def train(
                 stop = check(epoch, loss_sum, correct, seen, since)
                 outcome.stopped_early = stop and epoch < budget.epochs
                 loss_sum, correct, seen, since = 0.0, 0, 0, time.perf_counter()
-        if best_state is not None:
-            outcome.best_epoch = best_state[0]
-            model.load_state_dict(best_state[1])
+        if checks.best is not None:
+            outcome.best_epoch = checks.best[0]
+            model.load_state_dict(checks.best[1])
     model.eval()
     outcome.seconds = time.perf_counter() - started
     return outcome
@@ -454,7 +542,13 @@ def _progress_bar(config: TrainConfig, n: int, epochs: int) -> Iterator[Callable
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task(f"{config.description} ({epochs} epochs)", total=n * epochs)
         yield lambda k: bar.advance(task, k)

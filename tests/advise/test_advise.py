@@ -23,15 +23,21 @@ SETTINGS = SourceSettings(epochs=1, size=0.3, input_size=32, trained_input_size=
 
 @pytest.fixture(scope="module")
 def digits_advice(digits):
-    return advise(digits, candidates=["efficientnet_lite0.in1k", "cifar_cnn@source", "cifar_cnn@random"],
-                  target="0,1,2,3,4", per_class=20, settings=SETTINGS)  # fmt: skip
+    return advise(
+        digits,
+        candidates=["efficientnet_lite0.in1k", "cifar_cnn@source", "cifar_cnn@random"],
+        target="0,1,2,3,4",
+        per_class=20,
+        settings=SETTINGS,
+    )
 
 
 def test_advise_ranks_scores_places_and_recommends(digits_advice):
     advice = digits_advice
     assert [c.name for c in advice.candidates] == sorted(
         ["efficientnet_lite0.in1k", "cifar_cnn@source", "cifar_cnn@random"],
-        key=lambda n: -next(c.scores["logme"] for c in advice.candidates if c.name == n))  # fmt: skip
+        key=lambda n: -next(c.scores["logme"] for c in advice.candidates if c.name == n),
+    )
     assert advice.task["n_train"] == 100 and advice.task["per_class"] == 20
     by_name = {c.name: c for c in advice.candidates}
     for c in advice.candidates:
@@ -77,8 +83,13 @@ def test_validate_against_a_study_and_the_report_shows_it(tmp_path, digits, caps
     accuracies = {"efficientnet_lite0.in1k": 0.8, "efficientnet_lite1.in1k": 0.5}
     for seed in (0, 1):
         for name, accuracy in accuracies.items():
-            builder.add(spec(strategy="extract", backbone=name, head="logreg", seed=seed, **common),
-                        accuracy + 0.01 * seed, accuracy, 100, 10)  # fmt: skip
+            builder.add(
+                spec(strategy="extract", backbone=name, head="logreg", seed=seed, **common),
+                accuracy + 0.01 * seed,
+                accuracy,
+                100,
+                10,
+            )
         # Not a transfer candidate (its accuracy is what training from scratch learns): left out.
         builder.add(spec(strategy="scratch", backbone="cifar_cnn", seed=seed, **common), 0.9, 0.9, 100, 10)
     builder.close()

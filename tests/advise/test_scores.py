@@ -41,8 +41,14 @@ def reference_logme(features: np.ndarray, labels: np.ndarray, iterations: int = 
                 break
         a = alpha * np.eye(d) + beta * f.T @ f
         m = beta * np.linalg.inv(a) @ f.T @ y
-        evidence = (d / 2 * math.log(alpha) + n / 2 * math.log(beta) - 0.5 * np.linalg.slogdet(a)[1]
-                    - beta / 2 * np.sum((y - f @ m) ** 2) - alpha / 2 * m @ m - n / 2 * math.log(2 * math.pi))  # fmt: skip
+        evidence = (
+            d / 2 * math.log(alpha)
+            + n / 2 * math.log(beta)
+            - 0.5 * np.linalg.slogdet(a)[1]
+            - beta / 2 * np.sum((y - f @ m) ** 2)
+            - alpha / 2 * m @ m
+            - n / 2 * math.log(2 * math.pi)
+        )
         evidences.append(evidence / n)
     return float(np.mean(evidences))
 

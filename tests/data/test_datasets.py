@@ -36,7 +36,10 @@ def test_imageset_is_read_only_and_fingerprint_is_content(digits):
     assert copy.fingerprint() == digits.fingerprint()
     images = digits.images.copy()
     images[0, 0, 0, 0] ^= 1
-    assert ImageSet(images, digits.labels, digits.class_names, digits.split).fingerprint() != digits.fingerprint()
+    assert (
+        ImageSet(images, digits.labels, digits.class_names, digits.split).fingerprint()
+        != digits.fingerprint()
+    )
 
 
 def test_imageset_validates_its_arrays():
@@ -47,7 +50,9 @@ def test_imageset_validates_its_arrays():
 
 
 def test_unknown_dataset_lists_known_ones():
-    with pytest.raises(TransferlabError, match=r"unknown dataset 'fashion_mnist' \(did you mean: fashion-mnist"):
+    with pytest.raises(
+        TransferlabError, match=r"unknown dataset 'fashion_mnist' \(did you mean: fashion-mnist"
+    ):
         load_dataset("fashion_mnist")
     with pytest.raises(TransferlabError, match=r"URI scheme 'folders' is unknown .*did you mean: folder"):
         load_dataset("folders:/tmp/x")
@@ -55,7 +60,9 @@ def test_unknown_dataset_lists_known_ones():
 
 def test_absent_dataset_names_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_DATA", str(tmp_path))  # mnist has no system-wide location
-    with pytest.raises(DatasetNotInstalledError, match=r"'mnist' is not installed .*transferlab data install mnist"):
+    with pytest.raises(
+        DatasetNotInstalledError, match=r"'mnist' is not installed .*transferlab data install mnist"
+    ):
         load_dataset("mnist")
 
 
@@ -66,6 +73,11 @@ def test_registering_twice_raises():
 
 
 def test_missing_uri_paths(tmp_path):
-    for uri in (f"folder:{tmp_path}/nope", f"idx:{tmp_path}/nope", f"cifar10:{tmp_path}/nope", f"npz:{tmp_path}/x.npz"):
+    for uri in (
+        f"folder:{tmp_path}/nope",
+        f"idx:{tmp_path}/nope",
+        f"cifar10:{tmp_path}/nope",
+        f"npz:{tmp_path}/x.npz",
+    ):
         with pytest.raises(TransferlabError, match="does not exist"):
             load_dataset(uri)

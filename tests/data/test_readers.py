@@ -56,14 +56,40 @@ def make_cifar10(root: Path, per_batch: int = 6) -> np.ndarray:
     for i in range(1, 6):
         data = RNG.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
         all_data.append(data)
-        _pickle_dump(folder / f"data_batch_{i}", {b"batch_label": f"training batch {i} of 5".encode(),
-                                                   b"labels": [int(x) for x in np.arange(per_batch) % 10],
-                                                   b"data": data, b"filenames": [b"x.png"] * per_batch})  # fmt: skip
+        _pickle_dump(
+            folder / f"data_batch_{i}",
+            {
+                b"batch_label": f"training batch {i} of 5".encode(),
+                b"labels": [int(x) for x in np.arange(per_batch) % 10],
+                b"data": data,
+                b"filenames": [b"x.png"] * per_batch,
+            },
+        )
     test = RNG.integers(0, 256, (4, 3072), dtype=np.uint8)
-    _pickle_dump(folder / "test_batch", {b"batch_label": b"testing batch 1 of 1", b"labels": [0, 1, 2, 3],
-                                         b"data": test, b"filenames": [b"t.png"] * 4})  # fmt: skip
-    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
-    _pickle_dump(folder / "batches.meta", {b"num_cases_per_batch": per_batch, b"label_names": names, b"num_vis": 3072})
+    _pickle_dump(
+        folder / "test_batch",
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            b"labels": [0, 1, 2, 3],
+            b"data": test,
+            b"filenames": [b"t.png"] * 4,
+        },
+    )
+    names = [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
+    _pickle_dump(
+        folder / "batches.meta", {b"num_cases_per_batch": per_batch, b"label_names": names, b"num_vis": 3072}
+    )
     return np.concatenate(all_data + [test])
 
 
@@ -71,12 +97,23 @@ def make_cifar100(root: Path) -> None:
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
     for part, n in (("train", 8), ("test", 4)):
-        _pickle_dump(folder / part, {b"filenames": [b"f.png"] * n, b"batch_label": part.encode(),
-                                     b"fine_labels": [int(x) for x in np.arange(n) % 4],
-                                     b"coarse_labels": [int(x) for x in np.arange(n) % 2],
-                                     b"data": RNG.integers(0, 256, (n, 3072), dtype=np.uint8)})  # fmt: skip
-    _pickle_dump(folder / "meta", {b"fine_label_names": [b"apple", b"bee", b"cloud", b"dolphin"],
-                                   b"coarse_label_names": [b"fruit", b"insects"]})  # fmt: skip
+        _pickle_dump(
+            folder / part,
+            {
+                b"filenames": [b"f.png"] * n,
+                b"batch_label": part.encode(),
+                b"fine_labels": [int(x) for x in np.arange(n) % 4],
+                b"coarse_labels": [int(x) for x in np.arange(n) % 2],
+                b"data": RNG.integers(0, 256, (n, 3072), dtype=np.uint8),
+            },
+        )
+    _pickle_dump(
+        folder / "meta",
+        {
+            b"fine_label_names": [b"apple", b"bee", b"cloud", b"dolphin"],
+            b"coarse_label_names": [b"fruit", b"insects"],
+        },
+    )
 
 
 # ------------------------------------------------------------------------------------------ IDX
@@ -160,15 +197,23 @@ def test_cifar_pickle_with_code_is_refused(tmp_path):
         def __reduce__(self):
             return (print, ("owned",))
 
-    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(
+        pickle.dumps({b"data": Evil(), b"labels": []})
+    )
     with pytest.raises(TransferlabError, match=r"refusing to load builtins.print"):
         load_dataset(f"cifar10:{tmp_path}")
 
 
-@pytest.mark.parametrize(("names", "needle"), [
-    ([b"airplane", b"\xffcat\xfe", *[b"c%d" % i for i in range(8)]], r"b'\xffcat\xfe' is not UTF-8 (invalid start byte)"),
-    (7, "'label_names' is a int, not a list of class names"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("names", "needle"),
+    [
+        (
+            [b"airplane", b"\xffcat\xfe", *[b"c%d" % i for i in range(8)]],
+            r"b'\xffcat\xfe' is not UTF-8 (invalid start byte)",
+        ),
+        (7, "'label_names' is a int, not a list of class names"),
+    ],
+)
 def test_cifar_class_names_that_are_not_utf8_name_the_file(tmp_path, capsys, names, needle):
     """batches.meta's label_names are bytes in the real files: bytes that are not UTF-8 (or no list at all)
     are one error naming the file, in the library and on the command line (exit 2, no traceback)."""
@@ -183,7 +228,9 @@ def test_cifar_class_names_that_are_not_utf8_name_the_file(tmp_path, capsys, nam
     capsys.readouterr()
     code = main(["split-info", f"cifar10:{tmp_path}"])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and f"{meta}: " in err and needle in err and "Traceback" not in err
+    assert (
+        code == 2 and err.count("\n") == 1 and f"{meta}: " in err and needle in err and "Traceback" not in err
+    )
 
 
 # -------------------------------------------------------------------------------- image folders
@@ -306,8 +353,13 @@ def test_tiny_imagenet_unknown_wnid_in_annotations(tmp_path):
 
 def test_npz_reader(tmp_path):
     x = RNG.integers(0, 256, (6, 5, 5), dtype=np.uint8)
-    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1, 2, 0, 1, 2]), class_names=np.array(["a", "b", "c"]),
-             split=np.array(["train"] * 4 + ["test"] * 2))  # fmt: skip
+    np.savez(
+        tmp_path / "d.npz",
+        x=x,
+        y=np.array([0, 1, 2, 0, 1, 2]),
+        class_names=np.array(["a", "b", "c"]),
+        split=np.array(["train"] * 4 + ["test"] * 2),
+    )
     ds = load_dataset(f"npz:{tmp_path / 'd.npz'}")
     assert ds.images.shape == (6, 5, 5, 1) and ds.class_names == ["a", "b", "c"]
     assert list(ds.split) == ["train"] * 4 + ["test"] * 2

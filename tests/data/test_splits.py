@@ -17,18 +17,26 @@ from transferlab.errors import TransferlabError
 
 def synthetic(counts: list[int], test_counts: list[int] | None = None) -> ImageSet:
     """An ImageSet with ``counts[c]`` train images of class c (+ test images), 2x2 grey pixels."""
-    labels = np.concatenate([np.full(n, c) for c, n in enumerate(counts)] +
-                            [np.full(n, c) for c, n in enumerate(test_counts or [])])  # fmt: skip
+    labels = np.concatenate(
+        [np.full(n, c) for c, n in enumerate(counts)]
+        + [np.full(n, c) for c, n in enumerate(test_counts or [])]
+    )
     split = np.array(["train"] * sum(counts) + ["test"] * sum(test_counts or []))
     images = np.zeros((len(labels), 2, 2, 1), np.uint8)
     return ImageSet(images, labels, [f"c{c}" for c in range(len(counts))], split, name="synthetic")
 
 
-SETS = st.lists(st.integers(20, 120), min_size=2, max_size=5).map(lambda counts: synthetic(counts, [5] * len(counts)))
+SETS = st.lists(st.integers(20, 120), min_size=2, max_size=5).map(
+    lambda counts: synthetic(counts, [5] * len(counts))
+)
 
 
 @settings(max_examples=40, deadline=None)
-@given(SETS, st.integers(0, 10_000), st.lists(st.sampled_from([1.0, 0.5, 0.2, 0.1, 0.05]), min_size=2, max_size=4))
+@given(
+    SETS,
+    st.integers(0, 10_000),
+    st.lists(st.sampled_from([1.0, 0.5, 0.2, 0.1, 0.05]), min_size=2, max_size=4),
+)
 def test_fraction_subsets_nested_stratified_deterministic(ds, seed, sizes):
     tasks = [make_task(ds, size=s, val_size=0.1, seed=seed) for s in sorted(set(sizes))]
     for small, big in itertools.pairwise(tasks):
@@ -38,7 +46,9 @@ def test_fraction_subsets_nested_stratified_deterministic(ds, seed, sizes):
     for t in tasks:
         pool = np.bincount(ds.labels[np.setdiff1d(ds.indices("train"), t.val)], minlength=ds.num_classes)
         np.testing.assert_array_equal(t.counts(ds)["train"], np.floor(t.size * pool + 0.5))  # stratified
-        assert not set(t.train) & set(t.val) and not set(t.train) & set(t.test) and not set(t.val) & set(t.test)
+        assert (
+            not set(t.train) & set(t.val) and not set(t.train) & set(t.test) and not set(t.val) & set(t.test)
+        )
         again = make_task(ds, size=t.size, val_size=0.1, seed=seed)
         assert again.indices_hash() == t.indices_hash()  # deterministic
 
@@ -108,7 +118,9 @@ def test_class_split_by_names_and_all_but(fashion):
     assert cs.source == (5, 8) and cs.target == (7, 9)
     all_but = class_split(fashion, target=["Sneaker", 9])
     assert all_but.source == (0, 1, 2, 3, 4, 5, 6, 8)
-    assert resolve_classes(fashion, "t-shirt") == resolve_classes(fashion, "TOP") == [0]  # 'T-shirt/top' aliases
+    assert (
+        resolve_classes(fashion, "t-shirt") == resolve_classes(fashion, "TOP") == [0]
+    )  # 'T-shirt/top' aliases
     assert cs.swapped().source == (7, 9)
 
 
@@ -140,17 +152,23 @@ def test_class_split_errors(fashion, source, target, message):
 
 def test_too_small_fraction_says_how_many_and_suggests_per_class():
     ds = synthetic([200, 300])  # c0: 40 test carved (20 %), 16 validation (10 %), 144 left
-    with pytest.raises(TransferlabError, match=r"size=0.001 gives 0.14 images for class 'c0' \(144 in its.*--per-class"):
+    with pytest.raises(
+        TransferlabError, match=r"size=0.001 gives 0.14 images for class 'c0' \(144 in its.*--per-class"
+    ):
         make_task(ds, size=0.001)
 
 
 def test_per_class_above_available():
     ds = synthetic([50, 30])
-    with pytest.raises(TransferlabError, match=r"per_class=40 is more than class 'c1' has: 22 .* largest possible is 22"):
+    with pytest.raises(
+        TransferlabError, match=r"per_class=40 is more than class 'c1' has: 22 .* largest possible is 22"
+    ):
         make_task(ds, per_class=40)
 
 
-@pytest.mark.parametrize("kwargs", [{"size": 0.0}, {"size": 1.5}, {"per_class": 0}, {"val_size": 1.0}, {"val_size": -2}])
+@pytest.mark.parametrize(
+    "kwargs", [{"size": 0.0}, {"size": 1.5}, {"per_class": 0}, {"val_size": 1.0}, {"val_size": -2}]
+)
 def test_invalid_sizes(kwargs):
     with pytest.raises(TransferlabError):
         make_task(synthetic([20, 20]), **kwargs)

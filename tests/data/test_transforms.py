@@ -58,9 +58,14 @@ def test_key_names_every_setting():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"interpolation": "lanczos"}, "interpolation 'lanczos' is unknown; valid: bilinear, bicubic, nearest"),
-     ({"crop": 300}, "crop 300 must be between 1 and the resize side 256")],
-)  # fmt: skip
+    [
+        (
+            {"interpolation": "lanczos"},
+            "interpolation 'lanczos' is unknown; valid: bilinear, bicubic, nearest",
+        ),
+        ({"crop": 300}, "crop 300 must be between 1 and the resize side 256"),
+    ],
+)
 def test_bad_settings_are_named(kwargs, message):
     settings = {"resize": 256, "crop": 224, "mean": (0.5,) * 3, "std": (0.5,) * 3, **kwargs}
     with pytest.raises(TransferlabError, match=message):

@@ -19,9 +19,19 @@ def _meta(name: str):
 
 
 # One name per architecture (the tags of an architecture share its builder).
-ONE_PER_ARCH = ["alexnet.tv_in1k", "alexnet64", "cifar_cnn", "cifar_cnn_gap", "efficientnet_lite0.in1k",
-                "efficientnet_lite1.scratch", "efficientnet_lite2.in1k", "mobilenet_v2.tv_in1k", "resnet18.scratch",
-                "shallow_cnn", "vgg16.tv_in1k"]  # fmt: skip
+ONE_PER_ARCH = [
+    "alexnet.tv_in1k",
+    "alexnet64",
+    "cifar_cnn",
+    "cifar_cnn_gap",
+    "efficientnet_lite0.in1k",
+    "efficientnet_lite1.scratch",
+    "efficientnet_lite2.in1k",
+    "mobilenet_v2.tv_in1k",
+    "resnet18.scratch",
+    "shallow_cnn",
+    "vgg16.tv_in1k",
+]
 
 
 def test_every_architecture_is_covered_below():
@@ -55,7 +65,14 @@ def test_cifar_cnn_matches_table_1():
     backbone = create_backbone("cifar_cnn", pretrained=False, num_classes=1)  # the report's sigmoid output
     counts = {name: sum(p.numel() for p in module.parameters()) for name, module in backbone.named_units()}
     # Table 1 lists conv weights; BatchNorm adds 2 x channels here (Keras also counts its 2 running stats).
-    conv = {"conv1_1": 896, "conv1_2": 9248, "conv2_1": 18_496, "conv2_2": 36_928, "conv3_1": 73_856, "conv3_2": 147_584}
+    conv = {
+        "conv1_1": 896,
+        "conv1_2": 9248,
+        "conv2_1": 18_496,
+        "conv2_2": 36_928,
+        "conv3_1": 73_856,
+        "conv3_2": 147_584,
+    }
     for name, weights in conv.items():
         channels = counts[name] - weights
         assert channels == 2 * {"1": 32, "2": 64, "3": 128}[name[4]]
@@ -63,7 +80,10 @@ def test_cifar_cnn_matches_table_1():
     assert sum(counts.values()) == 845_473  # about 845k
     assert len(backbone.freezable_units()) == 10
     x = torch.rand(4, 3, 32, 32)
-    assert backbone.eval()(x).shape == (4, 1) and backbone.forward_features(x, layer="conv3_2").shape == (4, 128)
+    assert backbone.eval()(x).shape == (4, 1) and backbone.forward_features(x, layer="conv3_2").shape == (
+        4,
+        128,
+    )
 
 
 @pytest.mark.parametrize("name", ["cifar_cnn", "cifar_cnn_gap", "shallow_cnn", "alexnet64"])
@@ -73,7 +93,10 @@ def test_small_cnns_run_at_their_size_and_at_others(name):
         images = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)
         x = backbone.preprocess(images, size=None if size == backbone.spec.input_size else size)
         with torch.no_grad():
-            assert backbone(x).shape == (2, 4) and backbone.forward_features(x).shape == (2, backbone.num_features)
+            assert backbone(x).shape == (2, 4) and backbone.forward_features(x).shape == (
+                2,
+                backbone.num_features,
+            )
 
 
 def test_layers_by_index_digit_string_and_name_agree():
@@ -87,7 +110,9 @@ def test_layers_by_index_digit_string_and_name_agree():
 def test_bad_layer_and_pool_name_the_valid_options():
     backbone = create_backbone("cifar_cnn_gap", pretrained=False)
     x = torch.zeros(1, 3, 32, 32)
-    with pytest.raises(TransferlabError, match=r"layer 8 is not a unit of cifar_cnn_gap; valid: 1\.\.7.*conv3_2"):
+    with pytest.raises(
+        TransferlabError, match=r"layer 8 is not a unit of cifar_cnn_gap; valid: 1\.\.7.*conv3_2"
+    ):
         backbone.forward_features(x, layer=8)
     with pytest.raises(TransferlabError, match="layer 'fc9'"):
         backbone.forward_features(x, layer="fc9")
@@ -108,11 +133,13 @@ def test_preprocess_uses_the_weights_size_normalisation_and_grey_to_rgb():
 
 @pytest.mark.parametrize(
     ("images", "message"),
-    [(np.zeros((2, 8, 8, 3), np.float32), "must be uint8 .* got dtype float32"),
-     (np.zeros((8, 8, 3), np.uint8), r"shape \(N, H, W, C\).*got \(8, 8, 3\).*images\[None\]"),
-     (np.zeros((2, 3, 8, 8), np.uint8), r"C in 1 or 3.*got \(2, 3, 8, 8\)"),
-     ([[1, 2]], "numpy array or torch tensor, got list")],
-)  # fmt: skip
+    [
+        (np.zeros((2, 8, 8, 3), np.float32), "must be uint8 .* got dtype float32"),
+        (np.zeros((8, 8, 3), np.uint8), r"shape \(N, H, W, C\).*got \(8, 8, 3\).*images\[None\]"),
+        (np.zeros((2, 3, 8, 8), np.uint8), r"C in 1 or 3.*got \(2, 3, 8, 8\)"),
+        ([[1, 2]], "numpy array or torch tensor, got list"),
+    ],
+)
 def test_preprocess_rejects_wrong_dtype_and_shape(images, message):
     with pytest.raises(TransferlabError, match=message):
         create_backbone("cifar_cnn", pretrained=False).preprocess(images)

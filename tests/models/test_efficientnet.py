@@ -35,7 +35,9 @@ def test_photos_get_their_imagenet_class(lite0, photo, classes):
 
 def test_logits_match_the_reference_implementation(lite0):
     reference_package = pytest.importorskip("efficientnet_lite_pytorch")
-    reference = reference_package.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=lite0.weights_file)
+    reference = reference_package.EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=lite0.weights_file
+    )
     images = torch.cat([lite0.preprocess(skimage_data.chelsea()[None]), torch.randn(1, 3, 224, 224)])
     with torch.inference_mode():
         ours, theirs = lite0(images), reference.eval()(images)

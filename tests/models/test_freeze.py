@@ -10,7 +10,9 @@ from transferlab import TransferlabError, create_backbone
 
 
 def _bn_stats(module):
-    return [(m.running_mean.clone(), m.running_var.clone()) for m in module.modules() if isinstance(m, _BatchNorm)]
+    return [
+        (m.running_mean.clone(), m.running_var.clone()) for m in module.modules() if isinstance(m, _BatchNorm)
+    ]
 
 
 def _train_step(backbone, size):
@@ -36,8 +38,15 @@ def test_frozen_units_keep_weights_and_bn_statistics(name, k, size):
     for n in frozen:
         params, stats = before[n]
         assert all(torch.equal(a, b) for a, b in zip(params, units[n].parameters(), strict=True))
-        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(stats, _bn_stats(units[n]), strict=True))
-    changed_stats = [n for n in trainable if _bn_stats(units[n]) and not torch.equal(before[n][1][0][0], _bn_stats(units[n])[0][0])]
+        assert all(
+            torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+            for a, b in zip(stats, _bn_stats(units[n]), strict=True)
+        )
+    changed_stats = [
+        n
+        for n in trainable
+        if _bn_stats(units[n]) and not torch.equal(before[n][1][0][0], _bn_stats(units[n])[0][0])
+    ]
     assert changed_stats  # unfrozen BatchNorm did learn from the batch
     assert backbone.frozen_depth == k
 
@@ -64,12 +73,17 @@ def test_reset_classifier_keeps_a_frozen_counted_classifier_frozen():
     backbone.reset_classifier(5)
     assert backbone.trainable_parameters() == [] and backbone.num_classes == 5
     backbone.freeze(7).reset_classifier(2)
-    assert {id(p) for p in backbone.trainable_parameters()} == {id(p) for p in backbone.classifier.parameters()}
+    assert {id(p) for p in backbone.trainable_parameters()} == {
+        id(p) for p in backbone.classifier.parameters()
+    }
 
 
 @pytest.mark.parametrize("k", [11, -1, 2.5, True])
 def test_freeze_depth_beyond_the_units_names_them(k):
-    with pytest.raises(TransferlabError, match=r"freeze depth .* cifar_cnn, which has 10 freezable units \(input, conv1_1.*valid: 0\.\.10"):
+    with pytest.raises(
+        TransferlabError,
+        match=r"freeze depth .* cifar_cnn, which has 10 freezable units \(input, conv1_1.*valid: 0\.\.10",
+    ):
         create_backbone("cifar_cnn", pretrained=False).freeze(k)
     with pytest.raises(TransferlabError, match="bn 'frozen' is unknown; valid: eval, train"):
         create_backbone("cifar_cnn", pretrained=False).freeze(1, bn="frozen")

@@ -23,7 +23,9 @@ def test_names_cover_the_studies_and_filter_by_glob_and_pretrained():
 
 
 def test_unknown_name_lists_close_matches():
-    with pytest.raises(TransferlabError, match=r"unknown backbone 'vgg16'.*did you mean: vgg16\.tv_in1k, vgg16\.scratch\?"):
+    with pytest.raises(
+        TransferlabError, match=r"unknown backbone 'vgg16'.*did you mean: vgg16\.tv_in1k, vgg16\.scratch\?"
+    ):
         create_backbone("vgg16")
     with pytest.raises(TransferlabError, match="did you mean: cifar_cnn"):
         create_backbone("cifar-cnn", pretrained=False)
@@ -36,10 +38,16 @@ def test_registering_a_name_twice_raises():
 
 @pytest.mark.parametrize(
     ("name", "parameters", "units"),
-    [("vgg16.tv_in1k", 138_357_544, 13), ("alexnet.scratch", 61_100_840, 8), ("resnet18.tv_in1k", 11_689_512, 5),
-     ("mobilenet_v2.scratch", 3_504_872, 19), ("efficientnet_lite0.in1k", 4_652_008, 9), ("alexnet64", None, 8),
-     ("cifar_cnn", None, 10)],
-)  # fmt: skip
+    [
+        ("vgg16.tv_in1k", 138_357_544, 13),
+        ("alexnet.scratch", 61_100_840, 8),
+        ("resnet18.tv_in1k", 11_689_512, 5),
+        ("mobilenet_v2.scratch", 3_504_872, 19),
+        ("efficientnet_lite0.in1k", 4_652_008, 9),
+        ("alexnet64", None, 8),
+        ("cifar_cnn", None, 10),
+    ],
+)
 def test_describe_counts_parameters_and_units_without_allocating(name, parameters, units):
     facts = get_backbone_entry(name).describe()
     if parameters is not None:  # torchvision's own published counts

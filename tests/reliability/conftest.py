@@ -56,8 +56,19 @@ def results(directory: Path) -> dict[str, tuple[str, dict | None]]:
 
 def study_command(spec: Path, directory: Path, *extra: str) -> list[str]:
     """``transferlab study`` on ``spec`` in ``directory``, one thread per run like the reference."""
-    return [sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(directory), "--quiet",
-            "--threads", "1", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "transferlab.cli",
+        "study",
+        str(spec),
+        "--dir",
+        str(directory),
+        "--quiet",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def fresh_env(cache: Path, **extra: str) -> dict[str, str]:

@@ -138,8 +138,12 @@ def test_truncated_idx(tmp_path, victim, transferlab):
     idx_file(folder / "train-images-idx3-ubyte", np.zeros((20, 8, 8)), cut=100)
     idx_file(folder / "train-labels-idx1-ubyte", np.arange(20) % 2)
     code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"idx:{folder}"))
-    assert code == 2 and "train-images-idx3-ubyte: IDX header says shape (20, 8, 8) (1280 bytes of data) but " \
-        "the file holds 1180 (truncated or corrupt)" in err  # fmt: skip
+    assert (
+        code == 2
+        and "train-images-idx3-ubyte: IDX header says shape (20, 8, 8) (1280 bytes of data) but "
+        "the file holds 1180 (truncated or corrupt)"
+        in err
+    )
     assert victim.unharmed()
 
 
@@ -211,9 +215,24 @@ def test_mixed_grey_rgba_16bit_and_palette_images_decode_alike(tmp_path, transfe
     assert data.images.shape == (40, 8, 8, 3) and data.images.dtype == np.uint8
     for c in (0, 1):
         assert set(np.unique(data.images[data.labels == c])) == {60 + 120 * c}
-    code, err = transferlab("run", "--dataset", f"folder:{folder}", "--strategy", "scratch", "--backbone",
-                            "shallow_cnn", "--input-size", "8", "--epochs", "3", "--per-class", "8", "--val-size",
-                            "0", "--quiet")  # fmt: skip
+    code, err = transferlab(
+        "run",
+        "--dataset",
+        f"folder:{folder}",
+        "--strategy",
+        "scratch",
+        "--backbone",
+        "shallow_cnn",
+        "--input-size",
+        "8",
+        "--epochs",
+        "3",
+        "--per-class",
+        "8",
+        "--val-size",
+        "0",
+        "--quiet",
+    )
     assert code == 0, err
 
 
@@ -380,8 +399,13 @@ def test_full_study_directory(tmp_path, victim, transferlab, reference):
     half = {rid: r for rid, r in results(victim.dir).items() if r[0] == "done"}
     spec = tmp_path / "tiny.toml"
     spec.write_text(SPEC)
-    proc = subprocess.run([sys.executable, "-m", "transferlab.cli", "study", spec, "--dir", victim.dir, *STUDY_FLAGS],
-                          preexec_fn=_file_size_limit(32768), capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "transferlab.cli", "study", spec, "--dir", victim.dir, *STUDY_FLAGS],
+        preexec_fn=_file_size_limit(32768),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     store = victim.dir / "study.sqlite"
     assert f"cannot write the study store {store}: disk I/O error (disk full" in proc.stderr
@@ -460,8 +484,18 @@ def test_png_bomb_through_run_and_study(tmp_path, victim, transferlab):
     bomb = folder / "b" / "bomb.png"
     bomb.write_bytes(png_header_claiming(20000, 20000))
     needle = f"cannot decode image {bomb}: its header claims too many pixels"
-    code, err = transferlab("run", "--strategy", "scratch", "--dataset", f"folder:{folder}", "--backbone",
-                            "shallow_cnn", "--epochs", "1", "--quiet")  # fmt: skip
+    code, err = transferlab(
+        "run",
+        "--strategy",
+        "scratch",
+        "--dataset",
+        f"folder:{folder}",
+        "--backbone",
+        "shallow_cnn",
+        "--epochs",
+        "1",
+        "--quiet",
+    )
     assert one_line_error(code, err, needle) and transferlab.stdout == ""
     code, err = study_on(tmp_path, victim, transferlab, with_dataset(f"folder:{folder}"))
     assert one_line_error(code, err, needle)
@@ -475,10 +509,13 @@ def npz(path, x, y, **extra):
     return path
 
 
-@pytest.mark.parametrize(("label", "needle"), [
-    (2**40, "label 1099511627776 is not a class index of 4 images"),
-    (-3, "label -3 is negative; labels must be class indices 0..K-1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("label", "needle"),
+    [
+        (2**40, "label 1099511627776 is not a class index of 4 images"),
+        (-3, "label -3 is negative; labels must be class indices 0..K-1"),
+    ],
+)
 def test_npz_label_that_is_no_class_index(tmp_path, transferlab, label, needle):
     path = npz(tmp_path / "d.npz", np.zeros((4, 8, 8), np.uint8), np.array([0, 1, 0, label]))
     code, err = split_info(transferlab, f"npz:{path}")
@@ -572,10 +609,13 @@ def test_spec_that_is_not_utf8(tmp_path, transferlab):
     assert one_line_error(code, err, f"study spec {spec} is not UTF-8 text (byte 0xe9 on line 3)")
 
 
-@pytest.mark.parametrize(("change", "count"), [
-    (("repeats = 2", "repeats = 100000000"), "400,000,000 runs"),
-    (("epochs = 2", "epochs = [" + ", ".join(map(str, range(1, 1001))) + "]"), "8,000 runs"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("change", "count"),
+    [
+        (("repeats = 2", "repeats = 100000000"), "400,000,000 runs"),
+        (("epochs = 2", "epochs = [" + ", ".join(map(str, range(1, 1001))) + "]"), "8,000 runs"),
+    ],
+)
 def test_huge_grid_is_counted_not_expanded(tmp_path, transferlab, monkeypatch, change, count):
     from transferlab.study import spec as study_spec
 
@@ -602,8 +642,18 @@ def test_workers_and_threads_are_checked_before_the_study_dir_exists(tmp_path, t
 
 @pytest.mark.parametrize("value", ["inf", "nan"])
 def test_weight_decay_must_be_finite(tmp_path, transferlab, value):
-    code, err = transferlab("run", "--dataset", "digits", "--strategy", "scratch", "--backbone", "shallow_cnn",
-                            "--weight-decay", value, "--quiet")  # fmt: skip
+    code, err = transferlab(
+        "run",
+        "--dataset",
+        "digits",
+        "--strategy",
+        "scratch",
+        "--backbone",
+        "shallow_cnn",
+        "--weight-decay",
+        value,
+        "--quiet",
+    )
     assert one_line_error(
         code, err, f"weight_decay={float(value)!r} is invalid; give a finite L2 coefficient >= 0"
     )
@@ -651,8 +701,11 @@ def test_file_the_system_refuses_is_one_line_naming_it(tmp_path, transferlab, mo
 
 def test_json_into_a_closed_pipe_ends_quietly(tmp_path):
     """`transferlab ... --json | head -1`: the reader goes away before the output is written."""
-    proc = subprocess.Popen([sys.executable, "-m", "transferlab.cli", "datasets", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transferlab.cli", "datasets", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1 and err == ""
@@ -689,10 +742,13 @@ def test_fit_output_is_checked_before_training(tmp_path, transferlab, monkeypatc
     blocker = tmp_path / "a-file"
     blocker.write_text("keep me")
     output, needle = {
-        "under a file": (blocker / "model.pt", f"cannot write model file {str(blocker / 'model.pt')!r}: "
-                                               f"{str(blocker)!r} is a file, not a folder"),
+        "under a file": (
+            blocker / "model.pt",
+            f"cannot write model file {str(blocker / 'model.pt')!r}: "
+            f"{str(blocker)!r} is a file, not a folder",
+        ),
         "a directory": (tmp_path, f"model file {str(tmp_path)!r} is a directory; give a file name"),
-    }[where]  # fmt: skip
+    }[where]
     code, err = transferlab("fit", "--dataset", "digits", "--strategy", "scratch", "-o", output)
     assert one_line_error(code, err, needle)
     assert blocker.read_text() == "keep me"
@@ -716,8 +772,12 @@ def test_lightly_damaged_study_store(tmp_path, victim, transferlab):
     damaged = store.read_bytes()
     spec = tmp_path / "tiny.toml"
     spec.write_text(SPEC)
-    for argv in (("study", spec, "--dir", victim.dir, *STUDY_FLAGS), ("report", victim.dir),
-                 ("export", victim.dir), ("fit", "--from-study", victim.dir, "--best", "-o", tmp_path / "m.pt")):  # fmt: skip
+    for argv in (
+        ("study", spec, "--dir", victim.dir, *STUDY_FLAGS),
+        ("report", victim.dir),
+        ("export", victim.dir),
+        ("fit", "--from-study", victim.dir, "--best", "-o", tmp_path / "m.pt"),
+    ):
         code, err = transferlab(*argv)
         assert one_line_error(
             code, err, f"the study store {store} is damaged: database disk image is malformed"
@@ -738,8 +798,12 @@ def test_foreign_sqlite_file_as_study_store(tmp_path, transferlab):
     spec.write_text(SPEC)
     for argv in (("study", spec, "--dir", directory, *STUDY_FLAGS), ("report", directory)):
         code, err = transferlab(*argv)
-        assert one_line_error(code, err, "study.sqlite is an SQLite database of another program (tables: photos), "
-                                         "not a transferlab study store")  # fmt: skip
+        assert one_line_error(
+            code,
+            err,
+            "study.sqlite is an SQLite database of another program (tables: photos), "
+            "not a transferlab study store",
+        )
         assert (directory / "study.sqlite").read_bytes() == before  # no meta table written into it
     assert sorted(p.name for p in directory.iterdir()) == ["study.sqlite"]
 
@@ -789,8 +853,10 @@ def damage_a_data_page(store, how: str) -> int:
         middle = (page - 1) * size + size // 2
         data[middle : middle + 512] = rng.integers(0, 256, 512, dtype=np.uint8).tobytes()
     else:  # a few bytes of one record's text: the page structure is intact, so quick_check passes
-        needle, replacement = {"result text garbled": (b'"test_accuracy": ', b'"test_accuracy"}}'),
-                               "text not UTF-8": (b'"dataset": "digits"', b'"dataset": "\xff\xfe\xff\xfe\xff\xfe"')}[how]  # fmt: skip
+        needle, replacement = {
+            "result text garbled": (b'"test_accuracy": ', b'"test_accuracy"}}'),
+            "text not UTF-8": (b'"dataset": "digits"', b'"dataset": "\xff\xfe\xff\xfe\xff\xfe"'),
+        }[how]
         page = leaf_holding(needle)
         at = data.index(needle, (page - 1) * size)
         data[at : at + len(needle)] = replacement
@@ -798,13 +864,16 @@ def damage_a_data_page(store, how: str) -> int:
     return page
 
 
-@pytest.mark.parametrize(("how", "needle"), [
-    ("page overwritten", "database disk image is malformed"),
-    ("cell pointers scrambled", "database disk image is malformed (quick_check: On tree page "),
-    ("record bytes scrambled", "Could not decode to UTF-8 column 'result'"),
-    ("result text garbled", "is not valid JSON (Expecting ':' delimiter"),
-    ("text not UTF-8", "Could not decode to UTF-8 column 'spec'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("how", "needle"),
+    [
+        ("page overwritten", "database disk image is malformed"),
+        ("cell pointers scrambled", "database disk image is malformed (quick_check: On tree page "),
+        ("record bytes scrambled", "Could not decode to UTF-8 column 'result'"),
+        ("result text garbled", "is not valid JSON (Expecting ':' delimiter"),
+        ("text not UTF-8", "Could not decode to UTF-8 column 'spec'"),
+    ],
+)
 def test_study_store_with_a_damaged_data_page(tmp_path, victim, transferlab, how, needle):
     """A store of many runs, its header valid and a data page in the middle of the file damaged: report,
     export and study each say so in one line naming the file, and leave every byte of it as it was. Damage
@@ -817,7 +886,11 @@ def test_study_store_with_a_damaged_data_page(tmp_path, victim, transferlab, how
     damaged = store.read_bytes()
     spec = tmp_path / "tiny.toml"
     spec.write_text(SPEC)
-    commands = (("report", victim.dir), ("export", victim.dir), ("study", spec, "--dir", victim.dir, *STUDY_FLAGS))  # fmt: skip
+    commands = (
+        ("report", victim.dir),
+        ("export", victim.dir),
+        ("study", spec, "--dir", victim.dir, *STUDY_FLAGS),
+    )
     for argv in commands:
         code, err = transferlab(*argv)
         assert one_line_error(code, err, f"the study store {store} is damaged: "), (argv[0], code, err)

@@ -23,8 +23,10 @@ def test_two_processes_on_one_directory_share_the_runs(
 ):
     directory = tmp_path / "study"
     command, env = study_command(spec_file, directory, "--json"), fresh_env(tmp_path / "cache")
-    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [proc.communicate(timeout=300) for proc in procs]
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err

@@ -30,8 +30,9 @@ SPECS = {
 @pytest.mark.parametrize("name", list(SPECS))
 def test_the_same_run_twice_in_one_process_is_bit_identical(name):
     """No state leaks from one run into the next (random generators, BatchNorm, cached models)."""
-    spec = RunSpec(dataset="digits", per_class=15, val_size=5, test_per_class=20, seed=3, batch_size=16,
-                   **SPECS[name])  # fmt: skip
+    spec = RunSpec(
+        dataset="digits", per_class=15, val_size=5, test_per_class=20, seed=3, batch_size=16, **SPECS[name]
+    )
     first, second = (run(spec).to_dict() for _ in range(2))
     assert first["status"] == "ok" and first["test_accuracy"] > 0.3  # 10 classes: chance is 0.1
     for result in (first, second):

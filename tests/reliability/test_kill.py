@@ -51,8 +51,18 @@ def _unfinished(directory) -> list[str]:
 
 # The phases in the order a study meets them, twice over; where in its phase each kill lands (n, the
 # n-th pass through the point) is drawn at random from what the study's remaining work is sure to reach.
-PLAN = ("atomic-write", "train-epoch", "store-commit", "train-epoch", "store-commit",
-        "extract-batch", "atomic-write", "store-commit", "extract-batch", "report-figure")  # fmt: skip
+PLAN = (
+    "atomic-write",
+    "train-epoch",
+    "store-commit",
+    "train-epoch",
+    "store-commit",
+    "extract-batch",
+    "atomic-write",
+    "store-commit",
+    "extract-batch",
+    "report-figure",
+)
 
 
 def _reachable(point: str, left: list[str], started: bool) -> int:
@@ -90,8 +100,9 @@ def test_sigkill_at_random_moments_loses_nothing(reference, spec_file, tmp_path)
         reachable = _reachable(point, _unfinished(directory), (directory / "spec.toml").exists())
         assert reachable, f"{point} cannot be reached from here: {_unfinished(directory)}"
         n = rng.randint(1, reachable)
-        proc = subprocess.run(command, env={**env, FAULT_ENV: f"{point}:{n}:KILL"}, capture_output=True,
-                              text=True, timeout=300)  # fmt: skip
+        proc = subprocess.run(
+            command, env={**env, FAULT_ENV: f"{point}:{n}:KILL"}, capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == -signal.SIGKILL, f"{point}:{n} was not reached: {proc.stderr[-2000:]}"
         stderr.append(proc.stderr)
         done = _check_invariants(directory, reference, done)

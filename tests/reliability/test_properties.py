@@ -57,8 +57,13 @@ def of_class(ds: ImageSet, task, part: str, c: int) -> set[int]:
 @settings(max_examples=40, deadline=None)
 @given(st.integers(4, 40), st.integers(0, 10_000))
 def test_random_halves_are_disjoint_cover_every_class_and_are_seeded(n_classes, seed):
-    ds = ImageSet(np.zeros((n_classes, 1, 1, 1), np.uint8), np.arange(n_classes), [f"c{c}" for c in range(n_classes)],
-                  np.array(["train"] * n_classes), name="classes")  # fmt: skip
+    ds = ImageSet(
+        np.zeros((n_classes, 1, 1, 1), np.uint8),
+        np.arange(n_classes),
+        [f"c{c}" for c in range(n_classes)],
+        np.array(["train"] * n_classes),
+        name="classes",
+    )
     halves = class_split(ds, seed=seed)
     assert not set(halves.source) & set(halves.target)
     assert sorted(halves.source + halves.target) == list(range(n_classes))
@@ -87,8 +92,9 @@ def test_a_task_on_any_classes_is_a_restriction_of_the_whole(ds, data, seed, oth
             assert of_class(ds, side, part, c) == of_class(ds, whole, part, c)
     assert side.counts(ds)["train"] == [per_class] * len(classes)
     # the test set moves with neither the seed nor the size; validation does not move with the size
-    np.testing.assert_array_equal(make_task(ds, classes, size=1.0, val_size=holdouts["val_size"],
-                                            seed=other_seed).test, side.test)  # fmt: skip
+    np.testing.assert_array_equal(
+        make_task(ds, classes, size=1.0, val_size=holdouts["val_size"], seed=other_seed).test, side.test
+    )
     np.testing.assert_array_equal(make_task(ds, classes, size=1.0, **holdouts).val, side.val)
 
 
@@ -172,8 +178,10 @@ def test_the_grid_is_the_union_of_its_blocks_own_products(grid, rng):
 @settings(max_examples=20, deadline=None)
 @given(st.integers(1, 5), subsets(["logreg", "svm", "fc1"]))
 def test_repeats_give_every_configuration_seeds_0_to_n(repeats, heads):
-    text = (f'name = "r"\nrepeats = {repeats}\n[base]\ndataset = "digits"\n'
-            f'[[runs]]\nstrategy = "extract"\nbackbone = "shallow_cnn"\nhead = {toml_list(heads)}\n')  # fmt: skip
+    text = (
+        f'name = "r"\nrepeats = {repeats}\n[base]\ndataset = "digits"\n'
+        f'[[runs]]\nstrategy = "extract"\nbackbone = "shallow_cnn"\nhead = {toml_list(heads)}\n'
+    )
     study = parse_study(text)
     for head in heads:
         assert sorted(s.seed for _, s in study.runs if s.head == head) == list(range(repeats))

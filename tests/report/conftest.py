@@ -14,14 +14,42 @@ from transferlab.study.store import Store
 # The fields of RunSpec.resolved().to_dict(), with their defaults (kept literal so these tests do not
 # depend on the strategies' imports).
 SPEC_DEFAULTS = {
-    "strategy": "scratch", "dataset": "fashion-mnist", "backbone": "cifar_cnn", "input_size": None,
-    "head": "linear", "activation": None, "init": None, "dropout": 0.0, "optimizer": "adam", "lr": 1e-3,
-    "backbone_lr": None, "momentum": 0.9, "weight_decay": 0.0, "epochs": 10, "batch_size": 50,
-    "patience": None, "size": 1.0, "per_class": None, "val_size": 0.1, "test_per_class": None,
-    "source": None, "target": None, "side": "target", "swap": False, "frozen": None, "transfer": None,
-    "source_size": 1.0, "source_epochs": None, "layer": None, "augment": "none", "seed": 0, "device": "cpu",
-    "head_init": None, "l2_sp": None, "layer_decay": None,
-}  # fmt: skip
+    "strategy": "scratch",
+    "dataset": "fashion-mnist",
+    "backbone": "cifar_cnn",
+    "input_size": None,
+    "head": "linear",
+    "activation": None,
+    "init": None,
+    "dropout": 0.0,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "backbone_lr": None,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "epochs": 10,
+    "batch_size": 50,
+    "patience": None,
+    "size": 1.0,
+    "per_class": None,
+    "val_size": 0.1,
+    "test_per_class": None,
+    "source": None,
+    "target": None,
+    "side": "target",
+    "swap": False,
+    "frozen": None,
+    "transfer": None,
+    "source_size": 1.0,
+    "source_epochs": None,
+    "layer": None,
+    "augment": "none",
+    "seed": 0,
+    "device": "cpu",
+    "head_init": None,
+    "l2_sp": None,
+    "layer_decay": None,
+}
 
 
 def spec(**changes) -> dict:
@@ -36,13 +64,31 @@ def result(spec_: dict, test: float, val: float, n_train: int, n_classes: int, *
         f"{spec_['per_class']}/class" if spec_["per_class"] is not None else f"{100 * spec_['size']:g}%"
     )
     return {
-        "spec": spec_, "status": "ok", "error": None, "test_accuracy": test, "test_loss": None if test is None else 1.0 - test,
-        "val_accuracy": val, "val_loss": 1.0 - val, "train_accuracy": min(1.0, val + 0.1), "n_train": n_train,
-        "n_val": 100 * n_classes, "n_test": 100 * n_classes, "n_classes": n_classes, "size_label": size_label,
-        "indices_hash": "0" * 64, "epochs_run": spec_["epochs"], "best_epoch": spec_["epochs"],
-        "hyperparameters": {"note": "synthetic"}, "fit_seconds": 1.0, "features_seconds": 0.0,
-        "source_seconds": 0.0, "eval_seconds": 0.1, "total_seconds": 1.1, "code_version": "0.1.0", **changes,
-    }  # fmt: skip
+        "spec": spec_,
+        "status": "ok",
+        "error": None,
+        "test_accuracy": test,
+        "test_loss": None if test is None else 1.0 - test,
+        "val_accuracy": val,
+        "val_loss": 1.0 - val,
+        "train_accuracy": min(1.0, val + 0.1),
+        "n_train": n_train,
+        "n_val": 100 * n_classes,
+        "n_test": 100 * n_classes,
+        "n_classes": n_classes,
+        "size_label": size_label,
+        "indices_hash": "0" * 64,
+        "epochs_run": spec_["epochs"],
+        "best_epoch": spec_["epochs"],
+        "hyperparameters": {"note": "synthetic"},
+        "fit_seconds": 1.0,
+        "features_seconds": 0.0,
+        "source_seconds": 0.0,
+        "eval_seconds": 0.1,
+        "total_seconds": 1.1,
+        "code_version": "0.1.0",
+        **changes,
+    }
 
 
 def history(final_val: float, epochs: int) -> list[dict]:
@@ -70,13 +116,22 @@ class StudyBuilder:
         self.store.add_runs([(run_id, spec_)])
         return run_id
 
-    def add(self, spec_: dict, test: float, val: float, n_train: int, n_classes: int, epochs_history: int = 0,
-            **result_changes) -> str:  # fmt: skip
+    def add(
+        self,
+        spec_: dict,
+        test: float,
+        val: float,
+        n_train: int,
+        n_classes: int,
+        epochs_history: int = 0,
+        **result_changes,
+    ) -> str:
         run_id = self._new(spec_)
         assert self.store.claim(run_id)
         hist = history(val, epochs_history) if epochs_history else []
-        assert self.store.finish(run_id, result(spec_, test, val, n_train, n_classes, **result_changes), hist,
-                                 version="0.1.0")  # fmt: skip
+        assert self.store.finish(
+            run_id, result(spec_, test, val, n_train, n_classes, **result_changes), hist, version="0.1.0"
+        )
         return run_id
 
     def fail(self, spec_: dict, reason: str) -> str:
@@ -116,15 +171,47 @@ def build_full_study(directory, seeds=(0, 1, 2)) -> dict:
     configs = [
         ("scratch", {"strategy": "scratch"}, 0.88, 2000),
         ("augment", {"strategy": "augment", "augment": "mirror,noise"}, 0.90, 900),
-        ("extract-fc1-1e-2", {"strategy": "extract", "backbone": "efficientnet_lite0.in1k", "head": "fc1",
-                              "activation": "sigmoid", "init": "uniform", "lr": 1e-2}, 0.89, 150),
-        ("extract-fc2-1e-3", {"strategy": "extract", "backbone": "efficientnet_lite0.in1k", "head": "fc2",
-                              "activation": "sigmoid", "init": "uniform", "lr": 1e-3}, 0.91, 100),
+        (
+            "extract-fc1-1e-2",
+            {
+                "strategy": "extract",
+                "backbone": "efficientnet_lite0.in1k",
+                "head": "fc1",
+                "activation": "sigmoid",
+                "init": "uniform",
+                "lr": 1e-2,
+            },
+            0.89,
+            150,
+        ),
+        (
+            "extract-fc2-1e-3",
+            {
+                "strategy": "extract",
+                "backbone": "efficientnet_lite0.in1k",
+                "head": "fc2",
+                "activation": "sigmoid",
+                "init": "uniform",
+                "lr": 1e-3,
+            },
+            0.91,
+            100,
+        ),
     ] + [
-        (f"finetune-{k}", {"strategy": "finetune", "backbone": "efficientnet_lite0.in1k", "head": "linear",
-                           "frozen": k, "backbone_lr": 1e-4}, 0.92 - 0.01 * k, 200 - 40 * k)
+        (
+            f"finetune-{k}",
+            {
+                "strategy": "finetune",
+                "backbone": "efficientnet_lite0.in1k",
+                "head": "linear",
+                "frozen": k,
+                "backbone_lr": 1e-4,
+            },
+            0.92 - 0.01 * k,
+            200 - 40 * k,
+        )
         for k in range(4)
-    ]  # fmt: skip
+    ]
     for tag, changes, ceiling, speed in configs:
         for fraction in FRACTIONS:
             n_train = round(POOL * fraction)
@@ -154,13 +241,25 @@ def build_full_study(directory, seeds=(0, 1, 2)) -> dict:
                         mean = accuracy(n_train, 0.9, 120, chance=0.2) + boost * 0.5
                         test = float(np.clip(mean + rng.normal(0, 0.015), 0, 1))
                         val = float(np.clip(mean + rng.normal(0, 0.015), 0, 1))
-                        s = spec(strategy="snt", dataset="digits", backbone="cifar_cnn", per_class=per_class,
-                                 size=None, transfer=transfer, frozen=frozen, backbone_lr=1e-3, source_epochs=10,
-                                 swap=swap, seed=seed)  # fmt: skip
+                        s = spec(
+                            strategy="snt",
+                            dataset="digits",
+                            backbone="cifar_cnn",
+                            per_class=per_class,
+                            size=None,
+                            transfer=transfer,
+                            frozen=frozen,
+                            backbone_lr=1e-3,
+                            source_epochs=10,
+                            swap=swap,
+                            seed=seed,
+                        )
                         builder.add(s, test, val, n_train, 5, epochs_history=10)
                         written[("snt", per_class, transfer, frozen, swap, seed)] = (test, val)
-    builder.fail(spec(strategy="extract", backbone="efficientnet_lite0.in1k", head="svm", size=0.001, seed=9),
-                 "TrainingFailed: loss is NaN at epoch 3 (lr 0.01 too high?)")  # fmt: skip
+    builder.fail(
+        spec(strategy="extract", backbone="efficientnet_lite0.in1k", head="svm", size=0.001, seed=9),
+        "TrainingFailed: loss is NaN at epoch 3 (lr 0.01 too high?)",
+    )
     builder.pending(spec(strategy="scratch", size=0.001, seed=7))
     builder.close()
     return written

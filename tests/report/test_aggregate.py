@@ -85,7 +85,10 @@ def test_config_roles_and_snt_variants():
     assert config(strategy="augment", augment="mirror,noise").role == "augmentation"
     assert config(strategy="extract", head="fc2").role == "transfer"
     assert config(strategy="finetune", frozen=2).role == "transfer"
-    assert (config(strategy="snt", transfer=0, frozen=0).variant, config(strategy="snt", transfer=0, frozen=0).role) == ("base", "baseline")
+    assert (
+        config(strategy="snt", transfer=0, frozen=0).variant,
+        config(strategy="snt", transfer=0, frozen=0).role,
+    ) == ("base", "baseline")
     assert config(strategy="snt", transfer=3, frozen=3).variant == "frozen"
     assert config(strategy="snt", transfer=3, frozen=0).variant == "fine-tuned"
     assert config(strategy="snt", transfer=3, frozen=1).variant == "1 of 3 frozen"
@@ -99,7 +102,10 @@ def test_sizes_and_task_labels():
     assert task_label(spec()) == "fashion-mnist"
     assert task_label(spec(target="cars,trucks", source="cats,dogs")) == "fashion-mnist, classes cars,trucks"
     assert task_label(spec(source="0,1,2")) == "fashion-mnist, all classes but 0,1,2"
-    assert task_label(spec(strategy="snt", transfer=1)) == "fashion-mnist, random half of the classes (target side)"
+    assert (
+        task_label(spec(strategy="snt", transfer=1))
+        == "fashion-mnist, random half of the classes (target side)"
+    )
 
 
 def test_cells_pool_seeds_and_both_directions(full_study):
@@ -107,8 +113,13 @@ def test_cells_pool_seeds_and_both_directions(full_study):
     with open_study(directory) as store:
         study = load_study(store)
     task = next(t for t in study.tasks if t.label.startswith("digits"))
-    cell = next(c for c in task.cells if c.size == SizeKey("per_class", 10) and c.config.get("transfer") == 2
-                and c.config.get("frozen") == 2)  # fmt: skip
+    cell = next(
+        c
+        for c in task.cells
+        if c.size == SizeKey("per_class", 10)
+        and c.config.get("transfer") == 2
+        and c.config.get("frozen") == 2
+    )
     tests = [written[("snt", 10, 2, 2, swap, seed)][0] for swap in (False, True) for seed in (0, 1, 2)]
     vals = [written[("snt", 10, 2, 2, swap, seed)][1] for swap in (False, True) for seed in (0, 1, 2)]
     assert (cell.test.n, cell.directions) == (6, 2)
@@ -125,10 +136,20 @@ def test_cells_pool_seeds_and_both_directions(full_study):
 def test_choice_reads_validation_never_test(builder):
     # lr 1e-2 has the better test accuracy, lr 1e-3 the better validation accuracy: 1e-3 must be chosen.
     for seed in range(2):
-        builder.add(spec(strategy="extract", head="fc1", lr=1e-2, size=0.1, seed=seed), test=0.95, val=0.70,
-                    n_train=5400, n_classes=10)  # fmt: skip
-        builder.add(spec(strategy="extract", head="fc1", lr=1e-3, size=0.1, seed=seed), test=0.80, val=0.90,
-                    n_train=5400, n_classes=10)  # fmt: skip
+        builder.add(
+            spec(strategy="extract", head="fc1", lr=1e-2, size=0.1, seed=seed),
+            test=0.95,
+            val=0.70,
+            n_train=5400,
+            n_classes=10,
+        )
+        builder.add(
+            spec(strategy="extract", head="fc1", lr=1e-3, size=0.1, seed=seed),
+            test=0.80,
+            val=0.90,
+            n_train=5400,
+            n_classes=10,
+        )
     study = load_study(builder.store)
     (task,) = study.tasks
     chosen = task.best(task.sizes[0], role="transfer")
@@ -138,8 +159,9 @@ def test_choice_reads_validation_never_test(builder):
 
 def test_unusable_done_runs_count_as_failed(builder):
     builder.add(spec(size=0.1), test=0.5, val=0.5, n_train=10, n_classes=10)
-    builder.add(spec(size=0.1, seed=1), test=0.5, val=0.5, n_train=10, n_classes=10, status="failed",
-                error="NaN loss")  # fmt: skip
+    builder.add(
+        spec(size=0.1, seed=1), test=0.5, val=0.5, n_train=10, n_classes=10, status="failed", error="NaN loss"
+    )
     builder.add(spec(size=0.1, seed=2), test=None, val=0.5, n_train=10, n_classes=10)
     builder.fail(spec(size=0.1, seed=3), "killed")
     study = load_study(builder.store)

@@ -14,9 +14,16 @@ import pytest
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--virtual-time-budget=15000",
-)  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--virtual-time-budget=15000",
+)
 # After load: record every image's natural width, the control's apart, on <body data-check="...">.
 PROBE = """<img id="control" alt="broken on purpose" src="data:image/png;base64,AAAA">
 <script>
@@ -36,7 +43,9 @@ def _chromium() -> str:
     for name in CHROMIUM_NAMES:
         if path := shutil.which(name):
             return path
-    message = "chromium is not installed (apt-get install -y chromium; scripts/setup.sh --dev installs it as root)"
+    message = (
+        "chromium is not installed (apt-get install -y chromium; scripts/setup.sh --dev installs it as root)"
+    )
     if os.environ.get("TRANSFERLAB_REQUIRE_DATA") == "1":
         pytest.fail(message)
     pytest.skip(message)
@@ -52,8 +61,10 @@ def test_every_figure_is_displayed_in_headless_chromium(full_study, tmp_path):
     profile = tmp_path / "profile"
     proc = subprocess.run(
         [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", probe.as_uri()],
-        capture_output=True, text=True, timeout=90,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     found = re.search(r'data-check="([^"]*)"', proc.stdout)
     assert found, f"the page did not finish loading (exit {proc.returncode}): {proc.stderr[-2000:]}"
     check = json.loads(html.unescape(found.group(1)))

@@ -13,8 +13,13 @@ from transferlab.report.tables import all_tables, best_configs, gains
 from .conftest import spec
 
 LRS = (1e-2, 1e-3, 1e-4)
-EXTRACT = {"strategy": "extract", "backbone": "efficientnet_lite0.in1k", "head": "fc2", "activation": "relu",
-           "init": "uniform"}  # fmt: skip
+EXTRACT = {
+    "strategy": "extract",
+    "backbone": "efficientnet_lite0.in1k",
+    "head": "fc2",
+    "activation": "relu",
+    "init": "uniform",
+}
 
 
 def _study(builder, scratch_lrs, extract_lrs=LRS):
@@ -52,8 +57,10 @@ def test_unequal_budgets_are_counted_in_the_tables_and_flagged_in_the_summary(bu
     text = to_markdown(summarize(study))
     flagged = [line for line in text.splitlines() if "Unequal tuning budgets" in line]
     assert len(flagged) == 1  # one point per task, its sizes joined
-    assert ("transfer from 3 configurations (lr ∈ {0.0001, 0.001, 0.01}), baseline from 1 configuration at "
-            "1%–100%") in flagged[0]  # fmt: skip
+    assert (
+        "transfer from 3 configurations (lr ∈ {0.0001, 0.001, 0.01}), baseline from 1 configuration at "
+        "1%–100%"
+    ) in flagged[0]
     page = render(study, summarize(study), [], all_tables(study), "test")
     assert "Unequal tuning budgets" in page and "Chosen from" in page
 
@@ -70,16 +77,26 @@ def test_a_choice_counts_only_configurations_with_a_validation_accuracy_and_list
     for lr in LRS:
         builder.add(spec(**EXTRACT, lr=lr), 0.7, 0.7, 500, 10)
     builder.add(spec(strategy="finetune", backbone="efficientnet_lite0.in1k", frozen=2), 0.9, 0.9, 500, 10)
-    builder.add(spec(strategy="finetune", backbone="efficientnet_lite0.in1k", frozen=3), 0.95, 0.95, 500, 10,
-                val_accuracy=None)  # fmt: skip
+    builder.add(
+        spec(strategy="finetune", backbone="efficientnet_lite0.in1k", frozen=3),
+        0.95,
+        0.95,
+        500,
+        10,
+        val_accuracy=None,
+    )
     task = load_study(builder.store).tasks[0]
     choice = task.choice(task.sizes[0], role="transfer")
     assert isinstance(choice, Choice) and choice.cell.config.strategy == "finetune"
     assert choice.n_configs == 4  # the finetune run without a validation accuracy could not compete
-    assert choice.tuned == {"head": ("fc2", "linear"), "lr": (0.0001, 0.001, 0.01),
-                            "strategy": ("extract", "finetune")}  # fmt: skip
-    assert choice.text() == ("4 configurations (head ∈ {fc2, linear}; lr ∈ {0.0001, 0.001, 0.01}; "
-                             "strategy ∈ {extract, finetune})")  # fmt: skip
+    assert choice.tuned == {
+        "head": ("fc2", "linear"),
+        "lr": (0.0001, 0.001, 0.01),
+        "strategy": ("extract", "finetune"),
+    }
+    assert choice.text() == (
+        "4 configurations (head ∈ {fc2, linear}; lr ∈ {0.0001, 0.001, 0.01}; strategy ∈ {extract, finetune})"
+    )
     assert task.choice(task.sizes[0], role="baseline") is None
 
 

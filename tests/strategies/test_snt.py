@@ -21,7 +21,9 @@ CONV_UNITS = 7  # cifar_cnn: input + six convolutions
 @pytest.fixture(scope="module")
 def snt_spec(small_spec):
     def make(**changes):
-        return small_spec("snt", **{"per_class": 5, "epochs": 4, "source_epochs": 4, "source": "0,1,2,3,4", **changes}).resolved()
+        return small_spec(
+            "snt", **{"per_class": 5, "epochs": 4, "source_epochs": 4, "source": "0,1,2,3,4", **changes}
+        ).resolved()
 
     return make
 
@@ -81,9 +83,15 @@ def test_frozen_transferred_units_keep_the_source_weights(digits, snt_spec, froz
     model, groups = target_model(spec, source, task.num_classes, torch.device("cpu"))
     source_units = dict(source.named_units())
     name = "conv2_1"
-    assert all(torch.equal(a, b) for a, b in zip(model.units[name].state_dict().values(),
-                                                  source_units[name].state_dict().values(), strict=True))  # fmt: skip
-    fit_network(model, task, train_config(spec, False), image_transform(model, spec, torch.device("cpu")), groups)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            model.units[name].state_dict().values(), source_units[name].state_dict().values(), strict=True
+        )
+    )
+    fit_network(
+        model, task, train_config(spec, False), image_transform(model, spec, torch.device("cpu")), groups
+    )
     after = model.units[name].state_dict()  # weights and BatchNorm running statistics
     same = all(torch.equal(after[k], v) for k, v in source_units[name].state_dict().items())
     assert same is stays

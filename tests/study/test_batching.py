@@ -13,8 +13,9 @@ from transferlab.study.runner import run_study
 from transferlab.study.store import Store
 
 LITE0 = "efficientnet_lite0.in1k"
-pytestmark = pytest.mark.skipif(not get_backbone_entry(LITE0).weights_present(),
-                                reason=f"{LITE0} weights are not installed")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    not get_backbone_entry(LITE0).weights_present(), reason=f"{LITE0} weights are not installed"
+)
 
 SPEC = """
 name = "heads"
@@ -59,8 +60,16 @@ def test_a_study_batches_head_runs_and_records_each_as_its_single_run(digits, tm
         single = run(RunSpec.from_dict(row["spec"]), digits).to_dict()
         result = row["result"]
         assert set(result) == set(single) - {"history"}
-        for name in ("n_train", "n_val", "n_test", "n_classes", "size_label", "indices_hash", "epochs_run",
-                     "best_epoch"):  # fmt: skip
+        for name in (
+            "n_train",
+            "n_val",
+            "n_test",
+            "n_classes",
+            "size_label",
+            "indices_hash",
+            "epochs_run",
+            "best_epoch",
+        ):
             assert result[name] == single[name], name
         assert result["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=0.02)
         assert [h["val_loss"] for h in histories[row["run_id"]]] == pytest.approx(
@@ -69,10 +78,22 @@ def test_a_study_batches_head_runs_and_records_each_as_its_single_run(digits, tm
 
 
 def test_grouping_and_failures_stay_per_run_in_a_worker_process(digits):
-    base = {"strategy": "extract", "dataset": "digits", "input_size": 32, "size": 0.5, "val_size": 0.2,
-            "test_per_class": 30, "epochs": 3, "optimizer": "sgd"}  # fmt: skip
-    specs = [RunSpec(**base, head="fc1", lr=1e9), RunSpec(**base, head="fc2", lr=1e-2),
-             RunSpec(**base, head="logreg"), RunSpec(**base, head="fc1", dropout=0.2)]  # fmt: skip
+    base = {
+        "strategy": "extract",
+        "dataset": "digits",
+        "input_size": 32,
+        "size": 0.5,
+        "val_size": 0.2,
+        "test_per_class": 30,
+        "epochs": 3,
+        "optimizer": "sgd",
+    }
+    specs = [
+        RunSpec(**base, head="fc1", lr=1e9),
+        RunSpec(**base, head="fc2", lr=1e-2),
+        RunSpec(**base, head="logreg"),
+        RunSpec(**base, head="fc1", dropout=0.2),
+    ]
     units = group_runs([(str(i), s.resolved().to_dict()) for i, s in enumerate(specs)])
     assert [[rid for rid, _ in unit] for unit in units] == [["0", "1"], ["2"], ["3"]]
     pool = LocalPoolExecutor(1, threads=1)  # a worker process: the batch and its results cross processes

@@ -11,7 +11,11 @@ from transferlab.study.spec import load_study
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXPECTED = {  # name -> runs by strategy
     "quickstart": {"extract": 18, "scratch": 18, "augment": 18},
-    "seed-clothes": {"extract": 3 * 2 * 3 * 4 * 3, "scratch": 12, "augment": 12},  # the 72-config grid x 3 seeds
+    "seed-clothes": {
+        "extract": 3 * 2 * 3 * 4 * 3,
+        "scratch": 12,
+        "augment": 12,
+    },  # the 72-config grid x 3 seeds
     "seed-domains": {"snt": (3 * 10 + 1) * 9 * 3, "extract": 27},
     "seed-domains-cifar10": {"snt": (3 * 10 + 1) * 9 * 3, "extract": 27},
     "seed-yosinski": {"snt": 2 * 2 * 4 * 3 * (1 + 7 + 7)},

@@ -41,17 +41,34 @@ head = "logreg"
 def metrics(directory) -> dict:
     """run_id -> (status, every stored number of its result but the timings, its per-epoch history)."""
     with Store(directory) as store:
-        return {r["run_id"]: (r["status"], {k: v for k, v in r["result"].items() if not k.endswith("_seconds")},
-                              store.history(r["run_id"]))
-                for r in store.runs() if r["result"]}  # fmt: skip
+        return {
+            r["run_id"]: (
+                r["status"],
+                {k: v for k, v in r["result"].items() if not k.endswith("_seconds")},
+                store.history(r["run_id"]),
+            )
+            for r in store.runs()
+            if r["result"]
+        }
 
 
 def study_command(tmp_path) -> list[str]:
     """The CLI command that runs SPEC in tmp_path/s with one thread per run (as the reference)."""
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC)
-    return [sys.executable, "-m", "transferlab.cli", "study", str(spec), "--dir", str(tmp_path / "s"), "--quiet",
-            "--no-report", "--threads", "1"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "transferlab.cli",
+        "study",
+        str(spec),
+        "--dir",
+        str(tmp_path / "s"),
+        "--quiet",
+        "--no-report",
+        "--threads",
+        "1",
+    ]
 
 
 def wait_for_first_run(proc: subprocess.Popen) -> None:
@@ -124,8 +141,15 @@ def test_ray_executor_matches_local(reference, tmp_path):
     (tmp_path / "spec.toml").write_text(SPEC)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        run_study(tmp_path / "spec.toml", tmp_path / "ray", executor="ray", workers=2, threads=1, quiet=True,
-                  report=False)  # fmt: skip
+        run_study(
+            tmp_path / "spec.toml",
+            tmp_path / "ray",
+            executor="ray",
+            workers=2,
+            threads=1,
+            quiet=True,
+            report=False,
+        )
     finally:
         ray.shutdown()
     assert metrics(tmp_path / "ray") == metrics(root / "study")

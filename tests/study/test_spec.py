@@ -58,8 +58,10 @@ def test_identical_runs_are_one_run_and_comments_do_not_change_the_grid():
     with_scratch=st.booleans(),
 )
 def test_grid_size_is_the_product_of_its_axes(sizes, seeds, heads, with_scratch):
-    text = (f'name = "h"\n[base]\ndataset = "digits"\nsize = {sizes}\nseed = {seeds}\n'
-            f'[[runs]]\nstrategy = "extract"\nbackbone = "shallow_cnn"\nhead = {heads!r}\n'.replace("'", '"'))  # fmt: skip
+    text = (
+        f'name = "h"\n[base]\ndataset = "digits"\nsize = {sizes}\nseed = {seeds}\n'
+        f'[[runs]]\nstrategy = "extract"\nbackbone = "shallow_cnn"\nhead = {heads!r}\n'.replace("'", '"')
+    )
     if with_scratch:
         text += '[[runs]]\nstrategy = "scratch"\nbackbone = "shallow_cnn"\n'
     study = parse_study(text)
@@ -72,21 +74,43 @@ def test_grid_size_is_the_product_of_its_axes(sizes, seeds, heads, with_scratch)
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('name = "x"\nrepeat = 3\n', r"line 2 \(top level\): unknown key 'repeat' \(did you mean: repeats\?\)"),
-        ('[base]\ndataset = "digits"\nlearning_rate = 0.1\n', r"line 3 \(\[base\]\): unknown key 'learning_rate'"),
-        ('[base]\ndataset = "digits"\n[[runs]]\nstrategy = "scratch"\n[[runs]]\nstrategy = "extract"\nheads = ["fc1"]\n',
-         r"line 7 \(\[\[runs\]\] #2\): unknown key 'heads' \(did you mean: head, head_init\?\)"),
-        ('[base]\ndataset = "digits"\nstrategy = "scratch"\nepochs = "ten"\n',
-         r"line 4 \(\[base\]\): epochs = 'ten' has the wrong type str; expected int"),
-        ('[base]\ndataset = "digits"\nstrategy = "scratch"\nlr = [0.1, true]\n', r"lr = True has the wrong type bool"),
-        ('[base]\ndataset = "digits"\nstrategy = "scratch"\nlr = -1.0\n', r"lr=-1.0 is invalid; give a number > 0"),
+        (
+            'name = "x"\nrepeat = 3\n',
+            r"line 2 \(top level\): unknown key 'repeat' \(did you mean: repeats\?\)",
+        ),
+        (
+            '[base]\ndataset = "digits"\nlearning_rate = 0.1\n',
+            r"line 3 \(\[base\]\): unknown key 'learning_rate'",
+        ),
+        (
+            '[base]\ndataset = "digits"\n[[runs]]\nstrategy = "scratch"\n[[runs]]\nstrategy = "extract"\nheads = ["fc1"]\n',
+            r"line 7 \(\[\[runs\]\] #2\): unknown key 'heads' \(did you mean: head, head_init\?\)",
+        ),
+        (
+            '[base]\ndataset = "digits"\nstrategy = "scratch"\nepochs = "ten"\n',
+            r"line 4 \(\[base\]\): epochs = 'ten' has the wrong type str; expected int",
+        ),
+        (
+            '[base]\ndataset = "digits"\nstrategy = "scratch"\nlr = [0.1, true]\n',
+            r"lr = True has the wrong type bool",
+        ),
+        (
+            '[base]\ndataset = "digits"\nstrategy = "scratch"\nlr = -1.0\n',
+            r"lr=-1.0 is invalid; give a number > 0",
+        ),
         ('[base]\ndataset = "digits"\nstrategy = "scratch"\nsize = []\n', r"size = \[\] is an empty axis"),
-        ('[base]\ndataset = "digits"\nstrategy = "scratch"\nhead = "svm"\n', r"head 'svm' is not taken by strategy 'scratch'"),
+        (
+            '[base]\ndataset = "digits"\nstrategy = "scratch"\nhead = "svm"\n',
+            r"head 'svm' is not taken by strategy 'scratch'",
+        ),
         ('[base]\ndataset = "digits"\nstrategy = "bogus"\n', r"unknown strategy 'bogus'"),
         ('[base]\ndataset = "digits"\nstrategy = "extract"\nC = [1, 0]\n', r"C=0 is invalid"),
         ("name = 'bad name!'\n", r"name 'bad name!' must be"),
         ("[base\n", r"is not valid TOML"),
-        ('repeats = 2\n[base]\ndataset = "digits"\nstrategy = "scratch"\nseed = [1]\n', r"either repeats or a seed axis"),
+        (
+            'repeats = 2\n[base]\ndataset = "digits"\nstrategy = "scratch"\nseed = [1]\n',
+            r"either repeats or a seed axis",
+        ),
     ],
 )
 def test_spec_errors_name_key_and_line(text, message):
@@ -116,14 +140,81 @@ def test_run_ids_are_stable_across_releases(monkeypatch):
 
 # Ids that release 0.1 gave these specs (computed with its code): studies it stored must resume unchanged.
 RELEASE_0_1_IDS = [
-    ('25b6d3cd1de14e98', {'strategy': 'extract', 'dataset': 'fashion-mnist', 'per_class': 5, 'head': 'logreg', 'seed': 1}),
-    ('efd63e5974953803', {'strategy': 'extract', 'dataset': 'fashion-mnist', 'per_class': 5, 'head': 'svm', 'seed': 1, 'layer': 5}),
-    ('7ec4fc240fa92dc6', {'strategy': 'extract', 'dataset': 'fashion-mnist', 'per_class': 5, 'head': 'fc2', 'seed': 1, 'epochs': 40}),
-    ('7b8c552937203070', {'strategy': 'scratch', 'dataset': 'fashion-mnist', 'per_class': 5, 'seed': 1, 'epochs': 30, 'patience': 5}),
-    ('12dcaa7b495912bf', {'strategy': 'finetune', 'dataset': 'fashion-mnist', 'per_class': 5, 'seed': 1, 'epochs': 30, 'frozen': 6}),
-    ('ba717c79a43de442', {'strategy': 'augment', 'dataset': 'fashion-mnist', 'per_class': 5, 'seed': 1, 'epochs': 30}),
-    ('0744bda955786ba9', {'strategy': 'snt', 'dataset': 'fashion-mnist', 'source': '0,1', 'target': '2,3', 'seed': 1, 'epochs': 30, 'transfer': 2}),
-    ('f0660069b0d15bb2', {'strategy': 'siamese', 'dataset': 'fashion-mnist', 'source': '0,1,2', 'target': '3,4', 'seed': 1, 'epochs': 3}),
+    (
+        "25b6d3cd1de14e98",
+        {"strategy": "extract", "dataset": "fashion-mnist", "per_class": 5, "head": "logreg", "seed": 1},
+    ),
+    (
+        "efd63e5974953803",
+        {
+            "strategy": "extract",
+            "dataset": "fashion-mnist",
+            "per_class": 5,
+            "head": "svm",
+            "seed": 1,
+            "layer": 5,
+        },
+    ),
+    (
+        "7ec4fc240fa92dc6",
+        {
+            "strategy": "extract",
+            "dataset": "fashion-mnist",
+            "per_class": 5,
+            "head": "fc2",
+            "seed": 1,
+            "epochs": 40,
+        },
+    ),
+    (
+        "7b8c552937203070",
+        {
+            "strategy": "scratch",
+            "dataset": "fashion-mnist",
+            "per_class": 5,
+            "seed": 1,
+            "epochs": 30,
+            "patience": 5,
+        },
+    ),
+    (
+        "12dcaa7b495912bf",
+        {
+            "strategy": "finetune",
+            "dataset": "fashion-mnist",
+            "per_class": 5,
+            "seed": 1,
+            "epochs": 30,
+            "frozen": 6,
+        },
+    ),
+    (
+        "ba717c79a43de442",
+        {"strategy": "augment", "dataset": "fashion-mnist", "per_class": 5, "seed": 1, "epochs": 30},
+    ),
+    (
+        "0744bda955786ba9",
+        {
+            "strategy": "snt",
+            "dataset": "fashion-mnist",
+            "source": "0,1",
+            "target": "2,3",
+            "seed": 1,
+            "epochs": 30,
+            "transfer": 2,
+        },
+    ),
+    (
+        "f0660069b0d15bb2",
+        {
+            "strategy": "siamese",
+            "dataset": "fashion-mnist",
+            "source": "0,1,2",
+            "target": "3,4",
+            "seed": 1,
+            "epochs": 3,
+        },
+    ),
 ]
 
 

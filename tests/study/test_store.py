@@ -25,7 +25,9 @@ def test_lifecycle_and_long_table(tmp_path):
         assert store.claim("r1") and store.fail("r1", "NaN loss at epoch 3")
         assert store.counts() == {"pending": 2, "running": 0, "done": 1, "failed": 1}
         rows = {r["run_id"]: r for r in store.table()}
-        assert rows["r0"]["test_accuracy"] == 0.9 and rows["r0"]["seed"] == 0 and rows["r0"]["result_seed"] == 99
+        assert (
+            rows["r0"]["test_accuracy"] == 0.9 and rows["r0"]["seed"] == 0 and rows["r0"]["result_seed"] == 99
+        )
         assert rows["r1"]["error"] == "NaN loss at epoch 3"
         assert [h["epoch"] for h in store.history("r0")] == [1, 2]
         assert [rid for rid, _ in store.claimable()] == ["r2", "r3"]

@@ -21,6 +21,7 @@ import torch
 from transferlab.advise.scores import SCORES, score_all
 from transferlab.advise.similarity import Placement, place, similarity
 from transferlab.advise.sources import Source, SourceSettings, default_candidates, resolve_source
+from transferlab.catalog import get_strategy
 from transferlab.data.imageset import ImageSet
 from transferlab.errors import TransferlabError
 
@@ -63,8 +64,13 @@ class Advice:
     recommendation: dict
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "task": self.task, "rank_by": self.rank_by,
-                "candidates": [c.to_dict() for c in self.candidates], "recommendation": self.recommendation}  # fmt: skip
+        return {
+            "dataset": self.dataset,
+            "task": self.task,
+            "rank_by": self.rank_by,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "recommendation": self.recommendation,
+        }
 
 
 def source_probabilities(backbone, features: np.ndarray) -> np.ndarray:
@@ -80,8 +86,15 @@ def source_probabilities(backbone, features: np.ndarray) -> np.ndarray:
         backbone.train(was_training)
 
 
-def assess(source: Source, data: ImageSet, train_indices: np.ndarray, labels: np.ndarray, per_class: float,
-           settings: SourceSettings, with_similarity: bool = True) -> CandidateAdvice:  # fmt: skip
+def assess(
+    source: Source,
+    data: ImageSet,
+    train_indices: np.ndarray,
+    labels: np.ndarray,
+    per_class: float,
+    settings: SourceSettings,
+    with_similarity: bool = True,
+) -> CandidateAdvice:
     """Scores of one resolved candidate on the target images ``data.images[train_indices]``."""
     from transferlab.features import cached_features
 
@@ -95,8 +108,17 @@ def assess(source: Source, data: ImageSet, train_indices: np.ndarray, labels: np
         reference = cached_features(source.reference, None, source.backbone, size=side, device="cpu")
         sim = similarity(reference, features, seed=settings.seed)
     placement = place(per_class, None if sim is None else sim["domain_accuracy"])
-    return CandidateAdvice(source.name, source.kind, scores, sim, placement, source.reference_note,
-                           int(features.shape[1]), time.perf_counter() - started, source.record)  # fmt: skip
+    return CandidateAdvice(
+        source.name,
+        source.kind,
+        scores,
+        sim,
+        placement,
+        source.reference_note,
+        int(features.shape[1]),
+        time.perf_counter() - started,
+        source.record,
+    )
 
 
 def recommend(candidate: CandidateAdvice, units: list[str], input_size: int | None) -> dict:
@@ -112,32 +134,45 @@ def recommend(candidate: CandidateAdvice, units: list[str], input_size: int | No
     run: dict = {"backbone": candidate.name.split("@")[0]}
     if input_size:
         run["input_size"] = input_size
-    augment = "mirror,noise" if q == 3 else None
+    # Augmentation where the network trains on images (snt, finetune), not on cached features (extract).
+    augment = {"augment": "mirror,noise"} if q == 3 else {}
     if candidate.kind == "random":
         run.update(strategy="augment" if candidate.placement.small else "scratch")
         why = "the best-scoring candidate is random init: nothing to transfer, train from scratch"
     elif candidate.kind == "source":
-        run.update(strategy="snt", transfer=n, frozen=frozen)
+        run.update(strategy="snt", transfer=n, frozen=frozen, **augment)
         why = f"transfer all {n} units of the source model trained on the other classes, freeze the first {frozen}"
     elif q == 4:
         run.update(strategy="extract", head="logreg")
-        why = ("frozen base as a feature extractor + a logistic-regression head: few labels, and features that "
-               "already fit (seed 002, quadrant 4)")  # fmt: skip
+        why = (
+            "frozen base as a feature extractor + a logistic-regression head: few labels, and features that "
+            "already fit (seed 002, quadrant 4)"
+        )
     else:
-        run.update(strategy="finetune", frozen=frozen, head="linear")
+        run.update(strategy="finetune", frozen=frozen, head="linear", **augment)
         trained = ", ".join(units[frozen:]) or "none"
-        why = (f"fine-tune with units 1..{frozen} of {n} frozen (trained: {trained}) + a new linear head "
-               f"(seed 002, quadrant {q})")  # fmt: skip
-    if augment and run["strategy"] in ("finetune", "snt"):
-        run["augment"] = augment
+        why = (
+            f"fine-tune with units 1..{frozen} of {n} frozen (trained: {trained}) + a new linear head "
+            f"(seed 002, quadrant {q})"
+        )
+    if "augment" in run:
         why += "; with augmentation (mirror, noise) against over-fitting on few labels"
     return {"candidate": candidate.name, "quadrant": q, "run": run, "why": why}
 
 
-def advise(dataset: str | ImageSet, *, candidates: list[str] | None = None, target: str | None = None,
-           source: str | None = None, size: float | None = None, per_class: int | None = None,
-           val_size: float | int = 0.1, settings: SourceSettings | None = None, with_similarity: bool = True,
-           progress: bool = False) -> Advice:  # fmt: skip
+def advise(
+    dataset: str | ImageSet,
+    *,
+    candidates: list[str] | None = None,
+    target: str | None = None,
+    source: str | None = None,
+    size: float | None = None,
+    per_class: int | None = None,
+    val_size: float | int = 0.1,
+    settings: SourceSettings | None = None,
+    with_similarity: bool = True,
+    progress: bool = False,
+) -> Advice:
     """Rank ``candidates`` (default: every pretrained backbone present + ``cifar_cnn@random``) for the
     target: ``dataset``'s ``target`` classes (or all), its training subset ``size``/``per_class``
     (default all) drawn with ``settings.seed``."""
@@ -168,14 +203,27 @@ def advise(dataset: str | ImageSet, *, candidates: list[str] | None = None, targ
         )
     ranked = sorted(assessed, key=lambda c: -c.scores[RANK_BY])
     usable = [c for c in ranked if c.kind != "dataset"]
-    recommendation = (recommend(usable[0], units[usable[0].name], settings.side(usable[0].kind)) if usable else
-                      {"candidate": None, "run": None, "why": "every candidate was trained on another dataset; no "
-                       "strategy transfers from another dataset yet (use snt within one dataset)"})  # fmt: skip
+    recommendation = (
+        recommend(usable[0], units[usable[0].name], settings.side(usable[0].kind))
+        if usable
+        else {
+            "candidate": None,
+            "run": None,
+            "why": "every candidate was trained on another dataset; no "
+            "strategy transfers from another dataset yet (use snt within one dataset)",
+        }
+    )
     if recommendation["run"] is not None:  # the same task: the recommended run learns the same classes
         recommendation["run"].update({k: v for k, v in (("target", target), ("source", source)) if v})
-    task_info = {"classes": list(task.class_names), "n_train": len(task.train), "per_class": per_class_count,
-                 "size": task.size_label, "seed": settings.seed, "input_size": settings.input_size,
-                 "trained_input_size": settings.trained_input_size}  # fmt: skip
+    task_info = {
+        "classes": list(task.class_names),
+        "n_train": len(task.train),
+        "per_class": per_class_count,
+        "size": task.size_label,
+        "seed": settings.seed,
+        "input_size": settings.input_size,
+        "trained_input_size": settings.trained_input_size,
+    }
     return Advice(data.name, task_info, RANK_BY, ranked, recommendation)
 
 
@@ -187,10 +235,10 @@ def _candidate_of(spec: dict) -> str | None:
     transfer > 0 -> 'NAME@source'; None for the rest. Training from scratch (scratch, augment, snt base)
     is not mapped to 'NAME@random': that candidate's score rates random *features*, while a scratch run's
     accuracy is what training the whole network learns, so the two would not measure the same thing."""
-    strategy = spec.get("strategy")
-    if strategy in ("extract", "finetune"):
+    strategy = get_strategy(spec.get("strategy"))
+    if strategy.needs_pretrained:
         return spec["backbone"]
-    if strategy == "snt" and spec.get("transfer"):
+    if strategy.transfer_from == "source-model" and strategy.transfers(spec):
         return f"{spec['backbone']}@source"
     return None
 
@@ -249,19 +297,40 @@ def validate(study_dir: str | Path, *, size_label: str | None = None, progress: 
         data = load_dataset(spec0["dataset"])
         table = []
         for name, cell, spec in rows:
-            settings = SourceSettings(input_size=spec.get("input_size"), trained_input_size=spec.get("input_size"), seed=0,
-                                      run_spec=spec if name.endswith("@source") else None)  # fmt: skip
+            settings = SourceSettings(
+                input_size=spec.get("input_size"),
+                trained_input_size=spec.get("input_size"),
+                seed=0,
+                run_spec=spec if name.endswith("@source") else None,
+            )
             target, source = spec.get("target"), spec.get("source")
             if name.endswith("@source") and target is None and source is None:
                 # snt with random halves: the same halves (and direction) the run learned.
                 halves = sides(RunSpec.from_dict(spec), data)
                 target, source = ",".join(map(str, halves.target)), ",".join(map(str, halves.source))
-            advice = advise(data, candidates=[name], target=target, source=source, size=spec.get("size"),
-                            per_class=spec.get("per_class"), val_size=spec.get("val_size", 0.1), settings=settings,
-                            with_similarity=False, progress=progress)  # fmt: skip
+            advice = advise(
+                data,
+                candidates=[name],
+                target=target,
+                source=source,
+                size=spec.get("size"),
+                per_class=spec.get("per_class"),
+                val_size=spec.get("val_size", 0.1),
+                settings=settings,
+                with_similarity=False,
+                progress=progress,
+            )
             scores = advice.candidates[0].scores
-            table.append({"candidate": name, **scores, "accuracy_mean": cell.test.mean, "accuracy_std": cell.test.std,
-                          "n": cell.test.n, "configuration": task.describe(cell.config)})  # fmt: skip
+            table.append(
+                {
+                    "candidate": name,
+                    **scores,
+                    "accuracy_mean": cell.test.mean,
+                    "accuracy_std": cell.test.std,
+                    "n": cell.test.n,
+                    "configuration": task.describe(cell.config),
+                }
+            )
         taus = {}
         for score in SCORES:
             pairs = [(r[score], r["accuracy_mean"]) for r in table if r[score] is not None]

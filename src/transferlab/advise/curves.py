@@ -133,9 +133,16 @@ class CurveFit:
         # No interpolation between order statistics: some draws may be inf (target never reached).
         low, high = (float(np.percentile(draws, q, method="inverted_cdf")) for q in (tail, 100 - tail))
         if math.isinf(estimate):
-            return LabelsNeeded(target, estimate, low, high, math.inf, False,
-                                f"{100 * target:g}% is above the fitted ceiling {100 * self.ceiling:.1f}%: more labels "
-                                "of this kind are not predicted to reach it")  # fmt: skip
+            return LabelsNeeded(
+                target,
+                estimate,
+                low,
+                high,
+                math.inf,
+                False,
+                f"{100 * target:g}% is above the fitted ceiling {100 * self.ceiling:.1f}%: more labels "
+                "of this kind are not predicted to reach it",
+            )
         if estimate > self.n_max:
             extrapolation = estimate / self.n_max
         elif estimate < self.n_min:
@@ -146,15 +153,23 @@ class CurveFit:
         interval = f"95% interval {low:,.0f}-{'not reached' if math.isinf(high) else f'{high:,.0f}'}"
         message = f"about {estimate:,.0f} labels per class for {100 * target:g}% ({interval})"
         if extrapolation > EXTRAPOLATION_LIMIT:
-            message += (f"; UNRELIABLE: {extrapolation:.1f}x beyond the measured {self.n_min:g}-{self.n_max:g} per "
-                        f"class (trusted up to {EXTRAPOLATION_LIMIT:g}x)")  # fmt: skip
+            message += (
+                f"; UNRELIABLE: {extrapolation:.1f}x beyond the measured {self.n_min:g}-{self.n_max:g} per "
+                f"class (trusted up to {EXTRAPOLATION_LIMIT:g}x)"
+            )
         elif math.isinf(high):
             message += "; UNRELIABLE: some bootstrap refits never reach it"
         return LabelsNeeded(target, estimate, low, high, extrapolation, reliable, message)
 
 
-def fit_curve(per_class: np.ndarray, accuracy: np.ndarray, chance: float = 0.0, *, bootstrap: int = BOOTSTRAP,
-              seed: int = 0) -> CurveFit:  # fmt: skip
+def fit_curve(
+    per_class: np.ndarray,
+    accuracy: np.ndarray,
+    chance: float = 0.0,
+    *,
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+) -> CurveFit:
     """Fit accuracy (fractions, one per run) against labelled images per class (one per run). Needs at
     least 3 distinct sizes (the model has 3 parameters)."""
     n, acc = np.asarray(per_class, dtype=float), np.asarray(accuracy, dtype=float)
@@ -164,8 +179,10 @@ def fit_curve(per_class: np.ndarray, accuracy: np.ndarray, chance: float = 0.0, 
         )
     sizes = np.unique(n)
     if len(sizes) < 3:
-        raise TransferlabError(f"a learning curve has 3 parameters, so it needs runs at >= 3 training sizes; got "
-                               f"{len(sizes)} ({', '.join(f'{s:g}' for s in sizes)} per class)")  # fmt: skip
+        raise TransferlabError(
+            f"a learning curve has 3 parameters, so it needs runs at >= 3 training sizes; got "
+            f"{len(sizes)} ({', '.join(f'{s:g}' for s in sizes)} per class)"
+        )
     params = _fit(n, acc, chance)
     if params is None:
         raise TransferlabError("the learning-curve fit did not converge on these points")
@@ -178,5 +195,12 @@ def fit_curve(per_class: np.ndarray, accuracy: np.ndarray, chance: float = 0.0, 
         if refit is not None:
             refits.append(refit)
     residual = acc - _curve(n, *params)
-    return CurveFit(tuple(float(p) for p in params), np.array(refits).reshape(-1, 3), float(sizes.min()),
-                    float(sizes.max()), len(n), len(sizes), float(np.sqrt(np.mean(residual**2))))  # fmt: skip
+    return CurveFit(
+        tuple(float(p) for p in params),
+        np.array(refits).reshape(-1, 3),
+        float(sizes.min()),
+        float(sizes.max()),
+        len(n),
+        len(sizes),
+        float(np.sqrt(np.mean(residual**2))),
+    )

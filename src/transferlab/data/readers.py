@@ -87,26 +87,36 @@ def _find_one(directory: Path, patterns: Sequence[str], what: str) -> Path:
     raise TransferlabError(f"no {what} file in {directory} (looked for {', '.join(patterns)})")
 
 
-def load_idx_dir(directory: str | os.PathLike, name: str = "idx", class_names: Sequence[str] | None = None) -> ImageSet:
+def load_idx_dir(
+    directory: str | os.PathLike, name: str = "idx", class_names: Sequence[str] | None = None
+) -> ImageSet:
     """MNIST-family folder: train-/t10k- images (idx3) and labels (idx1), gzipped or raw."""
     directory = Path(directory)
     if not directory.is_dir():
         raise TransferlabError(f"idx dataset folder {directory} does not exist")
     parts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        img = read_idx(_find_one(directory, [f"{prefix}-images*idx3*", f"{prefix}*images*"], f"{prefix} images"))
-        lab = read_idx(_find_one(directory, [f"{prefix}-labels*idx1*", f"{prefix}*labels*"], f"{prefix} labels"))
+        img = read_idx(
+            _find_one(directory, [f"{prefix}-images*idx3*", f"{prefix}*images*"], f"{prefix} images")
+        )
+        lab = read_idx(
+            _find_one(directory, [f"{prefix}-labels*idx1*", f"{prefix}*labels*"], f"{prefix} labels")
+        )
         if img.ndim != 3 or lab.ndim != 1 or len(img) != len(lab):
             raise TransferlabError(
                 f"{directory}: {prefix} images {img.shape} and labels {lab.shape} do not pair up (N,H,W) with (N,)"
             )
         # Pixels are bytes everywhere else; casting floats in [0, 1] would silently make every image black.
         if img.dtype != np.uint8:
-            raise TransferlabError(f"{directory}: {prefix} images hold {img.dtype.name} values; transferlab reads "
-                                   "IDX images of unsigned bytes (type 0x08, pixels 0..255) only")  # fmt: skip
+            raise TransferlabError(
+                f"{directory}: {prefix} images hold {img.dtype.name} values; transferlab reads "
+                "IDX images of unsigned bytes (type 0x08, pixels 0..255) only"
+            )
         if not np.issubdtype(lab.dtype, np.integer):
-            raise TransferlabError(f"{directory}: {prefix} labels hold {lab.dtype.name} values; give integer "
-                                   "class indices (IDX type 0x08, 0x09, 0x0B or 0x0C)")  # fmt: skip
+            raise TransferlabError(
+                f"{directory}: {prefix} labels hold {lab.dtype.name} values; give integer "
+                "class indices (IDX type 0x08, 0x09, 0x0B or 0x0C)"
+            )
         parts[split] = (img, lab.astype(np.int64))
     labels = np.concatenate([parts["train"][1], parts["test"][1]])
     if not len(labels):
@@ -150,9 +160,13 @@ def _unpickle(path: Path) -> dict:
     except pickle.UnpicklingError as exc:
         if "refusing" in str(exc):
             raise TransferlabError(f"{path}: {exc}; is this really a CIFAR file?") from None
-        raise TransferlabError(f"cannot read CIFAR pickle {path}: {exc} (corrupt or truncated file?)") from None
+        raise TransferlabError(
+            f"cannot read CIFAR pickle {path}: {exc} (corrupt or truncated file?)"
+        ) from None
     except Exception as exc:  # any other failure of an untrusted pickle is the file's fault too
-        raise TransferlabError(f"cannot read CIFAR pickle {path}: {exc} (corrupt or truncated file?)") from None
+        raise TransferlabError(
+            f"cannot read CIFAR pickle {path}: {exc} (corrupt or truncated file?)"
+        ) from None
     if not isinstance(obj, dict):
         raise TransferlabError(f"{path}: expected a dict in a CIFAR pickle, found {type(obj).__name__}")
     return {_text(k, path) if isinstance(k, bytes) else k: v for k, v in obj.items()}
@@ -172,7 +186,9 @@ def _cifar_part(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(d["data"], dtype=np.uint8)
     labels = np.asarray(d[label_key], dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-        raise TransferlabError(f"{path}: expected data (N, 3072) and N labels, got {data.shape} and {labels.shape}")
+        raise TransferlabError(
+            f"{path}: expected data (N, 3072) and N labels, got {data.shape} and {labels.shape}"
+        )
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
@@ -181,7 +197,9 @@ def _names(meta: dict, key: str, path: Path) -> list[str]:
         raise TransferlabError(f"{path}: meta file lacks '{key}' (keys: {sorted(meta)})")
     names = meta[key]
     if not isinstance(names, (list, tuple, np.ndarray)) or np.ndim(names) != 1:
-        raise TransferlabError(f"{path}: '{key}' is a {type(names).__name__}, not a list of class names; corrupt file?")
+        raise TransferlabError(
+            f"{path}: '{key}' is a {type(names).__name__}, not a list of class names; corrupt file?"
+        )
     return [_text(n, path) if isinstance(n, bytes) else str(n) for n in names]
 
 
@@ -216,7 +234,9 @@ def load_cifar(directory: str | os.PathLike, variant: int = 10, labels: str = "f
     label_arr = np.concatenate([t[1] for t in train] + [test[1]])
     n_train = sum(len(t[1]) for t in train)
     split = np.array(["train"] * n_train + ["test"] * len(test[1]))
-    return ImageSet(np.ascontiguousarray(images), label_arr, names, split, name=f"cifar{variant}", source=str(directory))
+    return ImageSet(
+        np.ascontiguousarray(images), label_arr, names, split, name=f"cifar{variant}", source=str(directory)
+    )
 
 
 # ------------------------------------------------------------------------------------ image files
@@ -247,7 +267,9 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
             "decompression bomb? Remove it, or shrink it first"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise TransferlabError(f"cannot decode image {path}: {exc} (corrupt, truncated or not an image)") from None
+        raise TransferlabError(
+            f"cannot decode image {path}: {exc} (corrupt, truncated or not an image)"
+        ) from None
 
 
 def decode_files(paths: Sequence[Path]) -> list[tuple[np.ndarray, bool]]:
@@ -372,7 +394,9 @@ def load_folder(root: str | os.PathLike, size: int | None = None) -> ImageSet:
             labels += [label] * len(files)
             split += [part] * len(files)
     images = decode_images(paths, size, what=str(root))
-    return ImageSet(images, np.array(labels), class_names, np.array(split), name=f"folder:{root.name}", source=str(root))
+    return ImageSet(
+        images, np.array(labels), class_names, np.array(split), name=f"folder:{root.name}", source=str(root)
+    )
 
 
 def _plain_name(name: str) -> bool:
@@ -435,8 +459,10 @@ def load_tiny_imagenet(directory: str | os.PathLike) -> ImageSet:
             if fields[1] not in index:
                 raise TransferlabError(f"{ann} line {n}: class {fields[1]!r} is not in wnids.txt")
             if not _plain_name(fields[0]):
-                raise TransferlabError(f"{ann} line {n}: image {fields[0]!r} is not a plain file name in val/images "
-                                       "(no folders, '..' or absolute paths)")  # fmt: skip
+                raise TransferlabError(
+                    f"{ann} line {n}: image {fields[0]!r} is not a plain file name in val/images "
+                    "(no folders, '..' or absolute paths)"
+                )
             paths.append(_inside(root / "val" / "images" / fields[0], root, "image"))
             labels.append(index[fields[1]])
             split.append("test")
@@ -457,10 +483,14 @@ def load_npz(path: str | os.PathLike) -> ImageSet:
     except Exception as exc:
         raise TransferlabError(f"cannot read npz file {path}: {exc} (corrupt or truncated?)") from None
     if "x" not in arrays or "y" not in arrays:
-        raise TransferlabError(f"{path} must hold arrays 'x' (images) and 'y' (labels); it holds {sorted(arrays)}")
+        raise TransferlabError(
+            f"{path} must hold arrays 'x' (images) and 'y' (labels); it holds {sorted(arrays)}"
+        )
     x, y = arrays["x"], arrays["y"]
     if x.dtype != np.uint8:
-        raise TransferlabError(f"{path}: x must be uint8 pixels 0..255, got {x.dtype} (scale and cast it first)")
+        raise TransferlabError(
+            f"{path}: x must be uint8 pixels 0..255, got {x.dtype} (scale and cast it first)"
+        )
     if x.ndim == 3:
         x = x[..., None]
     if not np.issubdtype(y.dtype, np.integer):
@@ -474,4 +504,3 @@ def load_npz(path: str | os.PathLike) -> ImageSet:
     )
     split = arrays["split"].astype(str) if "split" in arrays else np.array(["train"] * len(y))
     return ImageSet(x, y, names, split, name=f"npz:{path.stem}", source=str(path))
-

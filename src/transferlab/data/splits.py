@@ -81,7 +81,9 @@ def _class_aliases(name: str) -> set[str]:
     return {low, *(part.strip() for part in low.split("/"))}
 
 
-def resolve_classes(image_set: ImageSet, spec: str | Sequence[str | int], what: str = "class list") -> list[int]:
+def resolve_classes(
+    image_set: ImageSet, spec: str | Sequence[str | int], what: str = "class list"
+) -> list[int]:
     """Class indices from names or indices: ``"sandal,bag"``, ``"5,8"``, ``["Sandal", 8]``. Order kept."""
     items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     out: list[int] = []
@@ -94,7 +96,11 @@ def resolve_classes(image_set: ImageSet, spec: str | Sequence[str | int], what: 
                     f"valid: 0..{image_set.num_classes - 1}"
                 )
         else:
-            matches = [i for i, n in enumerate(image_set.class_names) if str(item).strip().lower() in _class_aliases(n)]
+            matches = [
+                i
+                for i, n in enumerate(image_set.class_names)
+                if str(item).strip().lower() in _class_aliases(n)
+            ]
             if len(matches) != 1:
                 problem = "is unknown" if not matches else "is ambiguous"
                 raise TransferlabError(
@@ -149,7 +155,9 @@ def class_split(
         overlap = sorted(set(src) & set(tgt))
         if overlap:
             names = ", ".join(image_set.class_names[c] for c in overlap)
-            raise TransferlabError(f"source and target classes overlap ({names}); the two sides must be disjoint")
+            raise TransferlabError(
+                f"source and target classes overlap ({names}); the two sides must be disjoint"
+            )
     for side, classes in (("source", src), ("target", tgt)):
         if len(classes) < 2:
             raise TransferlabError(
@@ -192,7 +200,9 @@ class TaskSplit:
     def counts(self, image_set: ImageSet) -> dict[str, list[int]]:
         """Images per (re-indexed) class in each part."""
         k = len(self.classes)
-        return {p: np.bincount(self.labels(image_set, p), minlength=k).tolist() for p in ("train", "val", "test")}
+        return {
+            p: np.bincount(self.labels(image_set, p), minlength=k).tolist() for p in ("train", "val", "test")
+        }
 
     def indices_hash(self) -> str:
         """sha256 of the classes and the three index sets: two runs saw the same images iff equal."""
@@ -201,8 +211,11 @@ class TaskSplit:
     def indices_record(self) -> dict:
         """The classes and the three index sets, compact (:func:`encode_indices`), for a RunResult:
         :func:`indices_from_record` reads them back and :func:`record_indices_hash` re-hashes them."""
-        return {"encoding": INDICES_ENCODING, "classes": [int(c) for c in self.classes],
-                **{part: encode_indices(self._part(part)) for part in ("train", "val", "test")}}  # fmt: skip
+        return {
+            "encoding": INDICES_ENCODING,
+            "classes": [int(c) for c in self.classes],
+            **{part: encode_indices(self._part(part)) for part in ("train", "val", "test")},
+        }
 
     @property
     def size_label(self) -> str:
@@ -211,16 +224,29 @@ class TaskSplit:
     def to_dict(self) -> dict:
         """JSON-ready, exact (saved with results so the images used can be recovered)."""
         return {
-            "classes": list(self.classes), "class_names": list(self.class_names), "pool": self.pool,
-            "seed": self.seed, "size": self.size, "per_class": self.per_class,
-            "train": self.train.tolist(), "val": self.val.tolist(), "test": self.test.tolist(),
-        }  # fmt: skip
+            "classes": list(self.classes),
+            "class_names": list(self.class_names),
+            "pool": self.pool,
+            "seed": self.seed,
+            "size": self.size,
+            "per_class": self.per_class,
+            "train": self.train.tolist(),
+            "val": self.val.tolist(),
+            "test": self.test.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> TaskSplit:
         arrays = {p: np.asarray(d[p], dtype=np.int64) for p in ("train", "val", "test")}
-        return cls(tuple(d["classes"]), tuple(d["class_names"]), pool=d["pool"], seed=d["seed"],
-                   size=d["size"], per_class=d["per_class"], **arrays)  # fmt: skip
+        return cls(
+            tuple(d["classes"]),
+            tuple(d["class_names"]),
+            pool=d["pool"],
+            seed=d["seed"],
+            size=d["size"],
+            per_class=d["per_class"],
+            **arrays,
+        )
 
 
 def _class_order(indices: np.ndarray, seed: int, class_id: int, salt: int) -> np.ndarray:
@@ -243,8 +269,9 @@ def _check_holdout(name: str, value: float | int) -> None:
         )
 
 
-def subset_counts(pool_counts: dict[int, int], size: float | None, per_class: int | None,
-                  class_names: Sequence[str]) -> dict[int, int]:  # fmt: skip
+def subset_counts(
+    pool_counts: dict[int, int], size: float | None, per_class: int | None, class_names: Sequence[str]
+) -> dict[int, int]:
     """Images per class for a training subset: ``size`` = fraction of each class's pool (stratified),
     or ``per_class`` = the same count for every class. Errors say how to fix an impossible request."""
     if (size is None) == (per_class is None):
@@ -261,7 +288,9 @@ def subset_counts(pool_counts: dict[int, int], size: float | None, per_class: in
             )
         return {c: int(per_class) for c in pool_counts}
     if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size <= 1:
-        raise TransferlabError(f"size={size!r} is invalid; give a fraction in (0, 1] (e.g. 0.01 for 1%) or use per_class")
+        raise TransferlabError(
+            f"size={size!r} is invalid; give a fraction in (0, 1] (e.g. 0.01 for 1%) or use per_class"
+        )
     counts = {c: math.floor(size * n + 0.5) for c, n in pool_counts.items()}
     if min(counts.values()) < 1:
         c = min(pool_counts, key=pool_counts.get)
@@ -322,7 +351,9 @@ def make_task(
             )
         val_parts[c], pools[c], test_parts[c] = order[:n_val], order[n_val:], test_c
         if len(test_c) == 0:
-            raise TransferlabError(f"class {image_set.class_names[c]!r} has no test images in {image_set.name}")
+            raise TransferlabError(
+                f"class {image_set.class_names[c]!r} has no test images in {image_set.name}"
+            )
     counts = subset_counts({c: len(p) for c, p in pools.items()}, size, per_class, image_set.class_names)
     for c in classes:
         train_parts[c] = pools[c][: counts[c]]
@@ -333,6 +364,11 @@ def make_task(
     return TaskSplit(
         classes=tuple(classes),
         class_names=tuple(image_set.class_names[c] for c in classes),
-        train=cat(train_parts), val=cat(val_parts), test=cat(test_parts),
-        pool=sum(len(p) for p in pools.values()), seed=seed, size=size, per_class=per_class,
-    )  # fmt: skip
+        train=cat(train_parts),
+        val=cat(val_parts),
+        test=cat(test_parts),
+        pool=sum(len(p) for p in pools.values()),
+        seed=seed,
+        size=size,
+        per_class=per_class,
+    )

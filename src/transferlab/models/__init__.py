@@ -7,4 +7,11 @@ from transferlab.models import efficientnet, small_cnns, torchvision_models  # n
 from transferlab.models.backbone import Backbone, WeightSpec
 from transferlab.models.registry import create_backbone, get_backbone_entry, list_backbones, register_backbone
 
-__all__ = ["Backbone", "WeightSpec", "create_backbone", "get_backbone_entry", "list_backbones", "register_backbone"]
+__all__ = [
+    "Backbone",
+    "WeightSpec",
+    "create_backbone",
+    "get_backbone_entry",
+    "list_backbones",
+    "register_backbone",
+]

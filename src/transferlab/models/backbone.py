@@ -8,7 +8,11 @@ Calling it gives logits; ``forward_features(x, layer=k)`` gives the globally poo
 Why units and not arbitrary module names: every strategy (fine-tune the top, freeze the first n, extract
 features from depth k) is then the same code for every architecture, and "k" means what the study meant.
 
-Interface changes (newest first): none since the first version.
+Interface changes (newest first): ``run_units(x, stop, start)`` runs a range of units (strategies/prefix.py
+trains above a frozen prefix with it); ``resolve_layer(layer)`` reads a unit as a 1-based index, a digit
+string ('5' from TOML or the CLI) or a name; ``transform(size)`` and ``preprocess(images, size=)`` take an
+input side in pixels (``input_size``, including 'auto'); ``forward_features(x, layer, pool)`` pools by
+avg or flatten; ``freeze(k, bn=)`` chooses whether frozen BatchNorm stays in eval mode.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from transferlab.data.transforms import ImageTransform
 from transferlab.errors import TransferlabError
+from transferlab.settings import POOLS
 
 BN_MODES = ("eval", "train")
-POOLS = ("avg", "flatten")
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,12 @@ class WeightSpec:
 
 
 def global_pool(x: torch.Tensor, pool: str = "avg") -> torch.Tensor:
-    """(N, C, H, W) -> (N, C) by spatial mean ("avg") or (N, C*H*W) ("flatten"); (N, D) passes through."""
+    """(N, C, H, W) -> (N, C) by spatial mean ("avg") or (N, C*H*W) ("flatten"); (N, D) passes through;
+    a transformer's tokens (N, L, D) -> (N, D) by the mean over tokens ("avg") or (N, L*D)."""
     if x.ndim == 2:
         return x
+    if x.ndim == 3:
+        return x.mean(dim=1) if pool == "avg" else x.flatten(1)
     if pool == "avg":
         return x.mean(dim=(2, 3))
     return x.flatten(1)
@@ -145,7 +152,9 @@ class Backbone(nn.Module):
         """1-based unit index for ``layer`` (index, digit string, unit name, or None = the last unit)."""
         return unit_index(list(self.units), layer, self.name)
 
-    def forward_features(self, x: torch.Tensor, layer: int | str | None = None, pool: str = "avg") -> torch.Tensor:
+    def forward_features(
+        self, x: torch.Tensor, layer: int | str | None = None, pool: str = "avg"
+    ) -> torch.Tensor:
         """float (N, 3, H, W) -> float (N, D): output of unit ``layer`` (1-based index or name; default the
         last unit), globally average pooled ("avg") or flattened ("flatten": the VGG16 study's 2x2x512 =
         2,048 features at 64 px) when it is a feature map."""
@@ -224,7 +233,10 @@ class Backbone(nn.Module):
         return self.spec.transform if size is None else self.spec.transform.with_size(size)
 
     def preprocess(
-        self, images: np.ndarray | torch.Tensor, size: int | None = None, device: torch.device | str | None = None
+        self,
+        images: np.ndarray | torch.Tensor,
+        size: int | None = None,
+        device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """uint8 (N, H, W, C), C in {1, 3} -> float32 (N, 3, S, S) normalised with the weights' mean/std;
         S = the weights' input size, or ``size`` (e.g. 64 for the VGG16 study's inputs)."""

@@ -44,8 +44,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ from torch import nn
 from transferlab.errors import TransferlabError
 from transferlab.models.heads import GlobalAveragePool, _TorchHead
 from transferlab.parallel import Stopped, run_jobs, worker_count
-from transferlab.train import Budget, TrainConfig, TrainingFailed, resolve_budget, seeded
+from transferlab.train import Budget, Checks, TrainConfig, TrainingFailed, diverged, resolve_budget, seeded
 
 EVAL_ROWS = 512  # validation rows per forward chunk (bounds the (C, rows, D) batched input)
 ACTIVATION_TYPES = (nn.Sigmoid, nn.ELU, nn.ReLU)
@@ -71,14 +71,18 @@ class _Config:
     module: nn.Module
     linears: list[nn.Linear]
     activation: nn.Module | None  # hidden activation (None for a linear head)
-    history: list[dict] = field(default_factory=list)
+    checks: Checks | None = None  # its validation checks: history, early stopping, best weights
     active: bool = True
-    best_loss: float = math.inf
-    since_best: int = 0
-    best: tuple[int, list[torch.Tensor]] | None = None  # (epoch, weights) of the best validation loss
     final: tuple[int, list[torch.Tensor]] | None = None  # (epoch, weights) the head ends with
     failure: BaseException | None = None
     n_train: int = 0
+
+    def __post_init__(self) -> None:
+        self.checks = Checks(self.config.patience, self.config.lr)
+
+    @property
+    def history(self) -> list[dict]:
+        return self.checks.history
 
 
 def _stack_layers(module: nn.Module) -> tuple[list[nn.Linear], nn.Module | None] | None:
@@ -117,8 +121,10 @@ class _Stack:
         self.activation = self.configs[0].activation
         with torch.no_grad():
             first = [c.linears[0] for c in self.configs]
-            self.params: list[torch.Tensor] = [torch.cat([layer.weight for layer in first]).contiguous(),
-                                               torch.cat([layer.bias for layer in first]).contiguous()]  # fmt: skip
+            self.params: list[torch.Tensor] = [
+                torch.cat([layer.weight for layer in first]).contiguous(),
+                torch.cat([layer.bias for layer in first]).contiguous(),
+            ]
             for depth in range(1, self.depth):
                 layers = [c.linears[depth] for c in self.configs]
                 self.params.append(torch.stack([layer.weight.t() for layer in layers]).contiguous())
@@ -138,7 +144,9 @@ class _Stack:
             .transpose(0, 1)
         )
         for depth in range(1, self.depth):
-            z = torch.baddbmm(self.params[2 * depth + 1].unsqueeze(1), self.activation(z), self.params[2 * depth])
+            z = torch.baddbmm(
+                self.params[2 * depth + 1].unsqueeze(1), self.activation(z), self.params[2 * depth]
+            )
         return z
 
     def weights_of(self, k: int) -> list[torch.Tensor]:
@@ -158,15 +166,24 @@ class _Optimizer:
 
     def __init__(self, stack: _Stack, kind: str) -> None:
         groups: dict[tuple, list[nn.Parameter]] = {}
-        self.aliases: list[tuple[nn.Parameter, torch.Tensor, tuple, int]] = []  # (alias, stack tensor, view, k)
+        self.aliases: list[
+            tuple[nn.Parameter, torch.Tensor, tuple, int]
+        ] = []  # (alias, stack tensor, view, k)
         for k, c in enumerate(stack.configs):
             key = (c.config.lr, c.config.weight_decay, c.config.momentum)
             for p, shape in zip(stack.params, stack.per_config, strict=True):
                 alias = nn.Parameter(p.data.view(shape)[k])  # p's storage: updating it updates the stack
                 groups.setdefault(key, []).append(alias)
                 self.aliases.append((alias, p, shape, k))
-        settings = [{"params": params, "lr": lr, "weight_decay": decay, **({"momentum": momentum} if kind == "sgd" else {})}
-                    for (lr, decay, momentum), params in groups.items()]  # fmt: skip
+        settings = [
+            {
+                "params": params,
+                "lr": lr,
+                "weight_decay": decay,
+                **({"momentum": momentum} if kind == "sgd" else {}),
+            }
+            for (lr, decay, momentum), params in groups.items()
+        ]
         if kind == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(settings)
         else:
@@ -183,18 +200,36 @@ class _Optimizer:
             stacked.grad = None
 
 
+class _Memo:
+    """A function's value, computed on the first call only."""
+
+    def __init__(self, function: Callable[[], object]) -> None:
+        self.function, self.done, self.value = function, False, None
+
+    def __call__(self):
+        if not self.done:
+            self.value, self.done = self.function(), True
+        return self.value
+
+
 def _record_failure(config: _Config, reason: str, history: list[dict]) -> None:
     config.failure, config.active = TrainingFailed(reason, history), False
 
 
-def _finish(config: _Config, epoch: int, weights: list[torch.Tensor]) -> None:
-    """Stop ``config`` after ``epoch``: it keeps its best epoch's weights (patience) or these."""
+def _finish(config: _Config, epoch: int, weights: Callable[[], list[torch.Tensor]]) -> None:
+    """Stop ``config`` after ``epoch``: it keeps its best epoch's weights (patience) or ``weights()``."""
     config.active = False
-    config.final = config.best if config.best is not None else (epoch, weights)
+    config.final = config.checks.best if config.checks.best is not None else (epoch, weights())
 
 
-def _train_stack(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor | None,
-                 y_val: torch.Tensor | None, stop: threading.Event) -> float:  # fmt: skip
+def _train_stack(
+    configs: list[_Config],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_val: torch.Tensor | None,
+    y_val: torch.Tensor | None,
+    stop: threading.Event,
+) -> float:
     """Train ``configs`` (same layer widths and activation, batch order, batch size and optimizer)
     together as one stack; returns seconds. ``stop`` set: raise ``Stopped`` at the next step."""
     started = time.perf_counter()
@@ -221,8 +256,13 @@ def _train_stack(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val
             batch = order[start : start + batch_size]
             xb, yb = x[batch], y[batch]
             logits = stack.forward(xb)  # (C, B, K)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), yb.repeat(stack.size),
-                                               reduction="none").view(stack.size, -1).mean(1)  # fmt: skip
+            loss = (
+                nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[2]), yb.repeat(stack.size), reduction="none"
+                )
+                .view(stack.size, -1)
+                .mean(1)
+            )
             losses = loss.detach()
             loss_sum += losses.double() * len(batch)
             correct += (logits.detach().argmax(2) == yb).sum(1)
@@ -231,9 +271,8 @@ def _train_stack(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val
                 for k, c in enumerate(stack.configs):
                     value = losses[k].item()
                     if c.active and not math.isfinite(value):
-                        _record_failure(c, f"loss became {value} at epoch {epoch}, step {step + 1} (lr="
-                                           f"{c.config.lr:g}, optimizer={c.config.optimizer}); training diverged: "
-                                           "try a smaller learning rate", list(c.history))  # fmt: skip
+                        reason = diverged(value, epoch, step + 1, c.config.lr, c.config.optimizer)
+                        _record_failure(c, reason, list(c.history))
             if not any(c.active for c in configs):
                 break
             loss.sum().backward()
@@ -248,30 +287,21 @@ def _train_stack(configs: list[_Config], x: torch.Tensor, y: torch.Tensor, x_val
         seconds = (time.perf_counter() - since) / len(configs)  # each configuration's share
         for k in checking:
             c = stack.configs[k]
-            record = {"epoch": epoch, "train_loss": float(loss_sum[k]) / seen, "train_accuracy": int(correct[k]) / seen,
-                      "val_loss": None, "val_accuracy": None}  # fmt: skip
-            if val is not None:
-                val_loss, val_accuracy = val[0][k], val[1][k]
-                record.update(val_loss=val_loss, val_accuracy=val_accuracy)
-                if not math.isfinite(val_loss):
-                    _record_failure(c, f"validation loss became {val_loss} at epoch {epoch} (lr={c.config.lr:g}); "
-                                       "training diverged: try a smaller learning rate", c.history + [record])  # fmt: skip
-                    continue
-            record["seconds"] = seconds
-            c.history.append(record)
-            weights = None
-            if c.config.patience is not None:
-                if record["val_loss"] < c.best_loss:
-                    c.best_loss, c.since_best = record["val_loss"], 0
-                    weights = stack.weights_of(k)
-                    c.best = (epoch, weights)
-                else:
-                    c.since_best += 1
-                    if c.since_best >= c.config.patience:
-                        _finish(c, epoch, [])
-                        continue
-            if epoch == c.budget.epochs:
-                _finish(c, epoch, weights or stack.weights_of(k))
+            try:
+                c.checks.record(
+                    epoch,
+                    float(loss_sum[k]),
+                    int(correct[k]),
+                    seen,
+                    None if val is None else (val[0][k], val[1][k]),
+                    seconds,
+                )
+            except TrainingFailed as failure:  # this configuration only; the others go on
+                c.failure, c.active = failure, False
+                continue
+            weights = _Memo(lambda k=k: stack.weights_of(k))  # copied at most once per check
+            if c.checks.stop(weights) or epoch == c.budget.epochs:
+                _finish(c, epoch, weights)
         # Every configuration of a pass checks at the same epochs (see _timeline), so the running sums restart.
         loss_sum.zero_()
         correct.zero_()
@@ -289,8 +319,9 @@ def _evaluate(stack: _Stack, x: torch.Tensor, y: torch.Tensor) -> tuple[list[flo
     for start in range(0, len(y), EVAL_ROWS):
         xb, yb = x[start : start + EVAL_ROWS], y[start : start + EVAL_ROWS]
         logits = stack.forward(xb)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), yb.repeat(stack.size),
-                                           reduction="none").view(stack.size, -1)  # fmt: skip
+        loss = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[2]), yb.repeat(stack.size), reduction="none"
+        ).view(stack.size, -1)
         loss_sum += loss.double().sum(1)
         correct += (logits.argmax(2) == yb).sum(1)
     n = max(len(y), 1)
@@ -309,8 +340,14 @@ def _load_weights(config: _Config) -> None:
     head.budget_ = config.budget.record(config.history[-1]["epoch"] if config.history else 0, config.n_train)
 
 
-def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_sets: Sequence[tuple | None], *,
-              min_pass: int = 2, workers: int | None = None) -> list[BaseException | None]:  # fmt: skip
+def fit_heads(
+    heads: Sequence[_TorchHead],
+    train_sets: Sequence[tuple],
+    eval_sets: Sequence[tuple | None],
+    *,
+    min_pass: int = 2,
+    workers: int | None = None,
+) -> list[BaseException | None]:
     """Fit every head as ``heads[i].fit(*train_sets[i], eval_set=eval_sets[i])`` would, batching those
     that can share a pass. train_sets[i] = (X (N, D) float features, y (N,) labels); eval_sets[i] =
     (X_val, y_val) or None. Heads given the *same* X and y objects, seed, batch size and optimizer share
@@ -323,8 +360,10 @@ def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_set
     heads uses the single path (``head.fit``). Stacks and single fits are independent jobs, run on
     ``workers`` single-threaded workers (None: one per torch thread; see :mod:`transferlab.parallel`)."""
     if not len(heads) == len(train_sets) == len(eval_sets):
-        raise TransferlabError(f"fit_heads needs one train set and one eval set per head, got {len(heads)} heads, "
-                               f"{len(train_sets)} train sets and {len(eval_sets)} eval sets")  # fmt: skip
+        raise TransferlabError(
+            f"fit_heads needs one train set and one eval set per head, got {len(heads)} heads, "
+            f"{len(train_sets)} train sets and {len(eval_sets)} eval sets"
+        )
     errors: list[BaseException | None] = [None] * len(heads)
     tensors: dict[int, torch.Tensor] = {}  # id(array) -> its torch view, so shared arrays stay shared
 
@@ -361,9 +400,19 @@ def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_set
             if eval_set is not None:
                 x_val = tensor(eval_set[0], head._inputs)
                 y_val = torch.from_numpy(head._encode(eval_set[1]))
-            key = (id(X), id(y), id(eval_set[0]) if eval_set is not None else None, head.seed, config.batch_size,
-                   config.optimizer, len(head.classes_), _timeline(budget))  # fmt: skip
-            passes.setdefault(key, []).append(_Config(i, head, config, budget, module, *layers, n_train=len(y_index)))
+            key = (
+                id(X),
+                id(y),
+                id(eval_set[0]) if eval_set is not None else None,
+                head.seed,
+                config.batch_size,
+                config.optimizer,
+                len(head.classes_),
+                _timeline(budget),
+            )
+            passes.setdefault(key, []).append(
+                _Config(i, head, config, budget, module, *layers, n_train=len(y_index))
+            )
             data.setdefault(key, (x_train, y_train, x_val, y_val))
             head.n_features_in_ = int(np.prod(flat.shape[1:]))
         except _NotBatchable:
@@ -383,8 +432,10 @@ def fit_heads(heads: Sequence[_TorchHead], train_sets: Sequence[tuple], eval_set
             shape = tuple((layer.in_features, layer.out_features) for layer in c.linears)
             stacks.setdefault((shape, repr(c.activation)), []).append(c)
         n = len(data[key][1])
-        jobs += [(sum(_cost(c, n) for c in members), _stack_job(members, len(configs), data[key], errors))
-                 for members in stacks.values()]  # fmt: skip
+        jobs += [
+            (sum(_cost(c, n) for c in members), _stack_job(members, len(configs), data[key], errors))
+            for members in stacks.values()
+        ]
     jobs.sort(key=lambda job: -job[0])
     run_jobs([job for _, job in jobs], worker_count(len(jobs), workers))
     for index, head, X, y, eval_set in sorted(alone, key=lambda single: single[0]):

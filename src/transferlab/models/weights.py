@@ -92,10 +92,15 @@ def verify_sha256(path: Path, expected: str | None) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint (a state_dict, or a dict holding one under 'state_dict' / 'model')."""
+    """Tensors of a checkpoint (a state_dict, or a dict holding one under 'state_dict' / 'model'; a
+    ``.safetensors`` file, as the Hugging Face hub stores timm weights)."""
     if not path.is_file():
         raise TransferlabError(f"weight file {path} does not exist")
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(path, device="cpu")
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for torn zips and pickles; all mean "unreadable"
         raise TransferlabError(
@@ -106,7 +111,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
             loaded = loaded[wrapper]
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise TransferlabError(f"weight file {path} holds a {type(loaded).__name__}, not a state_dict of tensors")
+        raise TransferlabError(
+            f"weight file {path} holds a {type(loaded).__name__}, not a state_dict of tensors"
+        )
     return dict(loaded)
 
 
@@ -115,7 +122,9 @@ def _key_list(keys: list[str], limit: int = 6) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def load_exact(module: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str, hint: str = "") -> None:
+def load_exact(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str, hint: str = ""
+) -> None:
     """``module.load_state_dict(state_dict)`` requiring every key and shape to match; the error names the
     missing, unexpected and mis-shaped keys, where the weights came from, and ends with ``hint``."""
     own = module.state_dict()
@@ -129,8 +138,14 @@ def load_exact(module: nn.Module, state_dict: Mapping[str, torch.Tensor], origin
     if missing or unexpected or misshaped:
         parts = [
             f"{label}: {_key_list(keys)}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape (file vs model)", misshaped))
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape (file vs model)", misshaped),
+            )
             if keys
         ]
-        raise TransferlabError(f"weights from {origin} do not fit the architecture; " + "; ".join(parts) + hint)
+        raise TransferlabError(
+            f"weights from {origin} do not fit the architecture; " + "; ".join(parts) + hint
+        )
     module.load_state_dict(state_dict, strict=True)

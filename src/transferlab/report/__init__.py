@@ -33,8 +33,8 @@ from matplotlib.figure import Figure
 
 from transferlab import faults, paths
 from transferlab.errors import TransferlabError
+from transferlab.report import few_shot, learning_fit, provenance
 from transferlab.report import figures as figs
-from transferlab.report import learning_fit, provenance
 from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
 from transferlab.report.html import FigureFile, render
 from transferlab.report.summary import summarize, to_markdown
@@ -63,12 +63,17 @@ def write_report(study_dir: str | os.PathLike) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=f".{REPORT_FOLDER}-", dir=study.directory))
         try:
             runs = store.runs()
-            fits = learning_fit.all_fits(study, {run["run_id"]: run["result"] or {} for run in runs
-                                                 if run["status"] == "done"})  # fmt: skip
+            fits = learning_fit.all_fits(
+                study, {run["run_id"]: run["result"] or {} for run in runs if run["status"] == "done"}
+            )
             with matplotlib.rc_context(figs.RC):
                 figures = _draw_figures(study, staging)
                 figures += learning_fit.figures(study, fits, staging, _save, _slug)
-            extra_tables = [*learning_fit.tables(study, fits), provenance.cost_table(study, runs)]
+            extra_tables = [
+                *learning_fit.tables(study, fits),
+                provenance.cost_table(study, runs),
+                *few_shot.tables([run for run in runs if run["status"] == "done"]),
+            ]
             tables = [table for table in [*all_tables(study), *extra_tables] if table.rows]
             for table in tables:
                 table.write_csv(staging / f"{table.name}.csv")
@@ -81,8 +86,10 @@ def write_report(study_dir: str | os.PathLike) -> Path:
             summary = summarize(study)
             how = provenance.provenance(study, runs)
             commands = "\n".join(how.commands)
-            (staging / "summary.md").write_text(f"# {study.name}\n\n{to_markdown(summary)}\n## Reproduce\n\n"
-                                                f"```\n{commands}\n```\n", encoding="utf-8")  # fmt: skip
+            (staging / "summary.md").write_text(
+                f"# {study.name}\n\n{to_markdown(summary)}\n## Reproduce\n\n```\n{commands}\n```\n",
+                encoding="utf-8",
+            )
             page = render(study, summary, figures, tables, __version__, how)
             (staging / "report.html").write_text(page, encoding="utf-8")
             _replace_folder(staging, folder)
@@ -129,53 +136,85 @@ def _draw_figures(study: StudyData, folder: Path) -> list[FigureFile]:
         prefix = f"{t}-{_slug(task.label)}"
         gain = figs.gain_curves(task)
         if gain is not None:
-            saved.append(_save(
-                gain, folder, f"gain_curves_{prefix}", f"{task.label}: gain of transfer vs training size",
-                "Test accuracy of the best transfer configuration minus that of the best configuration trained "
-                "from scratch (and minus the best with augmentation), each chosen on validation at each size, in "
-                "percentage points; band: 95% interval of the difference (paired over the splits both arms share, Welch's otherwise); filled markers: the interval "
-                "excludes 0 (a detectable difference); hollow: it covers 0 (no detectable difference). Solid "
-                "black: 0, no difference.",
-            ))  # fmt: skip
-        saved.append(_save(
-            figs.size_curves(task), folder, f"size_curves_{prefix}", f"{task.label}: accuracy vs training size",
-            f"Test accuracy (line: mean; band: 95% t-interval over repeats; n runs in the legend) against the "
-            f"number of training images on a log axis, the accuracy axis zoomed to the data. One line per "
-            f"{', '.join(task.line_fields())} (every other field that varies, except the tuning fields, also "
-            f"separates lines, so a line never joins two configurations); at each size it shows "
-            f"{_tuned_text(task.tuned_fields())}. Dotted: chance level, 1/{task.n_classes}, when inside the axis.",
-        ))  # fmt: skip
+            saved.append(
+                _save(
+                    gain,
+                    folder,
+                    f"gain_curves_{prefix}",
+                    f"{task.label}: gain of transfer vs training size",
+                    "Test accuracy of the best transfer configuration minus that of the best configuration trained "
+                    "from scratch (and minus the best with augmentation), each chosen on validation at each size, in "
+                    "percentage points; band: 95% interval of the difference (paired over the splits both arms share, Welch's otherwise); filled markers: the interval "
+                    "excludes 0 (a detectable difference); hollow: it covers 0 (no detectable difference). Solid "
+                    "black: 0, no difference.",
+                )
+            )
+        saved.append(
+            _save(
+                figs.size_curves(task),
+                folder,
+                f"size_curves_{prefix}",
+                f"{task.label}: accuracy vs training size",
+                f"Test accuracy (line: mean; band: 95% t-interval over repeats; n runs in the legend) against the "
+                f"number of training images on a log axis, the accuracy axis zoomed to the data. One line per "
+                f"{', '.join(task.line_fields())} (every other field that varies, except the tuning fields, also "
+                f"separates lines, so a line never joins two configurations); at each size it shows "
+                f"{_tuned_text(task.tuned_fields())}. Dotted: chance level, 1/{task.n_classes}, when inside the axis.",
+            )
+        )
         for s, sweep in enumerate(depth_sweeps(task), start=1):
             stem = f"{prefix}-{s}-{_slug(sweep.title)}"
-            cell_text = (f"Each cell is {_tuned_text(sweep.tuned)}, reported with test accuracy (mean over "
-                         f"repeats). Gains are measured against {sweep.reference_label} at the same size.")  # fmt: skip
-            saved.append(_save(
-                figs.depth_heatmaps(sweep), folder, f"depth_heatmaps_{stem}", f"{task.label}: {sweep.title}, depth x size",
-                f"Rows: {sweep.depth_label}; columns: training size. Left: test accuracy; right: gain over the "
-                f"reference (colour and first number: accuracy points; second: % of the reference). {cell_text}",
-            ))  # fmt: skip
-            saved.append(_save(
-                figs.depth_lines(sweep), folder, f"depth_lines_{stem}", f"{task.label}: {sweep.title}, accuracy by depth",
-                f"The heatmaps' data as lines, one panel per training size: test accuracy (error bars: 95% "
-                f"t-interval) against {sweep.depth_label}; dashed with grey band: the reference. {cell_text}",
-            ))  # fmt: skip
+            cell_text = (
+                f"Each cell is {_tuned_text(sweep.tuned)}, reported with test accuracy (mean over "
+                f"repeats). Gains are measured against {sweep.reference_label} at the same size."
+            )
+            saved.append(
+                _save(
+                    figs.depth_heatmaps(sweep),
+                    folder,
+                    f"depth_heatmaps_{stem}",
+                    f"{task.label}: {sweep.title}, depth x size",
+                    f"Rows: {sweep.depth_label}; columns: training size. Left: test accuracy; right: gain over the "
+                    f"reference (colour and first number: accuracy points; second: % of the reference). {cell_text}",
+                )
+            )
+            saved.append(
+                _save(
+                    figs.depth_lines(sweep),
+                    folder,
+                    f"depth_lines_{stem}",
+                    f"{task.label}: {sweep.title}, accuracy by depth",
+                    f"The heatmaps' data as lines, one panel per training size: test accuracy (error bars: 95% "
+                    f"t-interval) against {sweep.depth_label}; dashed with grey band: the reference. {cell_text}",
+                )
+            )
         curves = figs.learning_curves(task, study.history)
         if curves is not None:
-            saved.append(_save(
-                curves, folder, f"learning_curves_{prefix}", f"{task.label}: learning curves at the smallest sizes",
-                "Validation error (solid) and training error (dashed) per epoch, mean over the runs of the "
-                "baseline, augmentation and transfer configurations chosen on validation at the "
-                f"{figs.LEARNING_CURVE_SIZES} smallest sizes; the star marks the lowest validation error.",
-            ))  # fmt: skip
+            saved.append(
+                _save(
+                    curves,
+                    folder,
+                    f"learning_curves_{prefix}",
+                    f"{task.label}: learning curves at the smallest sizes",
+                    "Validation error (solid) and training error (dashed) per epoch, mean over the runs of the "
+                    "baseline, augmentation and transfer configurations chosen on validation at the "
+                    f"{figs.LEARNING_CURVE_SIZES} smallest sizes; the star marks the lowest validation error.",
+                )
+            )
         one_shot = figs.one_shot_curves(task)
         if one_shot is not None:
-            saved.append(_save(
-                one_shot, folder, f"one_shot_{prefix}", f"{task.label}: one-shot accuracy vs N and training pairs",
-                "Siamese N-way one-shot test accuracy (fraction of tasks answered right) against N (left) and "
-                "against the number of training pairs (right, one line per N); each point is the configuration "
-                "chosen on the validation pairs' accuracy. Grey: Koch's 1-nearest-neighbour baselines on the same "
-                "tasks (raw pixels; the backbone's features); dotted: chance, 1/N.",
-            ))  # fmt: skip
+            saved.append(
+                _save(
+                    one_shot,
+                    folder,
+                    f"one_shot_{prefix}",
+                    f"{task.label}: one-shot accuracy vs N and training pairs",
+                    "Siamese N-way one-shot test accuracy (fraction of tasks answered right) against N (left) and "
+                    "against the number of training pairs (right, one line per N); each point is the configuration "
+                    "chosen on the validation pairs' accuracy. Grey: Koch's 1-nearest-neighbour baselines on the same "
+                    "tasks (raw pixels; the backbone's features); dotted: chance, 1/N.",
+                )
+            )
     return saved
 
 

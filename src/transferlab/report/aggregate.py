@@ -23,6 +23,7 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
+from transferlab.catalog import get_strategy, list_strategies
 from transferlab.study.store import Store
 
 CONFIDENCE = 0.95
@@ -33,12 +34,40 @@ NOT_CONFIG_FIELDS = (*REPEAT_FIELDS, *SIZE_FIELDS, "device")  # device: how a ru
 # Every other field that varies (backbone, head, layer, input_size, frozen, transfer, recipe fields, ...)
 # separates lines, so a line never joins two configurations: a line mixing unit 5 at one size with the top
 # unit at another, or 64 with 224 px, would hide the very axis the study asked about.
-TUNING_FIELDS = ("lr", "C", "weight_decay", "momentum", "dropout", "backbone_lr", "batch_size", "optimizer",
-                 "epochs", "steps", "schedule", "patience")  # fmt: skip
+TUNING_FIELDS = (
+    "lr",
+    "C",
+    "weight_decay",
+    "momentum",
+    "dropout",
+    "backbone_lr",
+    "batch_size",
+    "optimizer",
+    "epochs",
+    "steps",
+    "schedule",
+    "patience",
+)
 # The order in which fields are named when a configuration is described (the most telling first); fields
 # not listed follow alphabetically, tuning fields last.
-DESCRIBE_ORDER = ("backbone", "head", "source", "augment", "input_size", "layer", "transfer", "frozen", "head_init",
-                  "l2_sp", "layer_decay", "hidden", "activation", "init", "pool", "bn_stats")  # fmt: skip
+DESCRIBE_ORDER = (
+    "backbone",
+    "head",
+    "source",
+    "augment",
+    "input_size",
+    "layer",
+    "transfer",
+    "frozen",
+    "head_init",
+    "l2_sp",
+    "layer_decay",
+    "hidden",
+    "activation",
+    "init",
+    "pool",
+    "bn_stats",
+)
 ROLES = ("baseline", "augmentation", "transfer")
 ROLE_HELP = {
     "baseline": "no transfer, no augmentation (scratch, or snt with transfer=0)",
@@ -198,7 +227,7 @@ class Config:
     def variant(self) -> str:
         """snt's condition (Yosinski's names): base (transfer=0), frozen (SnT: frozen=transfer), fine-tuned
         (SnT+: frozen=0) or partly frozen; empty for every other strategy."""
-        if self.strategy != "snt":
+        if get_strategy(self.strategy).sweep != "transfer":
             return ""
         transfer, frozen = self.get("transfer") or 0, self.get("frozen") or 0
         if transfer == 0:
@@ -210,9 +239,7 @@ class Config:
     @property
     def role(self) -> str:
         """baseline | augmentation | transfer (see ROLE_HELP)."""
-        if self.strategy in ("extract", "finetune", "siamese") or (
-            self.strategy == "snt" and self.variant != "base"
-        ):
+        if get_strategy(self.strategy).transfers(self):
             return "transfer"
         return "augmentation" if self.get("augment") not in (None, "none") else "baseline"
 
@@ -293,8 +320,11 @@ class Choice:
                 values[name].add(value)
         # Unset values (a field another strategy's runs leave None) are left out, and so is a field with a
         # single set value: that variation is already told by the field that does vary (e.g. strategy).
-        tuned = {name: tuple(sorted(set_values, key=_sort_key)) for name, vals in sorted(values.items())
-                 if len(vals) > 1 and len(set_values := vals - {None}) > 1}  # fmt: skip
+        tuned = {
+            name: tuple(sorted(set_values, key=_sort_key))
+            for name, vals in sorted(values.items())
+            if len(vals) > 1 and len(set_values := vals - {None}) > 1
+        }
         return cls(chosen, len(candidates), tuned)
 
     def tuned_text(self) -> str:
@@ -343,8 +373,9 @@ class Task:
         for cell in self.cells:
             for name, value in (*cell.config.items, ("variant", cell.config.variant)):
                 within[cell.config.strategy][name].add(value)
-        self._varying_within = {strategy: sorted(n for n, v in vals.items() if len(v) > 1)
-                                for strategy, vals in within.items()}  # fmt: skip
+        self._varying_within = {
+            strategy: sorted(n for n, v in vals.items() if len(v) > 1) for strategy, vals in within.items()
+        }
 
     @property
     def n_classes(self) -> int:
@@ -360,8 +391,13 @@ class Task:
         return f"{size.label} ({self.n_train[size]:,} images)"
 
     def at(self, size: SizeKey, role: str | None = None, strategy: str | None = None) -> list[Cell]:
-        return [c for c in self.cells if c.size == size and (role is None or c.config.role == role)
-                and (strategy is None or c.config.strategy == strategy)]  # fmt: skip
+        return [
+            c
+            for c in self.cells
+            if c.size == size
+            and (role is None or c.config.role == role)
+            and (strategy is None or c.config.strategy == strategy)
+        ]
 
     def best(self, size: SizeKey, role: str | None = None, strategy: str | None = None) -> Cell | None:
         """The configuration chosen on validation among those of ``role`` / ``strategy`` at ``size``."""
@@ -455,7 +491,7 @@ def _describe_order(names: Iterable[str]) -> list[str]:
     return sorted(names, key=rank)
 
 
-STRATEGY_ORDER = ("scratch", "augment", "extract", "finetune", "snt", "siamese")
+STRATEGY_ORDER = tuple(s.name for s in list_strategies())
 
 
 def _strategy_rank(name: str) -> int:
@@ -470,9 +506,10 @@ def task_label(spec: dict) -> str:
     """'fashion-mnist' or 'fashion-mnist, classes cars,trucks': the dataset and the classes a run learns."""
     dataset = str(spec.get("dataset"))
     source, target, side = spec.get("source"), spec.get("target"), spec.get("side", "target")
-    if spec.get("strategy") == "siamese":  # its own task: one-shot accuracy is not a classifier's accuracy
+    trains_on = get_strategy(spec.get("strategy")).trains_on
+    if trains_on == "one-shot":  # its own task: one-shot accuracy is not a classifier's accuracy
         return _one_shot_label(dataset, source, target, spec.get("source_dataset"))
-    if spec.get("strategy") != "snt" and source is None and target is None and not spec.get("swap"):
+    if trains_on != "target" and source is None and target is None and not spec.get("swap"):
         return dataset
     named, other = (target, source) if side == "target" else (source, target)
     if named is not None:
@@ -488,8 +525,13 @@ def _one_shot_label(dataset: str, source: str | None, target: str | None, source
         tested = f"classes {target}" if target is not None else "all classes"
         trained = source_dataset + (f" classes {source}" if source is not None else "")
     else:
-        tested = (f"classes {target}" if target is not None else f"all classes but {source}" if source is not None
-                  else "a random half of the classes")  # fmt: skip
+        tested = (
+            f"classes {target}"
+            if target is not None
+            else f"all classes but {source}"
+            if source is not None
+            else "a random half of the classes"
+        )
         trained = f"classes {source}" if source is not None else "the other classes"
     return f"{dataset}, one-shot on {tested}, trained on {trained}"
 
@@ -532,11 +574,18 @@ def load_study(store: Store) -> StudyData:
             )
         elif run["status"] == "done":
             if result.get("status", "ok") != "ok":
-                failed.append(FailedRun(run["run_id"], run["spec"], result.get("error") or "result marked failed",
-                                        run["attempts"]))  # fmt: skip
+                failed.append(
+                    FailedRun(
+                        run["run_id"],
+                        run["spec"],
+                        result.get("error") or "result marked failed",
+                        run["attempts"],
+                    )
+                )
             elif not _is_accuracy(result.get("test_accuracy")):
-                failed.append(FailedRun(run["run_id"], run["spec"], "finished without a test accuracy",
-                                        run["attempts"]))  # fmt: skip
+                failed.append(
+                    FailedRun(run["run_id"], run["spec"], "finished without a test accuracy", run["attempts"])
+                )
             else:
                 usable.append(run)
     groups: dict[tuple[str, Config, SizeKey], list[dict]] = defaultdict(list)
@@ -547,11 +596,16 @@ def load_study(store: Store) -> StudyData:
     for (task, config, size), runs in groups.items():
         by_task[task].append(_cell(task, config, size, runs))
     return StudyData(
-        directory=store.directory, name=store.get_meta("name") or store.directory.name,
-        description=store.get_meta("description") or "", spec_toml=store.get_meta("spec_toml"),
-        counts=store.counts(), tasks=[Task(label, cells) for label, cells in sorted(by_task.items())],
-        failed=failed, n_usable=len(usable), history=store.history,
-    )  # fmt: skip
+        directory=store.directory,
+        name=store.get_meta("name") or store.directory.name,
+        description=store.get_meta("description") or "",
+        spec_toml=store.get_meta("spec_toml"),
+        counts=store.counts(),
+        tasks=[Task(label, cells) for label, cells in sorted(by_task.items())],
+        failed=failed,
+        n_usable=len(usable),
+        history=store.history,
+    )
 
 
 def _is_accuracy(value: Any) -> bool:
@@ -578,14 +632,25 @@ def _cell(task: str, config: Config, size: SizeKey, runs: list[dict]) -> Cell:
     # Keys pair arms split by split only when every run names its split (results since release 0.1 do).
     keyed = all(r.get("indices_hash") for r in results)
     return Cell(
-        task=task, config=config, size=size, n_train=round(sum(n_train) / len(n_train)), n_classes=n_classes,
-        test=Stat.of([r["test_accuracy"] for r in results], [_split_key(r) for r in results] if keyed else None),
-        val=Stat.of([r["val_accuracy"] for r in with_val], [_split_key(r) for r in with_val] if keyed else None)
-        if with_val else None,
-        run_ids=tuple(r["run_id"] for r in runs), directions=len({bool(r["spec"].get("swap")) for r in runs}),
+        task=task,
+        config=config,
+        size=size,
+        n_train=round(sum(n_train) / len(n_train)),
+        n_classes=n_classes,
+        test=Stat.of(
+            [r["test_accuracy"] for r in results], [_split_key(r) for r in results] if keyed else None
+        ),
+        val=Stat.of(
+            [r["val_accuracy"] for r in with_val], [_split_key(r) for r in with_val] if keyed else None
+        )
+        if with_val
+        else None,
+        run_ids=tuple(r["run_id"] for r in runs),
+        directions=len({bool(r["spec"].get("swap")) for r in runs}),
         metrics={name: Stat.of(values) for name, values in sorted(metric_values.items())},
-        seconds=Stat.of(seconds) if seconds else None, run_seconds=tuple(seconds),
-    )  # fmt: skip
+        seconds=Stat.of(seconds) if seconds else None,
+        run_seconds=tuple(seconds),
+    )
 
 
 # --------------------------------------------------------------------------- frozen-depth sweeps
@@ -635,13 +700,14 @@ def depth_sweeps(task: Task) -> list[DepthSweep]:
     """The task's depth sweeps: snt (units transferred; frozen vs fine-tuned panels, reference = its
     transfer=0 base) and finetune (pretrained units frozen; reference = the task's baseline)."""
     sweeps = []
-    for strategy in ("snt", "finetune"):
+    builders = {"transfer": _snt_sweep, "frozen": _finetune_sweep}  # by the depth a strategy record sweeps
+    for strategy in sorted((s for s in list_strategies() if s.sweep), key=lambda s: s.sweep != "transfer"):
         groups: dict[tuple, list[Cell]] = defaultdict(list)
         for cell in task.cells:
-            if cell.config.strategy == strategy:
+            if cell.config.strategy == strategy.name:
                 groups[_sweep_key(cell)].append(cell)
         for key, cells in sorted(groups.items(), key=lambda item: repr(item[0])):
-            sweep = _snt_sweep(task, key, cells) if strategy == "snt" else _finetune_sweep(task, key, cells)
+            sweep = builders[strategy.sweep](task, key, cells)
             if sweep is not None:
                 sweeps.append(sweep)
     return sweeps
@@ -697,18 +763,33 @@ def _snt_sweep(task: Task, key: tuple, cells: list[Cell]) -> DepthSweep | None:
     if not reference:
         reference = _task_baseline(task)
         labels = ("the task's baseline chosen on validation (no snt base runs)", "baseline")
-    return DepthSweep(task, _sweep_title(task, "snt", key), "units transferred from the source model", panels,
-                      reference, *labels, _tuned(task, cells, ("transfer", "frozen")), "snt")  # fmt: skip
+    return DepthSweep(
+        task,
+        _sweep_title(task, "snt", key),
+        "units transferred from the source model",
+        panels,
+        reference,
+        *labels,
+        _tuned(task, cells, ("transfer", "frozen")),
+        "snt",
+    )
 
 
 def _finetune_sweep(task: Task, key: tuple, cells: list[Cell]) -> DepthSweep | None:
     chosen = _chosen(cells, lambda c: (c.config.get("frozen") or 0, c.size))
     if len({depth for depth, _ in chosen}) < 2:
         return None
-    return DepthSweep(task, _sweep_title(task, "finetune", key), "pretrained units frozen (rest fine-tuned)",
-                      {"pretrained, first units frozen": chosen}, _task_baseline(task),
-                      "the task's baseline chosen on validation", "baseline", _tuned(task, cells, ("frozen",)),
-                      "finetune")  # fmt: skip
+    return DepthSweep(
+        task,
+        _sweep_title(task, "finetune", key),
+        "pretrained units frozen (rest fine-tuned)",
+        {"pretrained, first units frozen": chosen},
+        _task_baseline(task),
+        "the task's baseline chosen on validation",
+        "baseline",
+        _tuned(task, cells, ("frozen",)),
+        "finetune",
+    )
 
 
 def _task_baseline(task: Task) -> dict[SizeKey, Cell]:

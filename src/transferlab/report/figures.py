@@ -34,19 +34,27 @@ from matplotlib.colors import Normalize, TwoSlopeNorm, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 
+from transferlab.catalog import get_strategy, list_strategies
 from transferlab.report.aggregate import ROLES, Cell, DepthSweep, Gain, SizeKey, Task, best_by_validation
 
 # Okabe-Ito colours (distinguishable with colour-vision deficiencies), one per strategy.
-STRATEGY_COLOURS = {"scratch": "#555555", "augment": "#E69F00", "extract": "#0072B2", "finetune": "#009E73",
-                    "snt": "#CC79A7", "siamese": "#56B4E9"}  # fmt: skip
+STRATEGY_COLOURS = {s.name: s.colour for s in list_strategies()}
 OTHER_COLOUR = "#D55E00"
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 CHANCE_STYLE = {"color": "black", "linestyle": ":", "linewidth": 1.0}
 # text.parse_math off: figure text carries user strings (dataset paths, class names) in which a '$' is a
 # character, never math markup; two of them in a path made mathtext fail and the report unwritable.
-RC = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
-      "ytick.labelsize": 8, "figure.titlesize": 11, "text.parse_math": False}  # fmt: skip
+RC = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "figure.titlesize": 11,
+    "text.parse_math": False,
+}
 
 
 def _wrap_lines(width: float, *lines: str) -> str:
@@ -90,8 +98,12 @@ def _fit_size_labels(fig: Figure, ax: Axes, task: Task) -> None:
     renderer = fig.canvas.get_renderer()
     boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels() if label.get_text()]
     if any(a.x1 + 2 > b.x0 for a, b in zip(boxes, boxes[1:], strict=False)):
-        ax.set_xticklabels([f"{task.n_train[s]:,} ({s.label})" for s in task.sizes], rotation=45,
-                           ha="right", rotation_mode="anchor")  # fmt: skip
+        ax.set_xticklabels(
+            [f"{task.n_train[s]:,} ({s.label})" for s in task.sizes],
+            rotation=45,
+            ha="right",
+            rotation_mode="anchor",
+        )
 
 
 def _spread_note(ax: Axes, ns: Sequence[int], single_size: bool) -> None:
@@ -103,8 +115,17 @@ def _spread_note(ax: Axes, ns: Sequence[int], single_size: bool) -> None:
     if single_size:
         notes.append("a single training size: no trend over size")
     if notes:
-        ax.text(0.01, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize=8, va="bottom", ha="left",
-                color="#444444", bbox={"facecolor": "white", "edgecolor": "#bbbbbb", "alpha": 0.9})  # fmt: skip
+        ax.text(
+            0.01,
+            0.02,
+            "\n".join(notes),
+            transform=ax.transAxes,
+            fontsize=8,
+            va="bottom",
+            ha="left",
+            color="#444444",
+            bbox={"facecolor": "white", "edgecolor": "#bbbbbb", "alpha": 0.9},
+        )
 
 
 def _accuracy_limits(values: Sequence[float], chance: float) -> tuple[float, float]:
@@ -169,8 +190,14 @@ def size_curves(task: Task) -> Figure:
         else:
             chance_note = f"; {chance} is {'below' if task.chance < low else 'above'} the axis"
     if not lines:
-        ax.text(0.5, 0.5, "no finished run has a validation accuracy to choose a configuration on",
-                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            "no finished run has a validation accuracy to choose a configuration on",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     _size_axis(ax, task, task.sizes)
     ax.set_ylim(low, high)
     ax.set_ylabel("test accuracy (fraction correct; axis zoomed to the data)")
@@ -217,8 +244,17 @@ def gain_curves(task: Task) -> Figure | None:
         gain = np.array([100 * g.absolute for *_, g in points])
         half = np.array([np.nan if g.ci_half is None else 100 * g.ci_half for *_, g in points])
         ns = [t.test.n for _, t, _, _ in points] + [r.test.n for _, _, r, _ in points]
-        ax.plot(x, gain, color=colour, linewidth=1.8, linestyle=LINE_STYLES[i], marker=MARKERS[i], markersize=6,
-                markerfacecolor="white", label=f"best transfer − best {role} ({_n_text(ns)} per arm)")  # fmt: skip
+        ax.plot(
+            x,
+            gain,
+            color=colour,
+            linewidth=1.8,
+            linestyle=LINE_STYLES[i],
+            marker=MARKERS[i],
+            markersize=6,
+            markerfacecolor="white",
+            label=f"best transfer − best {role} ({_n_text(ns)} per arm)",
+        )
         ax.fill_between(x, gain - half, gain + half, color=colour, alpha=0.18, linewidth=0)
         detectable = ~np.isnan(half) & ((gain - half > 0) | (gain + half < 0))
         ax.scatter(x[detectable], gain[detectable], color=colour, marker=MARKERS[i], s=36, zorder=3)
@@ -230,9 +266,16 @@ def gain_curves(task: Task) -> Figure | None:
     ax.set_ylim(low - margin, high + margin)
     ax.set_ylabel("gain in test accuracy (percentage points)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(f"{task.label}: gain of transfer vs training size\n" + "\n".join(textwrap.wrap(
-        "band: 95% CI of the difference (paired over shared splits, else Welch); filled marker: the CI excludes 0 (a detectable difference), "
-        "hollow: it covers 0 (no detectable difference)", 95)))  # fmt: skip
+    ax.set_title(
+        f"{task.label}: gain of transfer vs training size\n"
+        + "\n".join(
+            textwrap.wrap(
+                "band: 95% CI of the difference (paired over shared splits, else Welch); filled marker: the CI excludes 0 (a detectable difference), "
+                "hollow: it covers 0 (no detectable difference)",
+                95,
+            )
+        )
+    )
     all_ns = [c.test.n for points in series.values() for _, t, r, _ in points for c in (t, r)]
     _spread_note(ax, all_ns, len(task.sizes) == 1)
     fig.legend(loc="outside lower center", ncols=1, frameon=False)
@@ -278,8 +321,15 @@ def _annotate(ax: Axes, matrix: np.ndarray, texts: list[list[str]], norm, cmap, 
                 continue
             r, g, b, _ = cmap(norm(matrix[i, j]))
             dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=fontsize,
-                    color="white" if dark else "black")  # fmt: skip
+            ax.text(
+                j,
+                i,
+                texts[i][j],
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if dark else "black",
+            )
 
 
 def _heatmap_axes(ax: Axes, sweep: DepthSweep, title: str) -> None:
@@ -315,8 +365,10 @@ def depth_heatmaps(sweep: DepthSweep) -> Figure:
     fig = _new_figure(width, height)
     axes = fig.subplots(len(panels), 2, squeeze=False)
     accuracy = {name: _matrix(sweep, cells, lambda c: c.test.mean) for name, cells in panels}
-    gain_abs = {name: _matrix(sweep, cells, lambda c: g.absolute if (g := sweep.gain(c)) else None)
-                for name, cells in panels}  # fmt: skip
+    gain_abs = {
+        name: _matrix(sweep, cells, lambda c: g.absolute if (g := sweep.gain(c)) else None)
+        for name, cells in panels
+    }
     acc_values = np.concatenate([m.ravel() for m in accuracy.values()])
     acc_norm = Normalize(np.nanmin(acc_values), max(np.nanmax(acc_values), np.nanmin(acc_values) + 1e-6))
     gain_values = np.concatenate([m.ravel() for m in gain_abs.values()])
@@ -334,12 +386,23 @@ def depth_heatmaps(sweep: DepthSweep) -> Figure:
         gain = gain_abs[name]
         if np.all(np.isnan(gain)):
             ax_gain.set_axis_off()
-            ax_gain.text(0.5, 0.5, f"{name}:\nno reference runs at these sizes,\nso no gain can be computed",
-                         ha="center", va="center", transform=ax_gain.transAxes)  # fmt: skip
+            ax_gain.text(
+                0.5,
+                0.5,
+                f"{name}:\nno reference runs at these sizes,\nso no gain can be computed",
+                ha="center",
+                va="center",
+                transform=ax_gain.transAxes,
+            )
             continue
         ref = _matrix(sweep, cells, lambda c: r.test.mean if (r := sweep.reference.get(c.size)) else None)
-        texts = [[f"{_signed(g, 2)}\n{_signed(100 * g / r, 0)}%" if r else _signed(g, 2)
-                  for g, r in zip(gl, rl, strict=True)] for gl, rl in zip(gain, ref, strict=True)]  # fmt: skip
+        texts = [
+            [
+                f"{_signed(g, 2)}\n{_signed(100 * g / r, 0)}%" if r else _signed(g, 2)
+                for g, r in zip(gl, rl, strict=True)
+            ]
+            for gl, rl in zip(gain, ref, strict=True)
+        ]
         image = ax_gain.imshow(gain, cmap=gain_cmap, norm=gain_norm, aspect="auto")
         _annotate(ax_gain, gain, texts, gain_norm, gain_cmap, fontsize)
         _heatmap_axes(ax_gain, sweep, f"{name}: gain over the reference")
@@ -348,8 +411,13 @@ def depth_heatmaps(sweep: DepthSweep) -> Figure:
     spread = (
         "n = 1 run per cell (single seed): no CI" if max(ns) < 2 else f"mean over {_n_text(ns)} runs per cell"
     )
-    fig.suptitle(_wrap_lines(width, f"{sweep.task.label} — {sweep.title}",
-                             f"{spread}{_directions(sweep)}; gain reference: {sweep.reference_label}"))  # fmt: skip
+    fig.suptitle(
+        _wrap_lines(
+            width,
+            f"{sweep.task.label} — {sweep.title}",
+            f"{spread}{_directions(sweep)}; gain reference: {sweep.reference_label}",
+        )
+    )
     return fig
 
 
@@ -366,11 +434,21 @@ def depth_lines(sweep: DepthSweep) -> Figure:
         ax = axes[index // ncols][index % ncols]
         reference = sweep.reference.get(size)
         if reference is not None:
-            ax.axhline(reference.test.mean, color=strategy_colour("scratch"), linewidth=1.2, linestyle="--",
-                       label=f"reference: {sweep.reference_short}")  # fmt: skip
+            ax.axhline(
+                reference.test.mean,
+                color=strategy_colour("scratch"),
+                linewidth=1.2,
+                linestyle="--",
+                label=f"reference: {sweep.reference_short}",
+            )
             if reference.test.ci_half is not None:
-                ax.axhspan(max(0.0, reference.test.ci_low), min(1.0, reference.test.ci_high), color="#999999",
-                           alpha=0.2, linewidth=0)  # fmt: skip
+                ax.axhspan(
+                    max(0.0, reference.test.ci_low),
+                    min(1.0, reference.test.ci_high),
+                    color="#999999",
+                    alpha=0.2,
+                    linewidth=0,
+                )
             values.append(reference.test.mean)
         for i, (name, cells) in enumerate(sweep.panels.items()):
             points = sorted((d, c) for (d, s), c in cells.items() if s == size)
@@ -386,9 +464,19 @@ def depth_lines(sweep: DepthSweep) -> Figure:
             values += [m + h for m, h in zip(mean, above, strict=True)] + [
                 m - h for m, h in zip(mean, below, strict=True)
             ]
-            ax.errorbar(depths, mean, yerr=[below, above], fmt="o", color=strategy_colour(sweep.strategy),
-                        markerfacecolor="white" if i else None, linestyle=LINE_STYLES[i % 2], capsize=2.5,
-                        markersize=4.5, linewidth=1.3, label=name)  # fmt: skip
+            ax.errorbar(
+                depths,
+                mean,
+                yerr=[below, above],
+                fmt="o",
+                color=strategy_colour(sweep.strategy),
+                markerfacecolor="white" if i else None,
+                linestyle=LINE_STYLES[i % 2],
+                capsize=2.5,
+                markersize=4.5,
+                linewidth=1.3,
+                label=name,
+            )
         ax.axhline(sweep.task.chance, **CHANCE_STYLE, label="chance")
         ax.set_title(sweep.task.size_text(size))
         ax.set_xticks(sweep.depths)
@@ -407,13 +495,25 @@ def depth_lines(sweep: DepthSweep) -> Figure:
                 if label not in labels:
                     handles.append(h)
                     labels.append(label)
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(4 if ncols > 1 else 2, len(labels)),
-               frameon=False)  # fmt: skip
-    spread = ("n = 1 run per point (single seed): no error bars" if ns and max(ns) < 2
-              else f"error bars: 95% CI over {_n_text(ns)} runs")  # fmt: skip
-    fig.suptitle(_wrap_lines(width, f"{sweep.task.label} — {sweep.title}: test accuracy by depth",
-                             f"{spread}{_directions(sweep)}; dashed with band: the reference, "
-                             f"{sweep.reference_label}"))  # fmt: skip
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=min(4 if ncols > 1 else 2, len(labels)),
+        frameon=False,
+    )
+    spread = (
+        "n = 1 run per point (single seed): no error bars"
+        if ns and max(ns) < 2
+        else f"error bars: 95% CI over {_n_text(ns)} runs"
+    )
+    fig.suptitle(
+        _wrap_lines(
+            width,
+            f"{sweep.task.label} — {sweep.title}: test accuracy by depth",
+            f"{spread}{_directions(sweep)}; dashed with band: the reference, {sweep.reference_label}",
+        )
+    )
     return fig
 
 
@@ -476,8 +576,16 @@ def learning_curves(task: Task, history: Callable[[str], list[dict]]) -> Figure 
             label = "\n    ".join(textwrap.wrap(label, 60))
             if len(epochs):
                 # the role's marker tells apart two roles of one strategy (snt base vs snt transfer)
-                ax.plot(epochs, val_error, color=colour, linewidth=1.6, marker=ROLE_MARKERS[role], markersize=4.5,
-                        markevery=max(1, len(epochs) // 10), label=label)  # fmt: skip
+                ax.plot(
+                    epochs,
+                    val_error,
+                    color=colour,
+                    linewidth=1.6,
+                    marker=ROLE_MARKERS[role],
+                    markersize=4.5,
+                    markevery=max(1, len(epochs) // 10),
+                    label=label,
+                )
                 best = int(np.argmin(val_error))
                 ax.plot(
                     epochs[best], val_error[best], "*", color=colour, markeredgecolor="black", markersize=11
@@ -492,9 +600,13 @@ def learning_curves(task: Task, history: Callable[[str], list[dict]]) -> Figure 
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, frameon=False)
     axes[0].set_ylabel("error (1 − accuracy)")
     axes[0].set_ylim(bottom=0)
-    fig.suptitle(_wrap_lines(5.2 * len(panels) + 0.8, f"{task.label}: learning curves at the smallest sizes",
-                             "solid: validation error, dashed: training error (mean over runs); star: lowest "
-                             "validation error"))  # fmt: skip
+    fig.suptitle(
+        _wrap_lines(
+            5.2 * len(panels) + 0.8,
+            f"{task.label}: learning curves at the smallest sizes",
+            "solid: validation error, dashed: training error (mean over runs); star: lowest validation error",
+        )
+    )
     return fig
 
 
@@ -529,12 +641,12 @@ def one_shot_curves(task: Task) -> Figure | None:
     each point the configuration chosen on validation, with error bars (95% t-interval over repeats, or
     the Wilson interval over tasks for a single run), Koch's 1-NN baselines on the same tasks, and chance
     1/N. None when the task has no siamese runs."""
-    cells = [c for c in task.cells if c.config.strategy == "siamese"]
+    cells = [c for c in task.cells if get_strategy(c.config.strategy).trains_on == "one-shot"]
     if not cells:
         return None
     fig = _new_figure(11.0, 5.0)
     left, right = fig.subplots(1, 2)
-    colour = strategy_colour("siamese")
+    colour = strategy_colour(cells[0].config.strategy)
     ways = sorted({c.n_classes for c in cells})
     chosen = {n: best_by_validation(c for c in cells if c.n_classes == n) for n in ways}
     chosen = {n: c for n, c in chosen.items() if c is not None}
@@ -544,8 +656,16 @@ def one_shot_curves(task: Task) -> Figure | None:
         mean = [c.test.mean for c in chosen.values()]
         bars = np.array([_interval(c) for c in chosen.values()]).T
         ns += [c.test.n for c in chosen.values()]
-        left.errorbar(x, mean, yerr=bars, color=colour, marker="o", capsize=3, linewidth=1.6,
-                      label=f"Siamese ({_n_text([c.test.n for c in chosen.values()])})")  # fmt: skip
+        left.errorbar(
+            x,
+            mean,
+            yerr=bars,
+            color=colour,
+            marker="o",
+            capsize=3,
+            linewidth=1.6,
+            label=f"Siamese ({_n_text([c.test.n for c in chosen.values()])})",
+        )
         values += [m + b for m, b in zip(mean, bars[1], strict=True)] + [
             m - b for m, b in zip(mean, bars[0], strict=True)
         ]
@@ -581,8 +701,17 @@ def one_shot_curves(task: Task) -> Figure | None:
         mean = [c.test.mean for c in by_pairs.values()]
         bars = np.array([_interval(c) for c in by_pairs.values()]).T
         ns += [c.test.n for c in by_pairs.values()]
-        right.errorbar(list(by_pairs), mean, yerr=bars, color=colour, linestyle=shade, marker=MARKERS[n_index % len(MARKERS)],
-                       capsize=3, linewidth=1.4, label=f"Siamese, {n}-way")  # fmt: skip
+        right.errorbar(
+            list(by_pairs),
+            mean,
+            yerr=bars,
+            color=colour,
+            linestyle=shade,
+            marker=MARKERS[n_index % len(MARKERS)],
+            capsize=3,
+            linewidth=1.4,
+            label=f"Siamese, {n}-way",
+        )
         pixels = np.nanmean([_metric_mean(c, "nn_pixels_accuracy") for c in by_pairs.values()])
         if not np.isnan(pixels):
             right.axhline(
@@ -602,9 +731,12 @@ def one_shot_curves(task: Task) -> Figure | None:
         ax.set_ylim(*_accuracy_limits(values, min(chance)))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    spread = ("n = 1 run per point: error bars are the Wilson 95% interval over its tasks" if ns and max(ns) < 2
-              else f"error bars: 95% t-interval over {_n_text(ns)} repeats")  # fmt: skip
-    tuned = [f for f in task.varying_within("siamese") if f not in ("n_way", "pairs")]
+    spread = (
+        "n = 1 run per point: error bars are the Wilson 95% interval over its tasks"
+        if ns and max(ns) < 2
+        else f"error bars: 95% t-interval over {_n_text(ns)} repeats"
+    )
+    tuned = [f for f in task.varying_within(cells[0].config.strategy) if f not in ("n_way", "pairs")]
     chosen_text = f"; each point: the best of {', '.join(tuned)} on validation pairs" if tuned else ""
     fig.suptitle(_wrap_lines(11.0, f"{task.label}: Siamese one-shot accuracy", f"{spread}{chosen_text}"))
     return fig

@@ -103,13 +103,17 @@ def _recommend(task: Task, transfer: Choice | None, comparisons: list[Comparison
     worse = [c for c in comparisons if c.verdict == "worse"]
     if worse:
         winner = max(worse, key=lambda c: c.cell.test.mean)
-        return (f"Do not use transfer here: {task.describe(winner.cell.config)} ({REFERENCE_NAMES[winner.reference]}) "
-                "is better.")  # fmt: skip
+        return (
+            f"Do not use transfer here: {task.describe(winner.cell.config)} ({REFERENCE_NAMES[winner.reference]}) "
+            "is better."
+        )
     if verdicts == {"better"}:
         return f"Use transfer ({best_transfer}): it beats every arm without transfer at this size."
     if "cannot tell" in verdicts:
-        return ("Cannot recommend: an arm has a single run, so the gain has no confidence interval; run at least "
-                "3 seeds (repeats = 3).")  # fmt: skip
+        return (
+            "Cannot recommend: an arm has a single run, so the gain has no confidence interval; run at least "
+            "3 seeds (repeats = 3)."
+        )
     tied = [transfer.cell] + [c.cell for c in comparisons if c.verdict == "no detectable difference"]
     widest = max(c.gain.ci_half for c in comparisons if c.gain.ci_half is not None)
     text = f"No detectable difference (95% CI up to ±{100 * widest:.1f} points; more seeds would narrow it)."
@@ -129,18 +133,25 @@ def sentence(task: Task, answer: SizeAnswer) -> str:
     """The answer at one size in plain words."""
     head = f"At {task.size_text(answer.size)}"
     if answer.transfer is None:
-        others = "; ".join(f"{REFERENCE_NAMES[r]} ({task.describe(c.cell.config)}) scores {c.cell.test.text()}"
-                           for r, c in answer.references.items())  # fmt: skip
+        others = "; ".join(
+            f"{REFERENCE_NAMES[r]} ({task.describe(c.cell.config)}) scores {c.cell.test.text()}"
+            for r, c in answer.references.items()
+        )
         return f"{head}: no transfer run finished; {others}."
     cell = answer.transfer.cell
     text = f"{head}, the best transfer configuration ({task.describe(cell.config)}) scores {cell.test.text()}"
     parts = []
     for c in answer.comparisons:
-        what = {"better": "transfer is better", "worse": "transfer is worse",
-                "no detectable difference": "no detectable difference",
-                "cannot tell": "cannot tell"}[c.verdict]  # fmt: skip
-        parts.append(f"against {REFERENCE_NAMES[c.reference]} ({task.describe(c.cell.config)}, "
-                     f"{c.cell.test.text()}): {what}, {points(c.gain.absolute)} ({interval(c.gain)})")  # fmt: skip
+        what = {
+            "better": "transfer is better",
+            "worse": "transfer is worse",
+            "no detectable difference": "no detectable difference",
+            "cannot tell": "cannot tell",
+        }[c.verdict]
+        parts.append(
+            f"against {REFERENCE_NAMES[c.reference]} ({task.describe(c.cell.config)}, "
+            f"{c.cell.test.text()}): {what}, {points(c.gain.absolute)} ({interval(c.gain)})"
+        )
     missing = [REFERENCE_NAMES[r] for r in REFERENCES if r not in answer.references]
     parts += [f"no {name} runs to compare with" for name in missing]
     return f"{text}; " + "; ".join(parts) + ". " + answer.recommendation
@@ -159,8 +170,10 @@ def _verdict_ranges(task_answers: list[SizeAnswer], reference: str) -> str | Non
             groups.append((c.verdict, [answer.size]))
     if not groups:
         return None
-    return "; ".join(f"{name} at {sizes[0].label}" + (f"–{sizes[-1].label}" if len(sizes) > 1 else "")
-                     for name, sizes in groups)  # fmt: skip
+    return "; ".join(
+        f"{name} at {sizes[0].label}" + (f"–{sizes[-1].label}" if len(sizes) > 1 else "")
+        for name, sizes in groups
+    )
 
 
 def overview(task: Task, task_answers: list[SizeAnswer]) -> str:
@@ -168,8 +181,10 @@ def overview(task: Task, task_answers: list[SizeAnswer]) -> str:
     augmentation, when the study has it), ties with it, or loses."""
     scratch = _verdict_ranges(task_answers, "baseline")
     if scratch is None:
-        return (f"{task.label}: transfer cannot be compared with training from scratch (no size has finished "
-                "runs of both).")  # fmt: skip
+        return (
+            f"{task.label}: transfer cannot be compared with training from scratch (no size has finished "
+            "runs of both)."
+        )
     text = f"{task.label}: transfer vs training from scratch — {scratch}"
     augmented = _verdict_ranges(task_answers, "augmentation")
     if augmented is not None:

@@ -53,8 +53,14 @@ def _esc(text: object) -> str:
     return html.escape(str(text))
 
 
-def render(study: StudyData, summary: list[Section], figures: list[FigureFile], tables: list[Table],
-           version: str, provenance: Provenance | None = None) -> str:  # fmt: skip
+def render(
+    study: StudyData,
+    summary: list[Section],
+    figures: list[FigureFile],
+    tables: list[Table],
+    version: str,
+    provenance: Provenance | None = None,
+) -> str:
     """The whole page as one string: the answer first (headline per task and size, the gain figure), then
     the summary, figures, tables, cost, reproduction, every run, the run counts, failures and the spec."""
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -62,7 +68,8 @@ def render(study: StudyData, summary: list[Section], figures: list[FigureFile], 
     other_figures = [f for f in figures if not f.stem.startswith(ANSWER_FIGURE)]
     own = {t.name: t for t in tables if t.name in OWN_SECTION_TABLES}
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>transferlab report: {_esc(study.name)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>Study: {_esc(study.name)}</h1>",
         f"<p>{_esc(study.description)}</p>" if study.description else "",
@@ -72,11 +79,17 @@ def render(study: StudyData, summary: list[Section], figures: list[FigureFile], 
         '<a href="#tables">Tables</a><a href="#cost">Cost</a><a href="#reproduce">Reproduce</a>'
         '<a href="#all-runs">All runs</a><a href="#runs">Run status</a><a href="#failed">Failed runs</a>'
         '<a href="#spec">Study spec</a></nav>',
-        _summary_section([s for s in summary if s.title != ANSWER]), _figures_section(study, other_figures),
+        _summary_section([s for s in summary if s.title != ANSWER]),
+        _figures_section(study, other_figures),
         _tables_section(study, [t for t in tables if t.name not in OWN_SECTION_TABLES]),
-        _cost_section(own.get("cost")), _reproduce_section(provenance), _all_runs_section(own.get("all_runs")),
-        _runs_section(study), _failed_section(study), _spec_section(study), "</body></html>",
-    ]  # fmt: skip
+        _cost_section(own.get("cost")),
+        _reproduce_section(provenance),
+        _all_runs_section(own.get("all_runs")),
+        _runs_section(study),
+        _failed_section(study),
+        _spec_section(study),
+        "</body></html>",
+    ]
     return "\n".join(p for p in parts if p)
 
 
@@ -130,14 +143,14 @@ def _answer_section(study: StudyData, summary: list[Section], figures: list[Figu
             '<table class="data answer"><thead><tr><th>Size</th><th>Best transfer</th><th>Training from scratch</th>'
             "<th>Scratch + augmentation</th><th>Transfer − scratch</th><th>Transfer − augmentation</th>"
             f"<th>Recommendation</th></tr></thead><tbody>{rows}</tbody></table>"
-        )  # fmt: skip
+        )
     notes = [
         "Each arm is the configuration with the best mean validation accuracy among that arm's runs at that size; "
         "accuracies are test accuracy, mean ± std over repeats (n runs). Gains are in percentage points of test "
         "accuracy with the 95% confidence interval of the difference, paired over the splits both arms share (every arm of a study sees the same images for a given seed and size) and Welch's otherwise; 'no detectable difference' when that interval covers 0.",
         "Confusion matrices of the chosen configurations are not shown: runs do not store their test "
         "predictions, only the accuracies.",
-    ]  # fmt: skip
+    ]
     if status[1:2] and "not finished" in status[1]:
         notes.insert(0, status[1])
     body = "".join(items) + "".join(f'<p class="note">{_esc(n)}</p>' for n in notes)
@@ -146,18 +159,24 @@ def _answer_section(study: StudyData, summary: list[Section], figures: list[Figu
 
 def _runs_section(study: StudyData) -> str:
     counts = study.counts
-    cells = "".join(f"<tr><td>{_esc(k)}</td><td>{counts.get(k, 0)}</td></tr>"
-                    for k in ("done", "failed", "running", "pending"))  # fmt: skip
+    cells = "".join(
+        f"<tr><td>{_esc(k)}</td><td>{counts.get(k, 0)}</td></tr>"
+        for k in ("done", "failed", "running", "pending")
+    )
     roles = "".join(f"<li><b>{_esc(role)}</b>: {_esc(text)}</li>" for role, text in ROLE_HELP.items())
-    return (f'<section id="runs"><h2>Run status</h2><table class="data"><thead><tr><th>status</th><th>runs</th></tr>'
-            f"</thead><tbody>{cells}<tr><th>total</th><th>{study.n_runs}</th></tr></tbody></table>"
-            f"<p>Usable finished runs (with a test accuracy): {study.n_usable}. Roles in the tables:</p>"
-            f"<ul>{roles}</ul></section>")  # fmt: skip
+    return (
+        f'<section id="runs"><h2>Run status</h2><table class="data"><thead><tr><th>status</th><th>runs</th></tr>'
+        f"</thead><tbody>{cells}<tr><th>total</th><th>{study.n_runs}</th></tr></tbody></table>"
+        f"<p>Usable finished runs (with a test accuracy): {study.n_usable}. Roles in the tables:</p>"
+        f"<ul>{roles}</ul></section>"
+    )
 
 
 def _summary_section(summary: list[Section]) -> str:
-    body = "".join(f"<h3>{_esc(s.title)}</h3><ul>" + "".join(f"<li>{_esc(p)}</li>" for p in s.points) + "</ul>"
-                   for s in summary)  # fmt: skip
+    body = "".join(
+        f"<h3>{_esc(s.title)}</h3><ul>" + "".join(f"<li>{_esc(p)}</li>" for p in s.points) + "</ul>"
+        for s in summary
+    )
     return f'<section id="summary"><h2>Summary</h2>{body}</section>'
 
 
@@ -200,12 +219,14 @@ def _reproduce_section(provenance: Provenance | None) -> str:
     def listing(pairs: list[tuple[str, str]]) -> str:
         return "<ul>" + "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>" for k, v in pairs) + "</ul>"
 
-    return (f'<section id="reproduce"><h2>Reproduce</h2><p>The commands that run every run of this study again '
-            f"in a fresh directory and write its report (with the study's own directory as --dir, the same command "
-            f"only finishes runs that are missing):</p>"
-            f"<pre>{_esc(commands)}</pre><p>Recorded by the runs:</p>{listing(provenance.recorded)}"
-            f"<p>The machine that wrote this report (the runs may have used another):</p>"
-            f"{listing(provenance.here)}</section>")  # fmt: skip
+    return (
+        f'<section id="reproduce"><h2>Reproduce</h2><p>The commands that run every run of this study again '
+        f"in a fresh directory and write its report (with the study's own directory as --dir, the same command "
+        f"only finishes runs that are missing):</p>"
+        f"<pre>{_esc(commands)}</pre><p>Recorded by the runs:</p>{listing(provenance.recorded)}"
+        f"<p>The machine that wrote this report (the runs may have used another):</p>"
+        f"{listing(provenance.here)}</section>"
+    )
 
 
 def _all_runs_section(table: Table | None) -> str:
@@ -241,14 +262,18 @@ def _failed_section(study: StudyData) -> str:
     for run in study.failed[:FAILED_ROWS_SHOWN]:
         spec = run.spec
         size = f"{spec['per_class']}/class" if spec.get("per_class") is not None else spec.get("size")
-        rows.append(f"<tr><td>{_esc(run.run_id)}</td><td>{_esc(spec.get('strategy'))}</td>"
-                    f"<td>{_esc(spec.get('dataset'))}</td><td>{_esc(size)}</td><td>{_esc(spec.get('seed'))}</td>"
-                    f'<td>{run.attempts}</td><td class="error">{_esc(run.error)}</td></tr>')  # fmt: skip
+        rows.append(
+            f"<tr><td>{_esc(run.run_id)}</td><td>{_esc(spec.get('strategy'))}</td>"
+            f"<td>{_esc(spec.get('dataset'))}</td><td>{_esc(size)}</td><td>{_esc(spec.get('seed'))}</td>"
+            f'<td>{run.attempts}</td><td class="error">{_esc(run.error)}</td></tr>'
+        )
     more = len(study.failed) - FAILED_ROWS_SHOWN
     tail = f"<p>… and {more} more (see runs.csv).</p>" if more > 0 else ""
-    return ('<section id="failed"><h2>Failed runs</h2><table class="data"><thead><tr><th>run</th><th>strategy</th>'
-            "<th>dataset</th><th>size</th><th>seed</th><th>attempts</th><th>reason</th></tr></thead><tbody>"
-            f"{''.join(rows)}</tbody></table>{tail}</section>")  # fmt: skip
+    return (
+        '<section id="failed"><h2>Failed runs</h2><table class="data"><thead><tr><th>run</th><th>strategy</th>'
+        "<th>dataset</th><th>size</th><th>seed</th><th>attempts</th><th>reason</th></tr></thead><tbody>"
+        f"{''.join(rows)}</tbody></table>{tail}</section>"
+    )
 
 
 def _spec_section(study: StudyData) -> str:

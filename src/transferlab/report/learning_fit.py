@@ -80,8 +80,10 @@ def labels_text(fit: CurveFit, target: float) -> str:
     if math.isinf(answer.estimate):
         return f"not reached: above the fitted ceiling {100 * fit.ceiling:.1f}%"
     if answer.extrapolation > EXTRAPOLATION_LIMIT:
-        return (f"not estimated: beyond the reliable range ({fit.n_min:g}-{EXTRAPOLATION_LIMIT * fit.n_max:g} per "
-                f"class, up to {EXTRAPOLATION_LIMIT:g}x the largest size measured)")  # fmt: skip
+        return (
+            f"not estimated: beyond the reliable range ({fit.n_min:g}-{EXTRAPOLATION_LIMIT * fit.n_max:g} per "
+            f"class, up to {EXTRAPOLATION_LIMIT:g}x the largest size measured)"
+        )
     return answer.message
 
 
@@ -112,8 +114,14 @@ def figures(study: StudyData, fits_by_task: dict, folder: Path, save: Callable, 
             if at_bound:
                 undetermined.append(label)
             ceiling = "ceiling not determined" if at_bound else f"ceiling {fit.ceiling:.3f}"
-            ax.plot(grid, fit.predict(grid), color=colour, linestyle=linestyle, linewidth=1.6,
-                    label=f"{label}: {ceiling}")  # fmt: skip
+            ax.plot(
+                grid,
+                fit.predict(grid),
+                color=colour,
+                linestyle=linestyle,
+                linewidth=1.6,
+                label=f"{label}: {ceiling}",
+            )
             ax.plot(beyond, fit.predict(beyond), color=colour, linestyle=":", linewidth=1.4)
             ax.scatter(n, acc, color=colour, marker=marker, s=16, alpha=0.7, linewidths=0, zorder=3)
             values += [*acc, *low, *high, *fit.predict(beyond)]
@@ -132,24 +140,35 @@ def figures(study: StudyData, fits_by_task: dict, folder: Path, save: Callable, 
         ax.set_xlabel("labelled training images per class (log scale); dashed: the largest size measured")
         ax.set_ylabel("test accuracy (fraction; axis zoomed to the data)")
         ax.grid(True, alpha=0.3)
-        note = ("; ceiling not determined: the fit stopped at its bound, the data do not pin it" if undetermined
-                else "")  # fmt: skip
-        ax.set_title(f"{task.label}: fitted learning curves\npoints: every run; band: 95% bootstrap interval; "
-                     f"dotted: extrapolation up to {EXTRAPOLATION_LIMIT:g}x the largest size, no further{note}",
-                     fontsize=9, wrap=True)  # fmt: skip
+        note = (
+            "; ceiling not determined: the fit stopped at its bound, the data do not pin it"
+            if undetermined
+            else ""
+        )
+        ax.set_title(
+            f"{task.label}: fitted learning curves\npoints: every run; band: 95% bootstrap interval; "
+            f"dotted: extrapolation up to {EXTRAPOLATION_LIMIT:g}x the largest size, no further{note}",
+            fontsize=9,
+            wrap=True,
+        )
         figure.legend(loc="outside lower center", ncols=1, frameon=False)
-        saved.append(save(
-            figure, folder, f"curve_fit_{t}-{slug(task.label)}", f"{task.label}: learning-curve fits",
-            "Fitted accuracy = c - a·n^-b (n: labelled images per class; least squares over every run, the "
-            f"points) with its 95% bootstrap band ({len(fits[0][2].bootstrap)} refits, runs resampled within "
-            "each size); lines in the colours and styles of the accuracy-vs-size figure. Dotted: the "
-            f"extension up to {EXTRAPOLATION_LIMIT:g}x the largest size measured. Nothing is drawn or answered "
-            "beyond it: a power law fitted over a narrow range of sizes says little far outside it (the ceiling, "
-            "which dominates at large n, is poorly pinned by small-n points). A ceiling at the fit's bound (1 or "
-            "chance) is reported as not determined. Each line is the configuration chosen on validation at each "
-            "size. The table learning_curve_fits gives labels per class for 90/95/99% where they fall inside "
-            "the reliable range.",
-        ))  # fmt: skip
+        saved.append(
+            save(
+                figure,
+                folder,
+                f"curve_fit_{t}-{slug(task.label)}",
+                f"{task.label}: learning-curve fits",
+                "Fitted accuracy = c - a·n^-b (n: labelled images per class; least squares over every run, the "
+                f"points) with its 95% bootstrap band ({len(fits[0][2].bootstrap)} refits, runs resampled within "
+                "each size); lines in the colours and styles of the accuracy-vs-size figure. Dotted: the "
+                f"extension up to {EXTRAPOLATION_LIMIT:g}x the largest size measured. Nothing is drawn or answered "
+                "beyond it: a power law fitted over a narrow range of sizes says little far outside it (the ceiling, "
+                "which dominates at large n, is poorly pinned by small-n points). A ceiling at the fit's bound (1 or "
+                "chance) is reported as not determined. Each line is the configuration chosen on validation at each "
+                "size. The table learning_curve_fits gives labels per class for 90/95/99% where they fall inside "
+                "the reliable range.",
+            )
+        )
     return saved
 
 
@@ -160,33 +179,60 @@ def tables(study: StudyData, fits_by_task: dict) -> list[Table]:
     for task in study.tasks:
         for _, label, fit, _, _ in fits_by_task[task.label]:
             c, a, b = fit.params
-            row = {"task": task.label, "line": label, "ceiling_c": c, "scale_a": a, "exponent_b": b,
-                   "residual_std": fit.residual_std, "runs": fit.points, "sizes": fit.sizes,
-                   "per_class_min": fit.n_min, "per_class_max": fit.n_max}  # fmt: skip
+            row = {
+                "task": task.label,
+                "line": label,
+                "ceiling_c": c,
+                "scale_a": a,
+                "exponent_b": b,
+                "residual_std": fit.residual_std,
+                "runs": fit.points,
+                "sizes": fit.sizes,
+                "per_class_min": fit.n_min,
+                "per_class_max": fit.n_max,
+            }
             for target in TARGETS:
                 row[f"labels_for_{round(100 * target)}"] = labels_text(fit, target)
             row["ceiling_determined"] = not ceiling_at_bound(fit, task.chance)
             row["ceiling_text"] = ceiling_text(fit, task.chance)
             rows.append(row)
     if rows:
-        out.append(Table("learning_curve_fits", "Learning-curve fits accuracy = c - a n^-b per configuration line, and "
-                         "labelled images per class needed for 90/95/99% test accuracy (95% bootstrap interval), "
-                         f"given only within the reliable range: up to {EXTRAPOLATION_LIMIT:g}x the largest size "
-                         "measured (a power law says little further out). A ceiling at the fit's bound is not "
-                         "determined by the data.", rows,
-                         [Column("task", lambda r: r["task"]), Column("line", lambda r: r["line"]),
-                          Column("ceiling c", lambda r: r["ceiling_text"]),
-                          Column("b", lambda r: f"{r['exponent_b']:.2f}"),
-                          Column("measured per class", lambda r: f"{r['per_class_min']:g}-{r['per_class_max']:g}"),
-                          *(Column(f"for {round(100 * t)}%", lambda r, t=t: r[f"labels_for_{round(100 * t)}"]) for t in TARGETS)]))  # fmt: skip
+        out.append(
+            Table(
+                "learning_curve_fits",
+                "Learning-curve fits accuracy = c - a n^-b per configuration line, and "
+                "labelled images per class needed for 90/95/99% test accuracy (95% bootstrap interval), "
+                f"given only within the reliable range: up to {EXTRAPOLATION_LIMIT:g}x the largest size "
+                "measured (a power law says little further out). A ceiling at the fit's bound is not "
+                "determined by the data.",
+                rows,
+                [
+                    Column("task", lambda r: r["task"]),
+                    Column("line", lambda r: r["line"]),
+                    Column("ceiling c", lambda r: r["ceiling_text"]),
+                    Column("b", lambda r: f"{r['exponent_b']:.2f}"),
+                    Column("measured per class", lambda r: f"{r['per_class_min']:g}-{r['per_class_max']:g}"),
+                    *(
+                        Column(f"for {round(100 * t)}%", lambda r, t=t: r[f"labels_for_{round(100 * t)}"])
+                        for t in TARGETS
+                    ),
+                ],
+            )
+        )
     path = study.directory / "advise_validation.json"
     if path.is_file():
         validation = json.loads(path.read_text())
         vrows = []
         for task in validation["tasks"]:
             for r in task["rows"]:
-                vrows.append({"task": task["task"], "size": task["size"], **r,
-                              **{f"tau_{k}": v for k, v in task["kendall_tau"].items()}})  # fmt: skip
+                vrows.append(
+                    {
+                        "task": task["task"],
+                        "size": task["size"],
+                        **r,
+                        **{f"tau_{k}": v for k, v in task["kendall_tau"].items()},
+                    }
+                )
 
         def num(key: str, digits: int = 3) -> Callable[[dict], str]:
             return lambda r: (
@@ -195,13 +241,29 @@ def tables(study: StudyData, fits_by_task: dict) -> list[Table]:
                 else f"{r[key]:.{digits}f}"
             )
 
-        out.append(Table("advise_validation", "transferlab advise --validate: transferability scores of each "
-                         "candidate on the training subset vs its real test accuracy (configuration chosen on "
-                         "validation; mean ± std over n repeats). Kendall tau: rank agreement of each score with the "
-                         "accuracy (1 = same order).", vrows,
-                         [Column("candidate", lambda r: r["candidate"]), Column("size", lambda r: r["size"]),
-                          Column("LogME", num("logme")), Column("LEEP", num("leep")), Column("NCE", num("nce")),
-                          Column("H-score", num("h_score", 2)), Column("kNN", num("knn")),
-                          Column("test accuracy", lambda r: f"{r['accuracy_mean']:.3f} ± {num('accuracy_std')(r)} (n={r['n']})"),
-                          Column("tau LogME", num("tau_logme", 2)), Column("tau LEEP", num("tau_leep", 2))]))  # fmt: skip
+        out.append(
+            Table(
+                "advise_validation",
+                "transferlab advise --validate: transferability scores of each "
+                "candidate on the training subset vs its real test accuracy (configuration chosen on "
+                "validation; mean ± std over n repeats). Kendall tau: rank agreement of each score with the "
+                "accuracy (1 = same order).",
+                vrows,
+                [
+                    Column("candidate", lambda r: r["candidate"]),
+                    Column("size", lambda r: r["size"]),
+                    Column("LogME", num("logme")),
+                    Column("LEEP", num("leep")),
+                    Column("NCE", num("nce")),
+                    Column("H-score", num("h_score", 2)),
+                    Column("kNN", num("knn")),
+                    Column(
+                        "test accuracy",
+                        lambda r: f"{r['accuracy_mean']:.3f} ± {num('accuracy_std')(r)} (n={r['n']})",
+                    ),
+                    Column("tau LogME", num("tau_logme", 2)),
+                    Column("tau LEEP", num("tau_leep", 2)),
+                ],
+            )
+        )
     return out

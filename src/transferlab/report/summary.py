@@ -58,8 +58,10 @@ def _status(study: StudyData) -> list[str]:
     counts = study.counts
     if study.n_runs == 0:
         return ["This study has no runs yet: nothing to report. Run `transferlab study SPEC.toml --dir DIR`."]
-    points = [f"{counts['done']} of {study.n_runs} runs done, {counts['failed']} failed, {counts['running']} "
-              f"running, {counts['pending']} pending; {study.n_usable} finished runs have a test accuracy."]  # fmt: skip
+    points = [
+        f"{counts['done']} of {study.n_runs} runs done, {counts['failed']} failed, {counts['running']} "
+        f"running, {counts['pending']} pending; {study.n_usable} finished runs have a test accuracy."
+    ]
     if counts["pending"] or counts["running"]:
         points.append(
             "The study is not finished: every number below may change as the remaining runs finish."
@@ -76,8 +78,10 @@ def _status(study: StudyData) -> list[str]:
             "No run has finished with a test accuracy, so no accuracy, gain or figure can be shown."
         )
     else:
-        points.append("Configurations are chosen on mean validation accuracy; accuracies quoted are test "
-                      "accuracy, mean ± std over repeats (seeds, and both transfer directions when run) with n.")  # fmt: skip
+        points.append(
+            "Configurations are chosen on mean validation accuracy; accuracies quoted are test "
+            "accuracy, mean ± std over repeats (seeds, and both transfer directions when run) with n."
+        )
     return points
 
 
@@ -99,9 +103,11 @@ def _budgets(task: Task) -> list[str]:
             )
     if not items:
         return []
-    return [f"Unequal tuning budgets: chosen on validation, {_ranges(items)}. Part of a gain may come from the "
-            "larger search (and a lucky validation score among more tries) rather than from the arm itself; "
-            "give each arm the same number of trials (e.g. the same lr grid) for a fair verdict."]  # fmt: skip
+    return [
+        f"Unequal tuning budgets: chosen on validation, {_ranges(items)}. Part of a gain may come from the "
+        "larger search (and a lucky validation score among more tries) rather than from the arm itself; "
+        "give each arm the same number of trials (e.g. the same lr grid) for a fair verdict."
+    ]
 
 
 def _ranges(items: list[tuple[SizeKey, str]]) -> str:
@@ -152,25 +158,34 @@ def _depths(task: Task) -> list[str]:
             text = f"{sweep.title}, {name}: {sweep.depth_label} chosen on validation: {_ranges(items)}"
             if best_gain is not None:
                 gain, depth, size = best_gain
-                text += (f"; the largest gain over the reference among these choices is {gain.text()} "
-                         f"({depth} units at {task.size_text(size)})")  # fmt: skip
+                text += (
+                    f"; the largest gain over the reference among these choices is {gain.text()} "
+                    f"({depth} units at {task.size_text(size)})"
+                )
             points.append(text + ".")
     return points
 
 
 def _trend(task: Task) -> list[str]:
     """Question 3: how the gain moves with size, and how many labels the baseline needs to match transfer."""
-    pairs = [(s, t, b) for s in task.sizes
-             if (t := task.best(s, role="transfer")) and (b := task.best(s, role="baseline"))]  # fmt: skip
+    pairs = [
+        (s, t, b)
+        for s in task.sizes
+        if (t := task.best(s, role="transfer")) and (b := task.best(s, role="baseline"))
+    ]
     points = []
     if len(task.sizes) == 1:
-        points.append(f"Only one training size ({task.size_text(task.sizes[0])}) has finished runs: no trend over "
-                      "size can be given yet.")  # fmt: skip
+        points.append(
+            f"Only one training size ({task.size_text(task.sizes[0])}) has finished runs: no trend over "
+            "size can be given yet."
+        )
     if len(pairs) >= 2:
         (s0, t0, b0), (s1, t1, b1) = pairs[0], pairs[-1]
         g0, g1 = Gain.between(t0.test, b0.test), Gain.between(t1.test, b1.test)
-        points.append(f"The gain of transfer over the baseline goes from {g0.absolute:+.3f} ({verdict(g0)}) at "
-                      f"{task.size_text(s0)} to {g1.absolute:+.3f} ({verdict(g1)}) at {task.size_text(s1)}.")  # fmt: skip
+        points.append(
+            f"The gain of transfer over the baseline goes from {g0.absolute:+.3f} ({verdict(g0)}) at "
+            f"{task.size_text(s0)} to {g1.absolute:+.3f} ({verdict(g1)}) at {task.size_text(s1)}."
+        )
     smallest = next((s for s in task.sizes if task.best(s, role="transfer")), None)
     baselines = [(s, b) for s in task.sizes if (b := task.best(s, role="baseline"))]
     if smallest is not None and baselines:
@@ -179,21 +194,27 @@ def _trend(task: Task) -> list[str]:
         same = next((b for s, b in baselines if s == smallest), None)
         matched = next(((s, b) for s, b in baselines if b.test.mean >= target), None)
         if same is not None and same.test.mean >= target:
-            points.append(f"Transfer with {images} ({target:.3f}) does not beat the baseline at the same size "
-                          f"({same.test.mean:.3f}): no labels are saved by transferring there.")  # fmt: skip
+            points.append(
+                f"Transfer with {images} ({target:.3f}) does not beat the baseline at the same size "
+                f"({same.test.mean:.3f}): no labels are saved by transferring there."
+            )
         elif matched is None:
             top_size, top = max(baselines, key=lambda item: item[1].test.mean)
-            points.append(f"Transfer with {images} ({target:.3f}) is not matched by the baseline at any tested "
-                          f"size (its best: {top.test.mean:.3f} with {task.n_train[top_size]:,} images).")  # fmt: skip
+            points.append(
+                f"Transfer with {images} ({target:.3f}) is not matched by the baseline at any tested "
+                f"size (its best: {top.test.mean:.3f} with {task.n_train[top_size]:,} images)."
+            )
         else:
             size, cell = matched
             ratio = task.n_train[size] / max(task.n_train[smallest], 1)
             caveat = ""
             if same is not None and verdict(Gain.between(transfer.test, same.test)) != "better":
                 caveat = f" (by the means: at {images} transfer's lead over the baseline is not detectable)"
-            points.append(f"Transfer with {images} ({target:.3f}) is first matched by the baseline at "
-                          f"{task.n_train[size]:,} images ({cell.test.mean:.3f}), {ratio:.3g}× as many labels"
-                          f"{caveat}.")  # fmt: skip
+            points.append(
+                f"Transfer with {images} ({target:.3f}) is first matched by the baseline at "
+                f"{task.n_train[size]:,} images ({cell.test.mean:.3f}), {ratio:.3g}× as many labels"
+                f"{caveat}."
+            )
     return points
 
 
@@ -224,5 +245,7 @@ def _sources(task: Task) -> list[str]:
         return ["No baseline runs: the sources cannot be ranked by their gain."]
     ranked.sort(reverse=True)
     listing = "; ".join(f"{name} {gain:+.3f} ({sizes})" for gain, name, sizes in ranked)
-    return [f"Sources ranked by mean gain over the baseline across sizes: {listing}. Transferability scores "
-            "that rank sources before training: `transferlab advise`."]  # fmt: skip
+    return [
+        f"Sources ranked by mean gain over the baseline across sizes: {listing}. Transferability scores "
+        "that rank sources before training: `transferlab advise`."
+    ]

@@ -52,13 +52,24 @@ class Table:
         """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
         spec = "l" * 2 + "r" * (len(self.display) - 2) if len(self.display) > 2 else "l" * len(self.display)
         lines = [
-            "\\begin{table}[ht]", "\\centering", "\\small", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-            " & ".join(_latex_escape(c.header) for c in self.display) + " \\\\", "\\midrule",
-        ]  # fmt: skip
+            "\\begin{table}[ht]",
+            "\\centering",
+            "\\small",
+            f"\\begin{{tabular}}{{{spec}}}",
+            "\\toprule",
+            " & ".join(_latex_escape(c.header) for c in self.display) + " \\\\",
+            "\\midrule",
+        ]
         for row in self.rows:
             lines.append(" & ".join(_latex_escape(c.render(row)) for c in self.display) + " \\\\")
-        lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{_latex_escape(self.caption)}}}",
-                  f"\\label{{tab:{self.name.replace('_', '-')}}}", "\\end{table}", ""]  # fmt: skip
+        lines += [
+            "\\bottomrule",
+            "\\end{tabular}",
+            f"\\caption{{{_latex_escape(self.caption)}}}",
+            f"\\label{{tab:{self.name.replace('_', '-')}}}",
+            "\\end{table}",
+            "",
+        ]
         return "\n".join(lines)
 
     def html(self) -> str:
@@ -86,9 +97,23 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-_LATEX_SPECIAL = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_",
-                  "{": "\\{", "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}",
-                  "±": "$\\pm$", "×": "$\\times$", "∈": "$\\in$", "·": "$\\cdot$", "→": "$\\to$"}  # fmt: skip
+_LATEX_SPECIAL = {
+    "\\": "\\textbackslash{}",
+    "&": "\\&",
+    "%": "\\%",
+    "$": "\\$",
+    "#": "\\#",
+    "_": "\\_",
+    "{": "\\{",
+    "}": "\\}",
+    "~": "\\textasciitilde{}",
+    "^": "\\textasciicircum{}",
+    "±": "$\\pm$",
+    "×": "$\\times$",
+    "∈": "$\\in$",
+    "·": "$\\cdot$",
+    "→": "$\\to$",
+}
 
 
 def _latex_escape(text: str) -> str:
@@ -113,10 +138,20 @@ def _mean_std(row: dict, prefix: str) -> str:
 
 def _stat_fields(prefix: str, stat: Stat | None) -> dict[str, Any]:
     if stat is None:
-        return {f"{prefix}_mean": None, f"{prefix}_std": None, f"{prefix}_n": 0, f"{prefix}_ci_low": None,
-                f"{prefix}_ci_high": None}  # fmt: skip
-    return {f"{prefix}_mean": stat.mean, f"{prefix}_std": stat.std, f"{prefix}_n": stat.n,
-            f"{prefix}_ci_low": stat.ci_low, f"{prefix}_ci_high": stat.ci_high}  # fmt: skip
+        return {
+            f"{prefix}_mean": None,
+            f"{prefix}_std": None,
+            f"{prefix}_n": 0,
+            f"{prefix}_ci_low": None,
+            f"{prefix}_ci_high": None,
+        }
+    return {
+        f"{prefix}_mean": stat.mean,
+        f"{prefix}_std": stat.std,
+        f"{prefix}_n": stat.n,
+        f"{prefix}_ci_low": stat.ci_low,
+        f"{prefix}_ci_high": stat.ci_high,
+    }
 
 
 def _budget_fields(prefix: str, choice: Choice | None) -> dict[str, Any]:
@@ -150,22 +185,34 @@ def best_configs(study: StudyData) -> Table:
                 if choice is None:
                     continue
                 cell = choice.cell
-                rows.append({
-                    **_size_fields(task, cell), "strategy": strategy, "role": cell.config.role,
-                    "configuration": task.describe(cell.config), "best_at_size": cell is overall,
-                    **_budget_fields("", choice), **_stat_fields("val", cell.val), **_stat_fields("test", cell.test),
-                    "directions": cell.directions, "run_ids": " ".join(cell.run_ids),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        **_size_fields(task, cell),
+                        "strategy": strategy,
+                        "role": cell.config.role,
+                        "configuration": task.describe(cell.config),
+                        "best_at_size": cell is overall,
+                        **_budget_fields("", choice),
+                        **_stat_fields("val", cell.val),
+                        **_stat_fields("test", cell.test),
+                        "directions": cell.directions,
+                        "run_ids": " ".join(cell.run_ids),
+                    }
+                )
     display = [
-        Column("Task", lambda r: r["task"]), Column("Size", lambda r: f"{r['size']} ({r['n_train']:,})"),
+        Column("Task", lambda r: r["task"]),
+        Column("Size", lambda r: f"{r['size']} ({r['n_train']:,})"),
         Column("Configuration", lambda r: r["configuration"] + (" ★" if r["best_at_size"] else "")),
         Column("Chosen from", lambda r: _budget(r, "")),
-        Column("Val. acc.", lambda r: _num(r["val_mean"])), Column("Test acc.", lambda r: _mean_std(r, "test")),
-    ]  # fmt: skip
-    caption = ("Best configuration per task, training size and strategy, chosen on mean validation accuracy "
-               "and reported with test accuracy (mean ± std over repeats, n runs); ★ = best at that size. "
-               "Chosen from: how many configurations competed on validation, and the settings that varied "
-               "among them (a strategy tuned over more configurations had more chances).")  # fmt: skip
+        Column("Val. acc.", lambda r: _num(r["val_mean"])),
+        Column("Test acc.", lambda r: _mean_std(r, "test")),
+    ]
+    caption = (
+        "Best configuration per task, training size and strategy, chosen on mean validation accuracy "
+        "and reported with test accuracy (mean ± std over repeats, n runs); ★ = best at that size. "
+        "Chosen from: how many configurations competed on validation, and the settings that varied "
+        "among them (a strategy tuned over more configurations had more chances)."
+    )
     return Table("best_configs", caption, rows, display)
 
 
@@ -188,8 +235,11 @@ def _role_rows(study: StudyData) -> list[dict]:
             for reference in ("baseline", "augmentation"):
                 ref = chosen[reference]
                 test_gain = Gain.between(transfer.test, ref.test) if transfer and ref else None
-                val_gain = (Gain.between(transfer.val, ref.val)
-                            if transfer and ref and transfer.val and ref.val else None)  # fmt: skip
+                val_gain = (
+                    Gain.between(transfer.val, ref.val)
+                    if transfer and ref and transfer.val and ref.val
+                    else None
+                )
                 row[f"rg_vs_{reference}"] = None if test_gain is None else test_gain.relative
                 row[f"ag_vs_{reference}"] = None if test_gain is None else test_gain.absolute
                 row[f"ag_vs_{reference}_ci_half"] = None if test_gain is None else test_gain.ci_half
@@ -216,9 +266,11 @@ def accuracy_by_role(study: StudyData, rows: list[dict] | None = None) -> Table:
     ):
         display.append(Column(f"{header} val.", lambda r, p=f"{role}_val_mean": _num(r[p])))
         display.append(Column(f"{header} test", lambda r, p=f"{role}_test": _mean_std(r, p)))
-    caption = ("Validation and test accuracy of the baseline, augmentation and transfer configurations, each "
-               "chosen on validation accuracy at that size (test: mean ± std, n runs; – = no finished runs). "
-               "The chosen configurations are in accuracy_by_role.csv.")  # fmt: skip
+    caption = (
+        "Validation and test accuracy of the baseline, augmentation and transfer configurations, each "
+        "chosen on validation accuracy at that size (test: mean ± std, n runs; – = no finished runs). "
+        "The chosen configurations are in accuracy_by_role.csv."
+    )
     return Table("accuracy_by_role", caption, rows, display)
 
 
@@ -234,23 +286,30 @@ def gains(study: StudyData, rows: list[dict] | None = None) -> Table:
         return render
 
     display = [
-        Column("Task", lambda r: r["task"]), Column("Size", lambda r: f"{r['size']} ({r['n_train']:,})"),
+        Column("Task", lambda r: r["task"]),
+        Column("Size", lambda r: f"{r['size']} ({r['n_train']:,})"),
         Column("Transfer configuration", lambda r: r["transfer_configuration"] or "–"),
         Column("Gain vs baseline (± 95% CI)", absolute("ag_vs_baseline")),
         Column("Gain vs augmentation (± 95% CI)", absolute("ag_vs_augmentation")),
         Column("Ratio vs baseline", lambda r: _num(r["rg_vs_baseline"], 2)),
         Column("Ratio vs augmentation", lambda r: _num(r["rg_vs_augmentation"], 2)),
-        Column("Configs T / B / A", lambda r: " / ".join(
-            str(r[f"{role}_n_configs"] or "–") for role in ("transfer", "baseline", "augmentation"))),
-    ]  # fmt: skip
-    caption = ("Gain of transfer learning over the baseline and over data augmentation on test accuracy, each "
-               "configuration chosen on validation. Gain: difference of mean accuracies (fractions; +0.031 = "
-               "3.1 percentage points) ± half-width of its 95% interval (paired over the splits both arms share, Welch's otherwise); ratio: transfer's mean accuracy "
-               "divided by the reference's (×1.05 = 5% more). In the CSV, ag_* are the gains and rg_* the "
-               "ratios. Configs T / B / A: how many "
-               "configurations transfer, the baseline and augmentation were each chosen from (unequal numbers "
-               "are unequal tuning budgets). The CSV also has the gains on validation accuracy and what was "
-               "tuned.")  # fmt: skip
+        Column(
+            "Configs T / B / A",
+            lambda r: " / ".join(
+                str(r[f"{role}_n_configs"] or "–") for role in ("transfer", "baseline", "augmentation")
+            ),
+        ),
+    ]
+    caption = (
+        "Gain of transfer learning over the baseline and over data augmentation on test accuracy, each "
+        "configuration chosen on validation. Gain: difference of mean accuracies (fractions; +0.031 = "
+        "3.1 percentage points) ± half-width of its 95% interval (paired over the splits both arms share, Welch's otherwise); ratio: transfer's mean accuracy "
+        "divided by the reference's (×1.05 = 5% more). In the CSV, ag_* are the gains and rg_* the "
+        "ratios. Configs T / B / A: how many "
+        "configurations transfer, the baseline and augmentation were each chosen from (unequal numbers "
+        "are unequal tuning budgets). The CSV also has the gains on validation accuracy and what was "
+        "tuned."
+    )
     return Table("gains", caption, rows, display)
 
 
@@ -259,11 +318,20 @@ def aggregates(study: StudyData) -> Table:
     rows = []
     for task in study.tasks:
         for cell in sorted(task.cells, key=lambda c: (task.sizes.index(c.size), repr(c.config.items))):
-            rows.append({**_size_fields(task, cell), "role": cell.config.role, "strategy": cell.config.strategy,
-                         "variant": cell.config.variant, "configuration": task.describe(cell.config),
-                         **dict(cell.config.items), **_stat_fields("val", cell.val),
-                         **_stat_fields("test", cell.test), "directions": cell.directions,
-                         "run_ids": " ".join(cell.run_ids)})  # fmt: skip
+            rows.append(
+                {
+                    **_size_fields(task, cell),
+                    "role": cell.config.role,
+                    "strategy": cell.config.strategy,
+                    "variant": cell.config.variant,
+                    "configuration": task.describe(cell.config),
+                    **dict(cell.config.items),
+                    **_stat_fields("val", cell.val),
+                    **_stat_fields("test", cell.test),
+                    "directions": cell.directions,
+                    "run_ids": " ".join(cell.run_ids),
+                }
+            )
     return Table("aggregates", "Every configuration at every size, over its repeats.", rows, [])
 
 

@@ -1,8 +1,9 @@
-"""The strategy registry and :func:`run`, the one way to execute a :class:`RunSpec`.
+""":func:`run`, the one way to execute a :class:`RunSpec`, and :func:`run_batch`.
 
-Strategies (one module each): ``scratch``, ``augment``, ``extract``, ``finetune``, ``snt``, ``siamese``. Each module
-defines ``STRATEGY`` (a :class:`Strategy` record) whose ``fit_evaluate(spec, data, progress=False)``
-takes a resolved spec and the loaded dataset and returns a :class:`RunResult`.
+Strategies (one module each): ``scratch``, ``augment``, ``extract``, ``finetune``, ``snt``, ``siamese``. Each
+module's ``fit_evaluate(spec, data, progress=False)`` takes a resolved spec and the loaded dataset and
+returns a :class:`RunResult`; what a strategy is and takes is its record in :mod:`transferlab.catalog`
+(re-exported here), which names the module.
 """
 
 from __future__ import annotations
@@ -10,25 +11,11 @@ from __future__ import annotations
 import time
 import traceback
 
+from transferlab.catalog import Strategy, get_strategy, list_strategies
 from transferlab.data.imageset import ImageSet
-from transferlab.errors import TransferlabError, options_hint
+from transferlab.errors import TransferlabError
 from transferlab.runs import RunResult, RunSpec
-from transferlab.strategies import augment, extract, finetune, scratch, siamese, snt
-from transferlab.strategies.base import Strategy
 from transferlab.train import TrainingFailed
-
-_STRATEGIES: dict[str, Strategy] = {s.name: s for s in (m.STRATEGY for m in (scratch, augment, extract, finetune, snt, siamese))}
-
-
-def list_strategies() -> list[Strategy]:
-    """Registered strategies, in the order the studies introduce them."""
-    return list(_STRATEGIES.values())
-
-
-def get_strategy(name: str) -> Strategy:
-    if name not in _STRATEGIES:
-        raise TransferlabError(f"unknown strategy {name!r}{options_hint(str(name), _STRATEGIES)}")
-    return _STRATEGIES[name]
 
 
 def run(spec: RunSpec, data: ImageSet | None = None, *, progress: bool = False) -> RunResult:
@@ -47,20 +34,28 @@ def run(spec: RunSpec, data: ImageSet | None = None, *, progress: bool = False) 
     except TransferlabError:
         raise
     except TrainingFailed as failure:
-        result = RunResult(spec=spec.to_dict(), status="failed", error=failure.reason, history=failure.history,
-                           epochs_run=len(failure.history))  # fmt: skip
+        result = RunResult(
+            spec=spec.to_dict(),
+            status="failed",
+            error=failure.reason,
+            history=failure.history,
+            epochs_run=len(failure.history),
+        )
     except Exception as exc:  # a study records a crashed run and goes on; the traceback tail says where
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        result = RunResult(spec=spec.to_dict(), status="failed",
-                           error=f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})")  # fmt: skip
+        result = RunResult(
+            spec=spec.to_dict(),
+            status="failed",
+            error=f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})",
+        )
     result.total_seconds = time.perf_counter() - started
     result.code_version = code_version()
     return result
 
 
 def run_batch(specs: list[RunSpec], data: ImageSet | None = None) -> list[RunResult]:
-    """Execute several runs, sharing work where a strategy can: extract runs whose fc1-3/gap heads read
-    the same cached features, subset and batch order (``extract.batch_key``) train in one batched pass;
+    """Execute several runs, sharing work where a strategy can: runs with equal ``Strategy.batch_key``
+    (extract's fc1-3/gap heads on the same cached features, subset and batch order) train in one pass;
     every other run goes through :func:`run`. Each result is the one ``run(spec)`` records (to float32
     rounding for batched heads; ``hyperparameters["batched_with"]`` says how many trained together).
     Unlike :func:`run`, bad input fails only its own run: a TransferlabError becomes a failed result.
@@ -76,7 +71,7 @@ def run_batch(specs: list[RunSpec], data: ImageSet | None = None) -> list[RunRes
             results[i] = RunResult(spec=spec.to_dict(), status="failed", error=str(exc))
     groups: dict[tuple, list[tuple[int, RunSpec]]] = {}
     for i, spec in resolved:
-        key = extract.batch_key(spec)
+        key = get_strategy(spec.strategy).batch_key(spec)
         groups.setdefault((i,) if key is None else key, []).append((i, spec))
     loaded: dict[str, ImageSet] = {}
     for members in groups.values():
@@ -93,7 +88,8 @@ def run_batch(specs: list[RunSpec], data: ImageSet | None = None) -> list[RunRes
             continue
         started = time.perf_counter()
         try:
-            outcomes = extract.fit_evaluate_batch([spec for _, spec in members], images)
+            implementation = get_strategy(members[0][1].strategy).implementation
+            outcomes = implementation.fit_evaluate_batch([spec for _, spec in members], images)
         except Exception as exc:  # a crash inside the batch fails its runs, as run() records a crashed run
             where = traceback.extract_tb(exc.__traceback__)[-1]
             crash = RuntimeError(f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})")
@@ -103,8 +99,13 @@ def run_batch(specs: list[RunSpec], data: ImageSet | None = None) -> list[RunRes
             if isinstance(outcome, RunResult):
                 result = outcome
             elif isinstance(outcome, TrainingFailed):
-                result = RunResult(spec=spec.to_dict(), status="failed", error=outcome.reason,
-                                   history=outcome.history, epochs_run=len(outcome.history))  # fmt: skip
+                result = RunResult(
+                    spec=spec.to_dict(),
+                    status="failed",
+                    error=outcome.reason,
+                    history=outcome.history,
+                    epochs_run=len(outcome.history),
+                )
             else:
                 result = RunResult(spec=spec.to_dict(), status="failed", error=str(outcome))
             result.total_seconds, result.code_version = share, code_version()

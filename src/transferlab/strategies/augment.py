@@ -5,13 +5,6 @@ the CIFAR-domains study used ``mirror,noise``). It is the scratch training code;
 
 from __future__ import annotations
 
-from transferlab.strategies import scratch
-from transferlab.strategies.base import Strategy
+from transferlab.strategies.scratch import fit_evaluate
 
-STRATEGY = Strategy(
-    name="augment",
-    summary="scratch + training augmentation (mirror, Gaussian noise, random crop, small affine)",
-    fit_evaluate=scratch.fit_evaluate,
-    heads=("linear",),
-    default_backbone="cifar_cnn",
-)
+__all__ = ["fit_evaluate"]

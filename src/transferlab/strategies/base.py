@@ -1,10 +1,10 @@
-"""What every strategy shares: the strategy record, the task's images, per-batch preprocessing +
+"""What every strategy's implementation shares: the task's images, per-batch preprocessing +
 augmentation, and training a whole network and scoring it into a :class:`RunResult`."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,20 +24,16 @@ HALVES_SEED = 0
 PARTS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class Strategy:
-    """A registered strategy: ``fit_evaluate(spec, data, progress=False) -> RunResult`` on a resolved
-    spec; ``heads`` it takes (the first is the default); the backbone it uses when none is named."""
+@dataclass
+class Fitted:
+    """What a run trained, for ``transferlab fit`` to save (``fit_evaluate(..., keep=Fitted())`` fills it):
+    the task it learned (its class names), and the trained ``model`` (a network that classifies images:
+    the record's ``exports == "network"``) or the ``head`` fitted on a frozen backbone's features
+    (``exports == "features"``)."""
 
-    name: str
-    summary: str
-    fit_evaluate: Callable[..., RunResult]
-    heads: tuple[str, ...]
-    default_backbone: str
-
-    @property
-    def default_head(self) -> str:
-        return self.heads[0]
+    task: TaskSplit | None = None
+    model: nn.Module | None = None
+    head: object | None = None
 
 
 @dataclass
@@ -64,20 +60,52 @@ def resolve_device(name: str) -> torch.device:
 def sides(spec: RunSpec, data: ImageSet):
     """The class split named by the spec (random halves drawn with HALVES_SEED when neither side is
     given), or None when the spec uses every class."""
-    if spec.source is None and spec.target is None and not spec.swap and spec.strategy != "snt":
+    if (
+        spec.source is None
+        and spec.target is None
+        and not spec.swap
+        and spec.strategy_info.trains_on != "target"
+    ):
         return None
     return class_split(data, spec.source, spec.target, seed=HALVES_SEED, swap=spec.swap)
 
 
-def load_task(spec: RunSpec, data: ImageSet, classes: Sequence[int] | None, *, size: float | None = None,
-              per_class: int | None = None) -> TaskData:  # fmt: skip
+def training_classes(spec: RunSpec, data: ImageSet) -> tuple[ImageSet, tuple[int, ...] | None]:
+    """The dataset and classes (None = every class) whose images the spec's size subsamples: the spec's
+    side, or the target side for a strategy that trains a source model first; a strategy module with its
+    own ``training_classes`` (siamese: the source classes, possibly of ``source_dataset``) decides itself."""
+    own = getattr(spec.strategy_info.implementation, "training_classes", None)
+    if own is not None:
+        return own(spec, data)
+    trains_on = spec.strategy_info.trains_on
+    split = sides(spec, data)
+    return data, None if split is None else split.side("target" if trains_on == "target" else spec.side)
+
+
+def load_task(
+    spec: RunSpec,
+    data: ImageSet,
+    classes: Sequence[int] | None,
+    *,
+    size: float | None = None,
+    per_class: int | None = None,
+) -> TaskData:
     """Train/val/test images of ``classes`` (None = all) with the spec's holdouts and seed; the training
     subset is ``size``/``per_class`` if given, else the spec's."""
     if size is None and per_class is None:
         size, per_class = spec.size, spec.per_class
-    split = make_task(data, classes, size=size, per_class=per_class, val_size=spec.val_size,
-                      test_per_class=spec.test_per_class, seed=spec.seed)  # fmt: skip
-    images = {part: torch.from_numpy(np.ascontiguousarray(data.images[getattr(split, part)])) for part in PARTS}
+    split = make_task(
+        data,
+        classes,
+        size=size,
+        per_class=per_class,
+        val_size=spec.val_size,
+        test_per_class=spec.test_per_class,
+        seed=spec.seed,
+    )
+    images = {
+        part: torch.from_numpy(np.ascontiguousarray(data.images[getattr(split, part)])) for part in PARTS
+    }
     labels = {part: torch.from_numpy(split.labels(data, part)) for part in PARTS}
     return TaskData(split, images, labels)
 
@@ -102,15 +130,31 @@ def image_transform(backbone: nn.Module, spec: RunSpec, device: torch.device) ->
     return transform
 
 
-def train_config(spec: RunSpec, progress: bool, *, epochs: int | None = None, description: str = "",
-                 evaluate_start: bool = False) -> TrainConfig:  # fmt: skip
+def train_config(
+    spec: RunSpec,
+    progress: bool,
+    *,
+    epochs: int | None = None,
+    description: str = "",
+    evaluate_start: bool = False,
+) -> TrainConfig:
     """The spec's training settings; ``epochs`` overrides the spec's budget (snt's source_epochs)."""
-    return TrainConfig(optimizer=spec.optimizer, lr=spec.lr, momentum=spec.momentum,
-                       weight_decay=spec.weight_decay, epochs=epochs or spec.epochs,
-                       steps=None if epochs else spec.steps, schedule=spec.schedule, batch_size=spec.batch_size,
-                       patience=spec.patience, bn_stats=spec.bn_stats, seed=spec.seed, progress=progress,
-                       evaluate_start=evaluate_start,
-                       description=description or f"{spec.strategy} {spec.backbone}")  # fmt: skip
+    return TrainConfig(
+        optimizer=spec.optimizer,
+        lr=spec.lr,
+        momentum=spec.momentum,
+        weight_decay=spec.weight_decay,
+        epochs=epochs or spec.epochs,
+        steps=None if epochs else spec.steps,
+        schedule=spec.schedule,
+        batch_size=spec.batch_size,
+        patience=spec.patience,
+        bn_stats=spec.bn_stats,
+        seed=spec.seed,
+        progress=progress,
+        evaluate_start=evaluate_start,
+        description=description or f"{spec.strategy} {spec.backbone}",
+    )
 
 
 @dataclass
@@ -126,38 +170,70 @@ class NetworkScore:
     eval_seconds: float
 
 
-def fit_network(model: nn.Module, task: TaskData, config: TrainConfig, transform: BatchTransform,
-                param_groups: Sequence[dict] | None = None, penalty=None) -> NetworkScore:  # fmt: skip
+def fit_network(
+    model: nn.Module,
+    task: TaskData,
+    config: TrainConfig,
+    transform: BatchTransform,
+    param_groups: Sequence[dict] | None = None,
+    penalty=None,
+) -> NetworkScore:
     """Train ``model`` on the task's training images (validated at each check of its budget) and score
     the kept weights on the training and test images. ``penalty``: see :func:`transferlab.train.train`."""
-    outcome = train(model, task.images["train"], task.labels["train"], config,
-                    val_inputs=task.images["val"], val_labels=task.labels["val"],
-                    param_groups=param_groups, transform=transform, penalty=penalty)  # fmt: skip
+    outcome = train(
+        model,
+        task.images["train"],
+        task.labels["train"],
+        config,
+        val_inputs=task.images["val"],
+        val_labels=task.labels["val"],
+        param_groups=param_groups,
+        transform=transform,
+        penalty=penalty,
+    )
     best = outcome.record_at(outcome.best_epoch)
     started = time.perf_counter()
     _, train_accuracy = evaluate(model, task.images["train"], task.labels["train"], transform=transform)
     test_loss, test_accuracy = evaluate(model, task.images["test"], task.labels["test"], transform=transform)
-    return NetworkScore(outcome, best["val_loss"], best["val_accuracy"], test_loss, test_accuracy, train_accuracy,
-                        time.perf_counter() - started)  # fmt: skip
+    return NetworkScore(
+        outcome,
+        best["val_loss"],
+        best["val_accuracy"],
+        test_loss,
+        test_accuracy,
+        train_accuracy,
+        time.perf_counter() - started,
+    )
 
 
 def network_result(spec: RunSpec, task: TaskData, score: NetworkScore, **extra) -> RunResult:
     """A RunResult for a trained network; ``extra`` sets further fields (hyperparameters, timings)."""
     return RunResult(
         spec=spec.to_dict(),
-        test_accuracy=score.test_accuracy, test_loss=score.test_loss,
-        val_accuracy=score.val_accuracy, val_loss=score.val_loss, train_accuracy=score.train_accuracy,
-        epochs_run=score.outcome.epochs_run, best_epoch=score.outcome.best_epoch,
-        history=score.outcome.history, fit_seconds=score.outcome.seconds, eval_seconds=score.eval_seconds,
+        test_accuracy=score.test_accuracy,
+        test_loss=score.test_loss,
+        val_accuracy=score.val_accuracy,
+        val_loss=score.val_loss,
+        train_accuracy=score.train_accuracy,
+        epochs_run=score.outcome.epochs_run,
+        best_epoch=score.outcome.best_epoch,
+        history=score.outcome.history,
+        fit_seconds=score.outcome.seconds,
+        eval_seconds=score.eval_seconds,
         budget=score.outcome.budget_record(),
-        **task_fields(task.split), **extra,
-    )  # fmt: skip
+        **task_fields(task.split),
+        **extra,
+    )
 
 
 def task_fields(split: TaskSplit) -> dict:
     """The RunResult fields that describe the data a run saw (the indices themselves included)."""
     return {
-        "n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test),
-        "n_classes": len(split.classes), "size_label": split.size_label, "indices_hash": split.indices_hash(),
+        "n_train": len(split.train),
+        "n_val": len(split.val),
+        "n_test": len(split.test),
+        "n_classes": len(split.classes),
+        "size_label": split.size_label,
+        "indices_hash": split.indices_hash(),
         "indices": split.indices_record(),
-    }  # fmt: skip
+    }

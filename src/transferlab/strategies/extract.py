@@ -19,25 +19,45 @@ from transferlab.errors import TransferlabError
 from transferlab.features import cached_features
 from transferlab.models.heads import TORCH_HEADS, make_head
 from transferlab.runs import RunResult, RunSpec
-from transferlab.strategies.base import Strategy, resolve_device, sides, task_fields
-
-HEADS = ("logreg", "fc1", "fc2", "fc3", "gap", "svm")
-
+from transferlab.strategies.base import Fitted, resolve_device, sides, task_fields
 
 # Runs that agree on these fields read the same cached features, training subset and mini-batch order, so
 # their fc1-3/gap heads can train in one batched pass (models/batched_heads.py); heads, activations,
 # learning rates, weight decay, epochs and patience may differ.
-BATCH_FIELDS = ("dataset", "backbone", "input_size", "layer", "pool", "device", "source", "target", "side", "swap",
-                "size", "per_class", "val_size", "test_per_class", "seed", "batch_size", "optimizer")  # fmt: skip
+BATCH_FIELDS = (
+    "dataset",
+    "backbone",
+    "input_size",
+    "layer",
+    "pool",
+    "device",
+    "source",
+    "target",
+    "side",
+    "swap",
+    "size",
+    "per_class",
+    "val_size",
+    "test_per_class",
+    "seed",
+    "batch_size",
+    "optimizer",
+)
 
 
 def _task_features(spec: RunSpec, data: ImageSet, progress: bool, memo: dict | None = None):
     """(task, features per part, labels per part, seconds spent getting the features). ``memo`` maps
     (part, indices) to arrays already read, so runs of one batch share the very same arrays."""
     split = sides(spec, data)
-    task = make_task(data, None if split is None else split.side(spec.side), size=spec.size,
-                     per_class=spec.per_class, val_size=spec.val_size, test_per_class=spec.test_per_class,
-                     seed=spec.seed)  # fmt: skip
+    task = make_task(
+        data,
+        None if split is None else split.side(spec.side),
+        size=spec.size,
+        per_class=spec.per_class,
+        val_size=spec.val_size,
+        test_per_class=spec.test_per_class,
+        seed=spec.seed,
+    )
     memo = {} if memo is None else memo
     device = resolve_device(spec.device)
     started = time.perf_counter()
@@ -47,29 +67,55 @@ def _task_features(spec: RunSpec, data: ImageSet, progress: bool, memo: dict | N
         key = (part, indices.tobytes())
         if key not in memo:
             memo[key] = (
-                cached_features(data, indices, spec.backbone, layer=spec.layer, pool=spec.pool,
-                                size=spec.input_size, device=device, progress=progress),
+                cached_features(
+                    data,
+                    indices,
+                    spec.backbone,
+                    layer=spec.layer,
+                    pool=spec.pool,
+                    size=spec.input_size,
+                    device=device,
+                    progress=progress,
+                ),
                 task.labels(data, part),
-            )  # fmt: skip
+            )
         features[part], labels[part] = memo[key]
     return task, features, labels, time.perf_counter() - started
 
 
 def _head(spec: RunSpec):
-    return make_head(spec.head, activation=spec.activation or "relu", init=spec.init or "uniform",
-                     dropout=spec.dropout, lr=spec.lr, weight_decay=spec.weight_decay, epochs=spec.epochs,
-                     batch_size=spec.batch_size, patience=spec.patience, optimizer=spec.optimizer,
-                     seed=spec.seed, steps=spec.steps, schedule=spec.schedule, C=spec.C)  # fmt: skip
+    return make_head(
+        spec.head,
+        activation=spec.activation or "relu",
+        init=spec.init or "uniform",
+        dropout=spec.dropout,
+        lr=spec.lr,
+        weight_decay=spec.weight_decay,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        patience=spec.patience,
+        optimizer=spec.optimizer,
+        seed=spec.seed,
+        steps=spec.steps,
+        schedule=spec.schedule,
+        C=spec.C,
+    )
 
 
-def _score(spec: RunSpec, head, task, features: dict, labels: dict, features_seconds: float,
-           fit_seconds: float) -> RunResult:  # fmt: skip
+def _score(
+    spec: RunSpec, head, task, features: dict, labels: dict, features_seconds: float, fit_seconds: float
+) -> RunResult:
     """The RunResult of a fitted head: validation, test and training metrics with the kept weights."""
     started = time.perf_counter()
     val = head.score_and_loss(features["val"], labels["val"]) if len(labels["val"]) > 0 else (None, None)
     test = head.score_and_loss(features["test"], labels["test"])
-    metrics = {"val_accuracy": val[0], "val_loss": val[1], "test_accuracy": test[0], "test_loss": test[1],
-               "train_accuracy": head.score(features["train"], labels["train"])}  # fmt: skip
+    metrics = {
+        "val_accuracy": val[0],
+        "val_loss": val[1],
+        "test_accuracy": test[0],
+        "test_loss": test[1],
+        "train_accuracy": head.score(features["train"], labels["train"]),
+    }
     history = getattr(head, "history_", [])
     hyper = {"feature_dim": int(np.prod(features["train"].shape[1:]))}
     if spec.head == "svm" and spec.C is None:
@@ -79,31 +125,39 @@ def _score(spec: RunSpec, head, task, features: dict, labels: dict, features_sec
     if getattr(head, "batched_with_", 1) > 1:
         hyper["batched_with"] = head.batched_with_  # heads trained in the same pass (fit_seconds is a share)
     return RunResult(
-        spec=spec.to_dict(), **metrics, **task_fields(task), history=history,
-        epochs_run=history[-1]["epoch"] if history else 0, budget=getattr(head, "budget_", {}),
+        spec=spec.to_dict(),
+        **metrics,
+        **task_fields(task),
+        history=history,
+        epochs_run=history[-1]["epoch"] if history else 0,
+        budget=getattr(head, "budget_", {}),
         best_epoch=getattr(head, "best_epoch_", 0) if spec.head in TORCH_HEADS else 0,
-        hyperparameters=hyper, features_seconds=features_seconds, fit_seconds=fit_seconds,
+        hyperparameters=hyper,
+        features_seconds=features_seconds,
+        fit_seconds=fit_seconds,
         eval_seconds=time.perf_counter() - started,
-    )  # fmt: skip
+    )
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
+def fit_evaluate(
+    spec: RunSpec, data: ImageSet, progress: bool = False, keep: Fitted | None = None
+) -> RunResult:
     """Features of the task's train/val/test images from ``spec.backbone`` at ``spec.layer``, then
-    ``spec.head`` fitted on the training features and scored on validation and test. ``keep``: a dict
+    ``spec.head`` fitted on the training features and scored on validation and test. ``keep``: a :class:`Fitted`
     that receives the fitted ``head`` and the ``task`` (for ``transferlab fit``)."""
     task, features, labels, features_seconds = _task_features(spec, data, progress)
     head = _head(spec)
     started = time.perf_counter()
     head.fit(features["train"], labels["train"], eval_set=(features["val"], labels["val"]))
     if keep is not None:
-        keep.update(head=head, task=task)
+        keep.head, keep.task = head, task
     return _score(spec, head, task, features, labels, features_seconds, time.perf_counter() - started)
 
 
 def batch_key(spec: RunSpec) -> tuple | None:
     """Equal keys: runs whose heads can train in one batched pass (fc1-3/gap without dropout on the same
     features, subset and batch order); None for a run that trains alone."""
-    if spec.strategy != "extract" or spec.head not in TORCH_HEADS or spec.dropout:
+    if spec.head not in TORCH_HEADS or spec.dropout:
         return None
     return tuple(getattr(spec, name) for name in BATCH_FIELDS)
 
@@ -117,8 +171,9 @@ def fit_evaluate_batch(specs: list[RunSpec], data: ImageSet, progress: bool = Fa
 
     if any(batch_key(spec) is None for spec in specs):
         unbatched = next(spec.head for spec in specs if batch_key(spec) is None)
-        raise TransferlabError(f"only extract runs with fc1-3/gap heads without dropout train in a batch, "
-                               f"not {unbatched!r}")  # fmt: skip
+        raise TransferlabError(
+            f"only extract runs with fc1-3/gap heads without dropout train in a batch, not {unbatched!r}"
+        )
     outcomes: list[RunResult | Exception | None] = [None] * len(specs)
     memo: dict = {}
     prepared = []
@@ -127,17 +182,11 @@ def fit_evaluate_batch(specs: list[RunSpec], data: ImageSet, progress: bool = Fa
             prepared.append((i, spec, *_task_features(spec, data, progress, memo), _head(spec)))
         except TransferlabError as exc:
             outcomes[i] = exc
-    errors = fit_heads([p[6] for p in prepared], [(p[3]["train"], p[4]["train"]) for p in prepared],
-                       [(p[3]["val"], p[4]["val"]) for p in prepared])  # fmt: skip
+    errors = fit_heads(
+        [p[6] for p in prepared],
+        [(p[3]["train"], p[4]["train"]) for p in prepared],
+        [(p[3]["val"], p[4]["val"]) for p in prepared],
+    )
     for (i, spec, task, features, labels, seconds, head), error in zip(prepared, errors, strict=True):
         outcomes[i] = error or _score(spec, head, task, features, labels, seconds, head.fit_seconds_)
     return outcomes
-
-
-STRATEGY = Strategy(
-    name="extract",
-    summary="frozen pretrained backbone -> cached features -> a head (fc1-3, gap, svm, logreg)",
-    fit_evaluate=fit_evaluate,
-    heads=HEADS,
-    default_backbone="efficientnet_lite0.in1k",
-)

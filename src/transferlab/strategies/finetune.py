@@ -34,11 +34,11 @@ from transferlab.models.heads import FC_HIDDEN, GlobalAveragePool, fc_stack
 from transferlab.models.registry import create_backbone
 from transferlab.runs import RunResult, RunSpec
 from transferlab.strategies.base import (
-    Strategy,
+    Fitted,
     image_transform,
     network_result,
     resolve_device,
-    target_task,  # fmt: skip
+    target_task,
     train_config,
 )
 from transferlab.strategies.prefix import fit_frozen_prefix
@@ -53,7 +53,14 @@ def attach_head(model, spec: RunSpec, num_classes: int) -> None:
         # Backbone.reset_classifier only makes linear heads; the fc stack replaces it on the same input.
         model.classifier = nn.Sequential(
             GlobalAveragePool(),
-            fc_stack(model.num_features, num_classes, FC_HIDDEN[spec.head], spec.activation, spec.init, spec.dropout),
+            fc_stack(
+                model.num_features,
+                num_classes,
+                FC_HIDDEN[spec.head],
+                spec.activation,
+                spec.init,
+                spec.dropout,
+            ),
         ).to(next(model.parameters()).device)
 
 
@@ -75,7 +82,9 @@ def split_groups(model, spec: RunSpec) -> list[dict]:
         params = [p for p in unit.parameters() if id(p) in trainable_ids and id(p) not in placed]
         placed.update(id(p) for p in params)
         groups.append({"params": params, "lr": spec.backbone_lr * spec.layer_decay**depth})
-    rest = [p for p in trainable if id(p) not in placed]  # outside every unit (none in the registry's backbones)
+    rest = [
+        p for p in trainable if id(p) not in placed
+    ]  # outside every unit (none in the registry's backbones)
     return groups + [{"params": rest, "lr": spec.backbone_lr}]
 
 
@@ -100,8 +109,15 @@ def linear_probe_head(model, spec: RunSpec, data: ImageSet, task, device) -> dic
     from transferlab.models.heads import LogRegHead
 
     def features(part: str) -> np.ndarray:
-        return cached_features(data, getattr(task.split, part), spec.backbone, layer=None, pool="avg",
-                               size=spec.input_size, device=device)  # fmt: skip
+        return cached_features(
+            data,
+            getattr(task.split, part),
+            spec.backbone,
+            layer=None,
+            pool="avg",
+            size=spec.input_size,
+            device=device,
+        )
 
     x_train, y_train = features("train"), task.labels["train"].numpy()
     has_val = len(task.labels["val"]) > 0
@@ -119,18 +135,26 @@ def linear_probe_head(model, spec: RunSpec, data: ImageSet, task, device) -> dic
         weight, bias = np.concatenate([np.zeros_like(weight), weight]), np.concatenate([[0.0], bias])
     linear = model.classifier.fc
     if tuple(linear.weight.shape) != weight.shape or len(probe.classes_) != task.num_classes:
-        raise TransferlabError(f"the linear probe has {weight.shape} weights but the head is "
-                               f"{tuple(linear.weight.shape)}; LP-FT needs every class in the training subset")  # fmt: skip
+        raise TransferlabError(
+            f"the linear probe has {weight.shape} weights but the head is "
+            f"{tuple(linear.weight.shape)}; LP-FT needs every class in the training subset"
+        )
     with torch.no_grad():
         linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
         linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
     val_accuracy = scores[best_C][0] if has_val else None
-    return {"probe_C": best_C, "probe_val_accuracy": val_accuracy, "probe_Cs": list(PROBE_CS) if has_val else [1.0]}
+    return {
+        "probe_C": best_C,
+        "probe_val_accuracy": val_accuracy,
+        "probe_Cs": list(PROBE_CS) if has_val else [1.0],
+    }
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
+def fit_evaluate(
+    spec: RunSpec, data: ImageSet, progress: bool = False, keep: Fitted | None = None
+) -> RunResult:
     """Fine-tune ``spec.backbone`` (pretrained) with units 1..``spec.frozen`` frozen and a new head.
-    ``keep``: a dict that receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
+    ``keep``: a :class:`Fitted` that receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
     device = resolve_device(spec.device)
     task = target_task(spec, data)
     with seeded(spec.seed):
@@ -146,20 +170,25 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
     model.freeze(spec.frozen)
     model.to(device)
     config = train_config(spec, progress, evaluate_start=spec.head_init == "probe")
-    fit = fit_frozen_prefix(model, spec, data, task, config, image_transform(model, spec, device),
-                            split_groups(model, spec), device, cache=True, progress=progress,
-                            penalty=l2_sp_penalty(model, spec.l2_sp) if spec.l2_sp else None)  # fmt: skip
-    hyper = {"frozen_units": units[: spec.frozen], "weights_sha256": model.weights_sha256, **probe,
-             **fit.hyperparameters}  # fmt: skip
+    fit = fit_frozen_prefix(
+        model,
+        spec,
+        data,
+        task,
+        config,
+        image_transform(model, spec, device),
+        split_groups(model, spec),
+        device,
+        cache=True,
+        progress=progress,
+        penalty=l2_sp_penalty(model, spec.l2_sp) if spec.l2_sp else None,
+    )
+    hyper = {
+        "frozen_units": units[: spec.frozen],
+        "weights_sha256": model.weights_sha256,
+        **probe,
+        **fit.hyperparameters,
+    }
     if keep is not None:
-        keep.update(model=model, task=task.split)  # the whole network: it predicts from images
+        keep.model, keep.task = model, task.split  # the whole network: it predicts from images
     return network_result(spec, task, fit.score, hyperparameters=hyper, features_seconds=fit.seconds)
-
-
-STRATEGY = Strategy(
-    name="finetune",
-    summary="pretrained backbone, units 1..k frozen, the rest + a new head trained (k=0: FTall)",
-    fit_evaluate=fit_evaluate,
-    heads=("linear", "fc1", "fc2", "fc3"),
-    default_backbone="efficientnet_lite0.in1k",
-)

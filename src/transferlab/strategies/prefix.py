@@ -127,8 +127,18 @@ def probe_prefix(
     return evaluated, None
 
 
-def prefix_maps(model: Backbone, k: int, spec: RunSpec, data: ImageSet, task: TaskData, device: torch.device,
-                shape: tuple[int, ...], *, cache: bool, progress: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
+def prefix_maps(
+    model: Backbone,
+    k: int,
+    spec: RunSpec,
+    data: ImageSet,
+    task: TaskData,
+    device: torch.device,
+    shape: tuple[int, ...],
+    *,
+    cache: bool,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
     """float32 maps (N, *shape) of units 1..k for each part's images, on ``device``: from the feature
     cache when ``cache`` and ``spec.backbone`` names pretrained weights (``model``'s units 1..k must be
     those weights), else computed now with ``model``."""
@@ -137,11 +147,26 @@ def prefix_maps(model: Backbone, k: int, spec: RunSpec, data: ImageSet, task: Ta
     maps = {}
     for part in PARTS:
         if named:
-            flat = cached_features(data, getattr(task.split, part), spec.backbone, layer=k, pool="flatten",
-                                   size=spec.input_size, device=device, progress=progress)  # fmt: skip
+            flat = cached_features(
+                data,
+                getattr(task.split, part),
+                spec.backbone,
+                layer=k,
+                pool="flatten",
+                size=spec.input_size,
+                device=device,
+                progress=progress,
+            )
         else:
-            flat = extract_features(model, task.images[part], k, pool="flatten", size=spec.input_size,
-                                    progress=progress, traced_cache=traced)  # fmt: skip
+            flat = extract_features(
+                model,
+                task.images[part],
+                k,
+                pool="flatten",
+                size=spec.input_size,
+                progress=progress,
+                traced_cache=traced,
+            )
         maps[part] = torch.from_numpy(flat).reshape(len(flat), *shape).to(device)
     return maps
 
@@ -150,9 +175,20 @@ def _as_is(batch: torch.Tensor, training: bool, generator: torch.Generator) -> t
     return batch
 
 
-def fit_frozen_prefix(model: Backbone, spec: RunSpec, data: ImageSet, task: TaskData, config: TrainConfig,
-                      transform: BatchTransform, param_groups: list[dict], device: torch.device, *, cache: bool,
-                      progress: bool = False, penalty=None) -> PrefixFit:  # fmt: skip
+def fit_frozen_prefix(
+    model: Backbone,
+    spec: RunSpec,
+    data: ImageSet,
+    task: TaskData,
+    config: TrainConfig,
+    transform: BatchTransform,
+    param_groups: list[dict],
+    device: torch.device,
+    *,
+    cache: bool,
+    progress: bool = False,
+    penalty=None,
+) -> PrefixFit:
     """``fit_network(model, task, config, transform, param_groups)`` with units 1..``spec.frozen`` of
     ``model`` (already frozen) computed once per image when that is the same run (module docstring), else
     on images. ``model`` ends trained either way (units k+1..end and classifier), ready to predict from
@@ -167,8 +203,10 @@ def fit_frozen_prefix(model: Backbone, spec: RunSpec, data: ImageSet, task: Task
         count = sum(len(task.labels[part]) for part in PARTS)
         nbytes = 4 * math.prod(probe.shape[1:]) * count
         if nbytes > PREFIX_BUDGET_BYTES:
-            why = (f"maps of units 1..{k} for {count} images would take {nbytes / 2**20:,.0f} MiB, over "
-                   f"the {PREFIX_BUDGET_BYTES / 2**20:,.0f} MiB budget")  # fmt: skip
+            why = (
+                f"maps of units 1..{k} for {count} images would take {nbytes / 2**20:,.0f} MiB, over "
+                f"the {PREFIX_BUDGET_BYTES / 2**20:,.0f} MiB budget"
+            )
     if why is not None:
         score = fit_network(model, task, config, transform, param_groups, penalty)
         return PrefixFit(score, {"prefix_cached": False, "prefix_fallback": why}, 0.0)

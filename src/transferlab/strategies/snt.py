@@ -32,12 +32,12 @@ from transferlab.models.backbone import Backbone
 from transferlab.models.registry import create_backbone
 from transferlab.runs import RunResult, RunSpec
 from transferlab.strategies.base import (
-    Strategy,
+    Fitted,
     fit_network,
     image_transform,
     load_task,
     network_result,
-    resolve_device,  # fmt: skip
+    resolve_device,
     sides,
     train_config,
 )
@@ -55,20 +55,34 @@ SOURCE_MODEL_FORMAT = 1
 def source_key(spec: RunSpec, data: ImageSet, source_classes: tuple[int, ...]) -> tuple[str, dict]:
     """(content key, the settings it hashes): what determines the source model's weights."""
     settings = {
-        "dataset": data.fingerprint(), "source_classes": list(source_classes), "backbone": spec.backbone,
-        "input_size": spec.input_size, "source_size": spec.source_size, "val_size": spec.val_size,
-        "optimizer": spec.optimizer, "lr": spec.lr, "momentum": spec.momentum,
-        "weight_decay": spec.weight_decay, "epochs": spec.source_epochs, "batch_size": spec.batch_size,
-        "patience": spec.patience, "bn_stats": spec.bn_stats, "augment": spec.augment, "seed": spec.seed, "format": SOURCE_MODEL_FORMAT,
+        "dataset": data.fingerprint(),
+        "source_classes": list(source_classes),
+        "backbone": spec.backbone,
+        "input_size": spec.input_size,
+        "source_size": spec.source_size,
+        "val_size": spec.val_size,
+        "optimizer": spec.optimizer,
+        "lr": spec.lr,
+        "momentum": spec.momentum,
+        "weight_decay": spec.weight_decay,
+        "epochs": spec.source_epochs,
+        "batch_size": spec.batch_size,
+        "patience": spec.patience,
+        "bn_stats": spec.bn_stats,
+        "augment": spec.augment,
+        "seed": spec.seed,
+        "format": SOURCE_MODEL_FORMAT,
         # The rest of the budget _train_source gives train_config: a step budget when there are no epochs.
-        "steps": None if spec.source_epochs else spec.steps, "schedule": spec.schedule,
-    }  # fmt: skip
+        "steps": None if spec.source_epochs else spec.steps,
+        "schedule": spec.schedule,
+    }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
     return f"{spec.backbone}-{digest}", settings
 
 
-def source_model(spec: RunSpec, data: ImageSet, source_classes: tuple[int, ...], device: torch.device,
-                 progress: bool) -> tuple[Backbone, dict]:  # fmt: skip
+def source_model(
+    spec: RunSpec, data: ImageSet, source_classes: tuple[int, ...], device: torch.device, progress: bool
+) -> tuple[Backbone, dict]:
     """The trained source model (from the cache, or trained and cached now) and its record: key, source
     validation/test accuracy, seconds spent training it, whether it came from the cache."""
     key, settings = source_key(spec, data, source_classes)
@@ -85,26 +99,44 @@ def source_model(spec: RunSpec, data: ImageSet, source_classes: tuple[int, ...],
         return _train_source(model, spec, data, source_classes, key, settings, device, progress)
 
 
-def _train_source(model: Backbone, spec: RunSpec, data: ImageSet, source_classes: tuple[int, ...], key: str,
-                  settings: dict, device: torch.device, progress: bool) -> tuple[Backbone, dict]:  # fmt: skip
+def _train_source(
+    model: Backbone,
+    spec: RunSpec,
+    data: ImageSet,
+    source_classes: tuple[int, ...],
+    key: str,
+    settings: dict,
+    device: torch.device,
+    progress: bool,
+) -> tuple[Backbone, dict]:
     """Train the source model on the source side, store weights + record atomically, return both."""
     weights_path = paths.cache_dir() / SOURCE_FOLDER / f"{key}.pt"
     model.to(device)
     task = load_task(spec, data, source_classes, size=spec.source_size)
-    config = train_config(spec, progress, epochs=spec.source_epochs, description=f"source model {spec.backbone}")
+    config = train_config(
+        spec, progress, epochs=spec.source_epochs, description=f"source model {spec.backbone}"
+    )
     score = fit_network(model, task, config, image_transform(model, spec, device))
     record = {
-        "key": key, "settings": settings, "n_train": len(task.split.train),
-        "val_accuracy": score.val_accuracy, "test_accuracy": score.test_accuracy,
-        "seconds": score.outcome.seconds + score.eval_seconds, "code_version": code_version(),
-    }  # fmt: skip
+        "key": key,
+        "settings": settings,
+        "n_train": len(task.split.train),
+        "val_accuracy": score.val_accuracy,
+        "test_accuracy": score.test_accuracy,
+        "seconds": score.outcome.seconds + score.eval_seconds,
+        "code_version": code_version(),
+    }
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     paths.atomic_write(weights_path, lambda f: torch.save(state, f))
-    paths.atomic_write(weights_path.with_suffix(".json"), lambda f: f.write(json.dumps(record, indent=2).encode()))
+    paths.atomic_write(
+        weights_path.with_suffix(".json"), lambda f: f.write(json.dumps(record, indent=2).encode())
+    )
     return model, {**record, "cached": False}
 
 
-def target_model(spec: RunSpec, source: Backbone | None, num_classes: int, device: torch.device) -> tuple[Backbone, list[dict]]:
+def target_model(
+    spec: RunSpec, source: Backbone | None, num_classes: int, device: torch.device
+) -> tuple[Backbone, list[dict]]:
     """A fresh ``spec.backbone`` for ``num_classes`` with units 1..``spec.transfer`` copied from ``source``
     and units 1..``spec.frozen`` frozen, plus its optimizer groups: transferred units still trained at
     ``backbone_lr``, every other trainable parameter at ``lr``."""
@@ -125,9 +157,11 @@ def target_model(spec: RunSpec, source: Backbone | None, num_classes: int, devic
     return model, groups
 
 
-def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: dict | None = None) -> RunResult:  # fmt: skip
+def fit_evaluate(
+    spec: RunSpec, data: ImageSet, progress: bool = False, keep: Fitted | None = None
+) -> RunResult:
     """Transfer units 1..``spec.transfer`` of a source model into a fresh target model, freeze units
-    1..``spec.frozen``, train on the target subset, score on the target test set. ``keep``: a dict that
+    1..``spec.frozen``, train on the target subset, score on the target test set. ``keep``: a :class:`Fitted` that
     receives the trained ``model`` and the ``task`` (for ``transferlab fit``)."""
     device = resolve_device(spec.device)
     classes = sides(spec, data)
@@ -144,26 +178,46 @@ def fit_evaluate(spec: RunSpec, data: ImageSet, progress: bool = False, keep: di
         source, record = source_model(spec, data, classes.source, device, progress)
     source_seconds = time.perf_counter() - started
     model, groups = target_model(spec, source, task.num_classes, device)
-    fit = fit_frozen_prefix(model, spec, data, task, train_config(spec, progress), image_transform(model, spec, device),
-                            groups, device, cache=False, progress=progress)  # fmt: skip
+    fit = fit_frozen_prefix(
+        model,
+        spec,
+        data,
+        task,
+        train_config(spec, progress),
+        image_transform(model, spec, device),
+        groups,
+        device,
+        cache=False,
+        progress=progress,
+    )
     if keep is not None:
-        keep.update(model=model, task=task.split)
-    mode = "base" if spec.transfer == 0 else "SnT" if spec.frozen == spec.transfer else "SnT+" if spec.frozen == 0 else "partly frozen"
+        keep.model, keep.task = model, task.split
+    mode = (
+        "base"
+        if spec.transfer == 0
+        else "SnT"
+        if spec.frozen == spec.transfer
+        else "SnT+"
+        if spec.frozen == 0
+        else "partly frozen"
+    )
     hyper = {
-        "mode": mode, "transferred_units": units[: spec.transfer], "frozen_units": units[: spec.frozen],
-        "source_classes": list(classes.source), "target_classes": list(classes.target),
-        "source_model": record.get("key"), "source_cached": record.get("cached"),
-        "source_val_accuracy": record.get("val_accuracy"), "source_test_accuracy": record.get("test_accuracy"),
+        "mode": mode,
+        "transferred_units": units[: spec.transfer],
+        "frozen_units": units[: spec.frozen],
+        "source_classes": list(classes.source),
+        "target_classes": list(classes.target),
+        "source_model": record.get("key"),
+        "source_cached": record.get("cached"),
+        "source_val_accuracy": record.get("val_accuracy"),
+        "source_test_accuracy": record.get("test_accuracy"),
         **fit.hyperparameters,
-    }  # fmt: skip
-    return network_result(spec, task, fit.score, hyperparameters=hyper, source_seconds=source_seconds,
-                          features_seconds=fit.seconds)  # fmt: skip
-
-
-STRATEGY = Strategy(
-    name="snt",
-    summary="train a source model on the source classes, transfer units 1..n, frozen (SnT) or fine-tuned (SnT+)",
-    fit_evaluate=fit_evaluate,
-    heads=("linear",),
-    default_backbone="cifar_cnn",
-)
+    }
+    return network_result(
+        spec,
+        task,
+        fit.score,
+        hyperparameters=hyper,
+        source_seconds=source_seconds,
+        features_seconds=fit.seconds,
+    )

@@ -83,7 +83,9 @@ def execute_runs(specs: list[dict], threads: int) -> list[dict]:
 
     try:
         with _fixed_threads(threads):
-            results = strategies.run_batch([RunSpec.from_dict(spec) for spec in specs], _dataset(specs[0]["dataset"]))
+            results = strategies.run_batch(
+                [RunSpec.from_dict(spec) for spec in specs], _dataset(specs[0]["dataset"])
+            )
     except TransferlabError as exc:  # the batch's dataset cannot be loaded: every run fails with the reason
         results = [RunResult(spec=spec, status="failed", error=str(exc)) for spec in specs]
     for result in results:
@@ -92,17 +94,18 @@ def execute_runs(specs: list[dict], threads: int) -> list[dict]:
 
 
 def group_runs(todo: list[tuple[str, dict]]) -> list[list[tuple[str, dict]]]:
-    """``todo`` (run_id, spec) as units of work: runs with the same ``extract.batch_key`` (fc1-3/gap heads
-    on the same features, subset and batch order) form one unit, trained in one batched pass; every other
+    """``todo`` (run_id, spec) as units of work: runs with the same ``Strategy.batch_key`` (extract's
+    fc1-3/gap heads on the same features, subset and batch order) form one unit, trained in one batched pass; every other
     run is a unit of its own. Units keep the order of their first run. The grouping depends only on
     ``todo``, never on the executor, so every executor computes the same batches."""
+    from transferlab.catalog import get_strategy
     from transferlab.runs import RunSpec
-    from transferlab.strategies.extract import batch_key
 
     units: dict[object, list[tuple[str, dict]]] = {}
     for rid, spec in todo:
         try:
-            key = batch_key(RunSpec.from_dict(spec).resolved())
+            resolved = RunSpec.from_dict(spec).resolved()
+            key = get_strategy(resolved.strategy).batch_key(resolved)
         except TransferlabError:  # a spec the run itself will reject: alone, so it fails alone
             key = None
         units.setdefault(rid if key is None else key, []).append((rid, spec))
@@ -207,8 +210,13 @@ class DriveOutcome:
     results: list[dict] = field(default_factory=list)
 
 
-def drive(store, todo: list[tuple[str, dict]], executor, on_result: Callable[[str, dict], None] | None = None,
-          version: str = "") -> DriveOutcome:  # fmt: skip
+def drive(
+    store,
+    todo: list[tuple[str, dict]],
+    executor,
+    on_result: Callable[[str, dict], None] | None = None,
+    version: str = "",
+) -> DriveOutcome:
     """Claim and execute ``todo`` (run_id, spec) through ``executor``, recording every result in ``store``.
 
     Runs that share work (:func:`group_runs`: extract heads on the same cached features) are claimed

@@ -45,14 +45,18 @@ def long_table(store: Store) -> tuple[list[str], list[dict[str, Any]]]:
         row.pop("spec", None)  # RunResult.to_dict() repeats the spec; its fields are columns already
         metrics = row.pop("metrics", None) or {}  # strategy-specific numbers: one column each
         row.update({f"metrics.{name}": value for name, value in metrics.items()})
-        rows.append({k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+        rows.append(
+            {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+        )
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(row))
     return list(columns), rows
 
 
-def export_table(study_dir: str | os.PathLike, format: str = "csv", output: str | os.PathLike | None = None) -> Path:
+def export_table(
+    study_dir: str | os.PathLike, format: str = "csv", output: str | os.PathLike | None = None
+) -> Path:
     """Write the long table of the study in ``study_dir`` as ``format`` (csv | parquet) to ``output``
     (default ``DIR/runs.<format>``), atomically; returns the path written."""
     if format not in FORMATS:
@@ -61,14 +65,18 @@ def export_table(study_dir: str | os.PathLike, format: str = "csv", output: str 
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise TransferlabError("--format parquet needs pyarrow, which is not installed: "
-                                   "`pip install pyarrow` (or use --format csv)") from None  # fmt: skip
+            raise TransferlabError(
+                "--format parquet needs pyarrow, which is not installed: "
+                "`pip install pyarrow` (or use --format csv)"
+            ) from None
     with open_study(study_dir) as store:
         columns, rows = long_table(store)
     path = Path(output) if output is not None else Path(study_dir) / f"runs.{format}"
     if path.is_dir():
-        raise TransferlabError(f"export output {str(path)!r} is a directory; give a file name, e.g. "
-                               f"{str(path / f'runs.{format}')!r}")  # fmt: skip
+        raise TransferlabError(
+            f"export output {str(path)!r} is a directory; give a file name, e.g. "
+            f"{str(path / f'runs.{format}')!r}"
+        )
     if not path.parent.is_dir():
         raise TransferlabError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -88,8 +96,9 @@ def write_csv(columns: list[str], rows: list[dict[str, Any]], path: Path) -> Non
         writer = csv.writer(handle)
         writer.writerow(columns)
         for row in rows:
-            writer.writerow(["" if (v := row.get(c)) is None else repr(v) if isinstance(v, float) else v
-                             for c in columns])  # fmt: skip
+            writer.writerow(
+                ["" if (v := row.get(c)) is None else repr(v) if isinstance(v, float) else v for c in columns]
+            )
 
 
 def _arrow_type(values: list[Any]):

@@ -47,8 +47,13 @@ def open_study(study: StudySpec, directory: Path) -> Store:
     known = store.get_meta("grid_hash")
     if known is None:
         paths.atomic_write(directory / "spec.toml", lambda f: f.write(study.text.encode()))
-        for key, value in (("name", study.name), ("description", study.description), ("spec_toml", study.text),
-                           ("grid_hash", study.grid_hash), ("created", time.strftime("%Y-%m-%d %H:%M:%S"))):  # fmt: skip
+        for key, value in (
+            ("name", study.name),
+            ("description", study.description),
+            ("spec_toml", study.text),
+            ("grid_hash", study.grid_hash),
+            ("created", time.strftime("%Y-%m-%d %H:%M:%S")),
+        ):
             store.set_meta(key, value)
     elif known != study.grid_hash:
         stored = {r["run_id"] for r in store.runs()}
@@ -67,42 +72,51 @@ def _precheck_sizes(study: StudySpec) -> None:
     cannot satisfy fails now, with its message, instead of as many failed runs."""
     from transferlab.data.datasets import load_dataset
     from transferlab.data.splits import make_task
-    from transferlab.strategies.base import sides
+    from transferlab.strategies.base import training_classes
 
     seen = set()
     for _, spec in study.runs:
-        key = (spec.dataset, spec.source, spec.target, spec.swap, spec.side, spec.size, spec.per_class,
-               spec.val_size, spec.test_per_class, spec.strategy, spec.source_dataset)  # fmt: skip
+        key = (
+            spec.dataset,
+            spec.source,
+            spec.target,
+            spec.swap,
+            spec.side,
+            spec.size,
+            spec.per_class,
+            spec.val_size,
+            spec.test_per_class,
+            spec.strategy,
+            spec.source_dataset,
+        )
         if key in seen:
             continue
         seen.add(key)
-        if spec.strategy == "siamese":  # the size applies to the classes the twins train on
-            from transferlab.strategies.siamese import class_sets
-
-            data, classes, _ = class_sets(spec, load_dataset(spec.dataset))
-        else:
-            data = load_dataset(spec.dataset)
-            split = sides(spec, data)
-            classes = None if split is None else split.side("target" if spec.strategy == "snt" else spec.side)
+        data, classes = training_classes(spec, load_dataset(spec.dataset))
         try:
-            make_task(data, classes, size=spec.size, per_class=spec.per_class, val_size=spec.val_size,
-                      test_per_class=spec.test_per_class, seed=spec.seed)  # fmt: skip
+            make_task(
+                data,
+                classes,
+                size=spec.size,
+                per_class=spec.per_class,
+                val_size=spec.val_size,
+                test_per_class=spec.test_per_class,
+                seed=spec.seed,
+            )
         except TransferlabError as exc:
             size = f"per_class={spec.per_class}" if spec.per_class is not None else f"size={spec.size}"
             raise TransferlabError(f"{data.name} with {size}: {exc}") from None
 
 
-PRETRAINED_STRATEGIES = ("extract", "finetune")  # they start from a backbone's pretrained weights
-
-
 def _precheck_backbones(study: StudySpec) -> None:
     """Every backbone of the grid exists and, for a strategy that starts from pretrained weights, its
     weight file is here and intact (sha256): one error now instead of every such run failing."""
+    from transferlab.catalog import get_strategy
     from transferlab.models.registry import get_backbone_entry, list_backbones
 
     for name, strategy in sorted({(s.backbone, s.strategy) for _, s in study.runs}):
         entry = get_backbone_entry(name)
-        if strategy not in PRETRAINED_STRATEGIES:
+        if not get_strategy(strategy).needs_pretrained:
             continue
         if not entry.pretrained:
             raise TransferlabError(
@@ -137,8 +151,13 @@ class _Progress:
         if not self.plain:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=False)  # fmt: skip
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self._task = self._bar.add_task("runs", total=total)
             self._bar.start()
 
@@ -164,9 +183,18 @@ class _Progress:
             self._bar.stop()
 
 
-def run_study(spec_path: str | Path, directory: str | Path | None = None, *, workers: int = 1,
-              executor: str = "local", address: str | None = None, threads: int | None = None,
-              retry_failed: bool = False, quiet: bool = False, report: bool = True) -> StudyOutcome:  # fmt: skip
+def run_study(
+    spec_path: str | Path,
+    directory: str | Path | None = None,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    threads: int | None = None,
+    retry_failed: bool = False,
+    quiet: bool = False,
+    report: bool = True,
+) -> StudyOutcome:
     """Run every missing run of the study at ``spec_path`` in ``directory`` (default runs/<name>)."""
     from transferlab.version import code_version
 
@@ -193,6 +221,12 @@ def run_study(spec_path: str | Path, directory: str | Path | None = None, *, wor
         from transferlab.report import write_report
 
         report_path = write_report(directory)
-    return StudyOutcome(directory, total=len(study.runs), done=counts["done"], failed=counts["failed"],
-                        ran=outcome.done + outcome.failed, seconds=time.perf_counter() - started,
-                        report=report_path)  # fmt: skip
+    return StudyOutcome(
+        directory,
+        total=len(study.runs),
+        done=counts["done"],
+        failed=counts["failed"],
+        ran=outcome.done + outcome.failed,
+        seconds=time.perf_counter() - started,
+        report=report_path,
+    )

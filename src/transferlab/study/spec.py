@@ -115,15 +115,20 @@ _RELEASE_0_1_IMPLIED = {"head_init": "random"}
 def _affects(name: str, spec: RunSpec) -> bool:
     if name == "epochs":
         return spec.trains_a_network()
-    return spec.strategy != "extract"  # bn_stats: extract's backbone runs in eval mode, its heads have no BN
+    return spec.strategy_info.takes(
+        name
+    )  # bn_stats: extract's backbone runs in eval mode, its heads have no BN
 
 
 def run_id(spec: RunSpec) -> str:
     """16 hex digits of the sha256 of the resolved spec's set fields: the identity of a run across restarts.
     Fields that resolve to None are left out, so a release that adds an optional RunSpec field (default
     None) keeps every existing run id, and a study started with the previous release still resumes."""
-    fields = {name: value for name, value in spec.to_dict().items()
-              if value is not None and _RELEASE_0_1_IMPLIED.get(name) != value}
+    fields = {
+        name: value
+        for name, value in spec.to_dict().items()
+        if value is not None and _RELEASE_0_1_IMPLIED.get(name) != value
+    }
     for name, value in _RELEASE_0_1_FILLERS.items():
         if name not in fields and not _affects(name, spec):
             fields[name] = value
@@ -151,7 +156,9 @@ def _check_value(key: str, value: Any, where: str) -> None:
         ok = isinstance(v, accepted) and not (isinstance(v, bool) and bool not in accepted)
         if not ok:
             names = " or ".join(sorted({t.__name__.replace("NoneType", "none") for t in accepted}))
-            raise TransferlabError(f"{where}: {key} = {v!r} has the wrong type {type(v).__name__}; expected {names}")
+            raise TransferlabError(
+                f"{where}: {key} = {v!r} has the wrong type {type(v).__name__}; expected {names}"
+            )
 
 
 def _check_table(table: dict, where: _Where, name: str, block: int | None = None) -> None:
@@ -181,7 +188,9 @@ def parse_study(text: str, source: str = "<spec>") -> StudySpec:
             raise TransferlabError(f"{where(key, None)}: unknown key {key!r}{options_hint(key, TOP_LEVEL)}")
     name = doc.get("name", Path(source).stem)
     if not isinstance(name, str) or not _NAME.match(name):
-        raise TransferlabError(f"{where('name', None)}: name {name!r} must be letters, digits, '.', '-' or '_'")
+        raise TransferlabError(
+            f"{where('name', None)}: name {name!r} must be letters, digits, '.', '-' or '_'"
+        )
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise TransferlabError(f"{where('description', None)}: description must be a string")
@@ -195,7 +204,9 @@ def parse_study(text: str, source: str = "<spec>") -> StudySpec:
     repeats = doc.get("repeats")
     if repeats is not None:
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-            raise TransferlabError(f"{where('repeats', None)}: repeats = {repeats!r}; give a whole number >= 1")
+            raise TransferlabError(
+                f"{where('repeats', None)}: repeats = {repeats!r}; give a whole number >= 1"
+            )
         if "seed" in base or any("seed" in b for b in blocks):
             raise TransferlabError(f"{where('repeats', None)}: give either repeats or a seed axis, not both")
     # Counted before anything is expanded: the product of the axes, not a list of them, decides.

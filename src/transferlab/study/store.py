@@ -139,9 +139,13 @@ class Store:
         rows = [str(row[0]) for row in self._db.execute("PRAGMA quick_check")]
         if rows != ["ok"]:  # one row per problem, the first prefixed "*** in database main ***\n": one line
             problems = [line.strip() for row in rows for line in row.splitlines()]
-            problems = [line for line in problems if line and not line.startswith("***")] or ["unknown damage"]
-            raise sqlite3.DatabaseError(f"database disk image is malformed (quick_check: {problems[0]}; "
-                                        f"{len(problems)} problem(s) found)")  # fmt: skip
+            problems = [line for line in problems if line and not line.startswith("***")] or [
+                "unknown damage"
+            ]
+            raise sqlite3.DatabaseError(
+                f"database disk image is malformed (quick_check: {problems[0]}; "
+                f"{len(problems)} problem(s) found)"
+            )
         # Every run record decoded once, as the commands will: a changed byte inside a text (not UTF-8, no longer
         # JSON) is damage too, and `study` must not call a store "all done" that `report` cannot read.
         try:
@@ -153,7 +157,9 @@ class Store:
                     _json_object(spec, run_id, "spec")
                     if result is not None:
                         _json_object(result, run_id, "result")
-        except sqlite3.OperationalError as exc:  # "Could not decode to UTF-8 column ..." (Python's, not SQLite's)
+        except (
+            sqlite3.OperationalError
+        ) as exc:  # "Could not decode to UTF-8 column ..." (Python's, not SQLite's)
             if "decode" not in str(exc):
                 raise
             raise sqlite3.DatabaseError(str(exc)) from None
@@ -245,7 +251,9 @@ class Store:
         owner = owner or owner_id()
         now = time.time()
         with self.transaction() as db:
-            row = db.execute("SELECT status, owner, heartbeat FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            row = db.execute(
+                "SELECT status, owner, heartbeat FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
             if row is None:
                 raise TransferlabError(f"run {run_id} is not in this study")
             status, old_owner, heartbeat = row
@@ -283,8 +291,14 @@ class Store:
                 [(time.time(), rid, owner) for rid in run_ids],
             )
 
-    def finish(self, run_id: str, result: dict, history: list[dict] | None = None, owner: str | None = None,
-               version: str = "") -> bool:  # fmt: skip
+    def finish(
+        self,
+        run_id: str,
+        result: dict,
+        history: list[dict] | None = None,
+        owner: str | None = None,
+        version: str = "",
+    ) -> bool:
         """Record a finished run and its per-epoch history atomically; False if ``owner`` lost the claim."""
         owner = owner or owner_id()
         with self.transaction() as db:
@@ -300,8 +314,10 @@ class Store:
                 "INSERT INTO history (run_id, epoch, train_loss, train_accuracy, val_loss, val_accuracy) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 # the record's own epoch: with a step budget, checks are not every epoch (0 = the start)
-                [(run_id, h.get("epoch", i + 1), *(h.get(f) for f in HISTORY_FIELDS))
-                 for i, h in enumerate(history or [])],  # fmt: skip
+                [
+                    (run_id, h.get("epoch", i + 1), *(h.get(f) for f in HISTORY_FIELDS))
+                    for i, h in enumerate(history or [])
+                ],
             )
             faults.checkpoint("store-commit")
             return True
@@ -329,7 +345,9 @@ class Store:
     def retry_failed(self) -> int:
         """Make every failed run pending again; returns how many."""
         with self.transaction() as db:
-            return db.execute("UPDATE runs SET status = 'pending', owner = NULL WHERE status = 'failed'").rowcount
+            return db.execute(
+                "UPDATE runs SET status = 'pending', owner = NULL WHERE status = 'failed'"
+            ).rowcount
 
     # ------------------------------------------------------------------------------ reading
 
@@ -344,18 +362,28 @@ class Store:
             raise TransferlabError(f"status {status!r} is unknown; valid: {', '.join(STATUSES)}")
         query = "SELECT run_id, status, error, attempts, spec, result, version FROM runs"
         with self._reading():
-            rows = self._db.execute(query + (" WHERE status = ?" if status else "") + " ORDER BY position",
-                                    (status,) if status else ()).fetchall()  # fmt: skip
+            rows = self._db.execute(
+                query + (" WHERE status = ?" if status else "") + " ORDER BY position",
+                (status,) if status else (),
+            ).fetchall()
         return [
-            {"run_id": r[0], "status": r[1], "error": r[2], "attempts": r[3], "spec": self._decoded(r[4], r[0], "spec"),
-             "result": self._decoded(r[5], r[0], "result") if r[5] else None, "version": r[6]}
+            {
+                "run_id": r[0],
+                "status": r[1],
+                "error": r[2],
+                "attempts": r[3],
+                "spec": self._decoded(r[4], r[0], "spec"),
+                "result": self._decoded(r[5], r[0], "result") if r[5] else None,
+                "version": r[6],
+            }
             for r in rows
-        ]  # fmt: skip
+        ]
 
     def history(self, run_id: str) -> list[dict]:
         with self._reading():
             rows = self._db.execute(
-                f"SELECT epoch, {', '.join(HISTORY_FIELDS)} FROM history WHERE run_id = ? ORDER BY epoch", (run_id,)
+                f"SELECT epoch, {', '.join(HISTORY_FIELDS)} FROM history WHERE run_id = ? ORDER BY epoch",
+                (run_id,),
             ).fetchall()
         return [dict(zip(("epoch", *HISTORY_FIELDS), r, strict=True)) for r in rows]
 
@@ -363,8 +391,14 @@ class Store:
         """The long table: one flat row per run — spec fields, then status/error, then result fields."""
         out = []
         for run in self.runs():
-            row = {"run_id": run["run_id"], **run["spec"], "status": run["status"], "error": run["error"],
-                   "attempts": run["attempts"], "version": run["version"]}  # fmt: skip
+            row = {
+                "run_id": run["run_id"],
+                **run["spec"],
+                "status": run["status"],
+                "error": run["error"],
+                "attempts": run["attempts"],
+                "version": run["version"],
+            }
             for key, value in (run["result"] or {}).items():
                 row[key if key not in row else f"result_{key}"] = value
             out.append(row)
