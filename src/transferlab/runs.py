@@ -425,6 +425,9 @@ class RunResult:
     # The images the run saw, compact (TaskSplit.indices_record; siamese: its training and test splits and
     # one-shot tasks); they reproduce indices_hash. Empty for failed runs and rows stored before it existed.
     indices: dict[str, Any] = field(default_factory=dict)
+    # Test confusion counts (strategies.base.confusion_record): {"classes": names, "counts": rows = true,
+    # columns = predicted}; empty for siamese, failed runs, more than 100 classes and rows stored before it.
+    test_confusion: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -389,9 +389,11 @@ def evaluate(
     *,
     batch_size: int = 256,
     transform: BatchTransform | None = None,
+    predictions: list[torch.Tensor] | None = None,
 ) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy) of ``model`` in eval mode on ``inputs`` (N, ...) with int64
-    ``labels`` (N,). The model's train/eval mode is restored afterwards."""
+    ``labels`` (N,). The model's train/eval mode is restored afterwards. ``predictions``: a list that
+    receives the predicted labels (int64, CPU), one tensor per batch, in input order."""
     transform = transform or _identity
     was_training = model.training
     model.eval()
@@ -403,7 +405,10 @@ def evaluate(
             logits = model(x)
             y = labels[start : start + batch_size].to(logits.device)
             total_loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-            correct += int((logits.argmax(1) == y).sum())
+            predicted = logits.argmax(1)
+            correct += int((predicted == y).sum())
+            if predictions is not None:
+                predictions.append(predicted.cpu())
     finally:
         model.train(was_training)
     n = max(len(labels), 1)

@@ -187,3 +187,55 @@ def test_depth_sweeps_measure_gains_against_the_base(full_study):
     (finetune,) = depth_sweeps(fashion)
     assert finetune.depths == [0, 1, 2, 3]
     assert all(c.config.strategy == "scratch" for c in finetune.reference.values())
+
+
+def test_cells_sum_the_repeats_confusion_counts_and_the_report_draws_them(builder, tmp_path):
+    from transferlab.report import write_report
+
+    def confusion(diagonal: int, off: int) -> dict:
+        return {"classes": ["a", "b"], "counts": [[diagonal, off], [off, diagonal]]}
+
+    for seed, (d, o) in enumerate([(8, 2), (6, 4)]):
+        builder.add(
+            spec(strategy="scratch", seed=seed, per_class=10, size=None),
+            test=0.7,
+            val=0.7,
+            n_train=20,
+            n_classes=2,
+            test_confusion=confusion(d, o),
+        )
+        builder.add(
+            spec(strategy="extract", backbone="efficientnet_lite0.in1k", seed=seed, per_class=10, size=None),
+            test=0.8,
+            val=0.8,
+            n_train=20,
+            n_classes=2,
+            test_confusion=confusion(9, 1),
+        )
+    # A cell with a repeat that stored none (an older row) has no confusion.
+    builder.add(
+        spec(strategy="augment", augment="mirror,noise", seed=0, per_class=10, size=None),
+        test=0.6,
+        val=0.6,
+        n_train=20,
+        n_classes=2,
+        test_confusion=confusion(7, 3),
+    )
+    builder.add(
+        spec(strategy="augment", augment="mirror,noise", seed=1, per_class=10, size=None),
+        test=0.6,
+        val=0.6,
+        n_train=20,
+        n_classes=2,
+    )
+    study = load_study(builder.store)
+    by_strategy = {c.config.strategy: c for c in study.tasks[0].cells}
+    assert by_strategy["scratch"].confusion == {
+        "classes": ["a", "b"],
+        "counts": [[14, 6], [6, 14]],
+        "repeats": 2,
+    }
+    assert by_strategy["augment"].confusion is None
+    builder.close()
+    write_report(builder.store.directory)
+    assert (builder.store.directory / "report" / "confusion_1-fashion-mnist.png").exists()

@@ -171,7 +171,7 @@ def test_page_answer_cost_reproduce_and_all_runs(builder):
     answer = page[page.index('id="answer"') : page.index("<nav>")]
     assert "better at 5/class; no detectable difference at 20/class; worse at 50/class" in answer
     assert "Transfer − scratch" in answer and "Recommendation" in answer and "gain_curves_1" in answer
-    assert "do not store their test predictions" in answer  # no confusion matrix without predictions
+    assert "test confusion matrices of these arms" in answer  # where the confusion matrices are
     cost = {r["strategy"]: r for r in csv.DictReader(open(folder / "cost.csv", encoding="utf-8"))}
     assert float(cost["scratch"]["seconds_total"]) == pytest.approx(3 * (2 + 3 + 4))
     assert (

@@ -3,6 +3,7 @@ different ones for another seed, and augmentation actually changing training."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from transferlab.strategies import run
@@ -32,3 +33,12 @@ def test_augment_beats_chance_and_differs_from_scratch(scratch, digits, small_sp
     assert augmented.spec["augment"] == "mirror,noise"
     assert augmented.indices_hash == scratch.indices_hash  # same images, different training
     assert augmented.history[0]["train_loss"] != scratch.history[0]["train_loss"]
+
+
+def test_the_test_confusion_counts_every_test_image_once(scratch):
+    confusion = scratch.test_confusion
+    counts = np.asarray(confusion["counts"])
+    assert confusion["classes"] == [str(c) for c in range(10)] and counts.shape == (10, 10)
+    assert counts.sum() == scratch.n_test  # rows: true class; every test image once
+    assert counts.sum(axis=1).tolist() == [scratch.n_test // 10] * 10  # test_per_class images of each class
+    assert np.trace(counts) / counts.sum() == pytest.approx(scratch.test_accuracy)

@@ -33,9 +33,9 @@ from matplotlib.figure import Figure
 
 from transferlab import faults, paths
 from transferlab.errors import TransferlabError
-from transferlab.report import few_shot, learning_fit, provenance
+from transferlab.report import few_shot, headline, learning_fit, provenance
 from transferlab.report import figures as figs
-from transferlab.report.aggregate import StudyData, depth_sweeps, load_study
+from transferlab.report.aggregate import SizeKey, StudyData, depth_sweeps, load_study
 from transferlab.report.html import FigureFile, render
 from transferlab.report.summary import summarize, to_markdown
 from transferlab.report.tables import all_tables
@@ -130,6 +130,24 @@ def _tuned_text(fields: list[str]) -> str:
     )
 
 
+def _confusion_figure(task) -> tuple[Figure, SizeKey] | None:
+    """The confusion matrices of the answer's arms at the task's smallest size with a transfer choice."""
+    for answer in headline.answers(task):
+        if answer.transfer is None:
+            continue
+        panels = [(f"transfer: {task.describe(answer.transfer.cell.config)}", answer.transfer.cell)]
+        for role, choice in answer.references.items():
+            panels.append(
+                (
+                    f"{headline.REFERENCE_NAMES.get(role, role)}: {task.describe(choice.cell.config)}",
+                    choice.cell,
+                )
+            )
+        figure = figs.confusion_matrices(panels)
+        return None if figure is None else (figure, answer.size)
+    return None
+
+
 def _draw_figures(study: StudyData, folder: Path) -> list[FigureFile]:
     saved = []
     for t, task in enumerate(study.tasks, start=1):
@@ -147,6 +165,22 @@ def _draw_figures(study: StudyData, folder: Path) -> list[FigureFile]:
                     "percentage points; band: 95% interval of the difference (paired over the splits both arms share, Welch's otherwise); filled markers: the interval "
                     "excludes 0 (a detectable difference); hollow: it covers 0 (no detectable difference). Solid "
                     "black: 0, no difference.",
+                )
+            )
+        confusion = _confusion_figure(task)
+        if confusion is not None:
+            figure, size = confusion
+            saved.append(
+                _save(
+                    figure,
+                    folder,
+                    f"confusion_{prefix}",
+                    f"{task.label}: confusion matrices at {size.label}",
+                    f"Test confusion matrices at the smallest size ({size.label}) of the transfer configuration "
+                    "and the baselines chosen on validation (the answer's arms), summed over their repeats; "
+                    "each row is a true class, normalised to 100 % of its test images, so the diagonal is each "
+                    "class's recall. Classes that transfer confuses less (or more) than training from scratch "
+                    "show where the pretrained features help.",
                 )
             )
         saved.append(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from scipy import stats as scipy_stats
 
 from transferlab.catalog import get_strategy, list_strategies
@@ -285,6 +286,9 @@ class Cell:
     )  # RunResult.metrics over the repeats
     seconds: Stat | None = field(default=None, compare=False)  # wall-clock seconds per run (total_seconds)
     run_seconds: tuple[float, ...] = field(default=(), compare=False)  # ... of each timed run
+    # Test confusion counts summed over the repeats ({"classes", "counts"}: rows true, columns predicted);
+    # None unless every repeat stored one over the same classes.
+    confusion: dict | None = field(default=None, compare=False)
 
 
 def best_by_validation(cells: Iterable[Cell]) -> Cell | None:
@@ -650,7 +654,24 @@ def _cell(task: str, config: Config, size: SizeKey, runs: list[dict]) -> Cell:
         metrics={name: Stat.of(values) for name, values in sorted(metric_values.items())},
         seconds=Stat.of(seconds) if seconds else None,
         run_seconds=tuple(seconds),
+        confusion=_summed_confusion([r.get("test_confusion") for r in results]),
     )
+
+
+def _summed_confusion(records: list) -> dict | None:
+    """The repeats' confusion counts summed, or None when one is missing or they differ in classes."""
+    if not records or not all(isinstance(r, dict) and r.get("classes") and r.get("counts") for r in records):
+        return None
+    classes = records[0]["classes"]
+    if any(r["classes"] != classes for r in records):
+        return None
+    try:
+        counts = [np.asarray(r["counts"], dtype=np.int64) for r in records]
+    except (TypeError, ValueError):
+        return None
+    if any(c.shape != (len(classes), len(classes)) or (c < 0).any() for c in counts):
+        return None
+    return {"classes": list(classes), "counts": sum(counts).tolist(), "repeats": len(records)}
 
 
 # --------------------------------------------------------------------------- frozen-depth sweeps

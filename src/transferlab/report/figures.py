@@ -740,3 +740,42 @@ def one_shot_curves(task: Task) -> Figure | None:
     chosen_text = f"; each point: the best of {', '.join(tuned)} on validation pairs" if tuned else ""
     fig.suptitle(_wrap_lines(11.0, f"{task.label}: Siamese one-shot accuracy", f"{spread}{chosen_text}"))
     return fig
+
+
+def confusion_matrices(panels: Sequence[tuple[str, Cell]]) -> Figure | None:
+    """Side-by-side test confusion matrices of the given cells (title, cell), each summed over its
+    repeats and normalised per true class (row): the share of a class's test images predicted as each
+    class, in percent. None when no cell has one."""
+    panels = [(title, cell) for title, cell in panels if cell.confusion is not None]
+    if not panels:
+        return None
+    n = len(panels[0][1].confusion["classes"])
+    side = min(max(3.2, 0.42 * n + 1.6), 7.5)
+    fig = _new_figure(side * len(panels) + 0.6, side + 0.9)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    cmap, norm = matplotlib.colormaps["Blues"], Normalize(0, 100)
+    fontsize = 7 if n <= 12 else 5 if n <= 25 else 0
+    image = None
+    for ax, (title, cell) in zip(axes, panels, strict=True):
+        counts = np.asarray(cell.confusion["counts"], dtype=float)
+        totals = counts.sum(axis=1, keepdims=True)
+        share = np.divide(100 * counts, totals, out=np.full_like(counts, np.nan), where=totals > 0)
+        image = ax.imshow(share, cmap=cmap, norm=norm)
+        if fontsize:
+            texts = [[f"{v:.0f}" for v in row] for row in share]
+            _annotate(ax, share, texts, norm, cmap, fontsize)
+        names = [textwrap.shorten(str(c), 14, placeholder="…") for c in cell.confusion["classes"]]
+        ticks = range(len(names)) if n <= 40 else []
+        ax.set_xticks(list(ticks), [names[i] for i in ticks], rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(list(ticks), [names[i] for i in ticks], fontsize=7)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        accuracy = np.trace(counts) / counts.sum() if counts.sum() else float("nan")
+        repeats = cell.confusion.get("repeats", cell.test.n)
+        ax.set_title(
+            "\n".join(textwrap.wrap(title, 48))
+            + f"\n{int(counts.sum()):,} test predictions over {repeats} repeats, accuracy {accuracy:.3f}",
+            fontsize=8,
+        )
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="% of the true class's test images")
+    return fig

@@ -148,8 +148,8 @@ def _answer_section(study: StudyData, summary: list[Section], figures: list[Figu
         "Each arm is the configuration with the best mean validation accuracy among that arm's runs at that size; "
         "accuracies are test accuracy, mean ± std over repeats (n runs). Gains are in percentage points of test "
         "accuracy with the 95% confidence interval of the difference, paired over the splits both arms share (every arm of a study sees the same images for a given seed and size) and Welch's otherwise; 'no detectable difference' when that interval covers 0.",
-        "Confusion matrices of the chosen configurations are not shown: runs do not store their test "
-        "predictions, only the accuracies.",
+        "The test confusion matrices of these arms at the smallest size are under Figures (runs stored "
+        "before confusion counts were recorded have none).",
     ]
     if status[1:2] and "not finished" in status[1]:
         notes.insert(0, status[1])

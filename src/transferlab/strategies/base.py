@@ -168,6 +168,7 @@ class NetworkScore:
     test_accuracy: float
     train_accuracy: float  # eval mode, the kept weights (the history's is a running mean in train mode)
     eval_seconds: float
+    test_predictions: np.ndarray | None = None  # int64 (n_test,), the kept weights' predicted labels
 
 
 def fit_network(
@@ -194,7 +195,10 @@ def fit_network(
     best = outcome.record_at(outcome.best_epoch)
     started = time.perf_counter()
     _, train_accuracy = evaluate(model, task.images["train"], task.labels["train"], transform=transform)
-    test_loss, test_accuracy = evaluate(model, task.images["test"], task.labels["test"], transform=transform)
+    predicted: list[torch.Tensor] = []
+    test_loss, test_accuracy = evaluate(
+        model, task.images["test"], task.labels["test"], transform=transform, predictions=predicted
+    )
     return NetworkScore(
         outcome,
         best["val_loss"],
@@ -203,6 +207,7 @@ def fit_network(
         test_accuracy,
         train_accuracy,
         time.perf_counter() - started,
+        torch.cat(predicted).numpy() if predicted else None,
     )
 
 
@@ -221,9 +226,27 @@ def network_result(spec: RunSpec, task: TaskData, score: NetworkScore, **extra) 
         fit_seconds=score.outcome.seconds,
         eval_seconds=score.eval_seconds,
         budget=score.outcome.budget_record(),
+        test_confusion=confusion_record(task.split, task.labels["test"], score.test_predictions),
         **task_fields(task.split),
         **extra,
     )
+
+
+# A confusion matrix is stored with each result up to this many classes (its size grows as the square).
+MAX_CONFUSION_CLASSES = 100
+
+
+def confusion_record(split: TaskSplit, true, predicted) -> dict:
+    """The test confusion counts of a run, for the report: ``{"classes": names, "counts": [[int]]}`` with
+    row = true class, column = predicted class, both in the run's label order; {} when the predictions are
+    unknown or there are more than MAX_CONFUSION_CLASSES classes."""
+    if predicted is None or len(split.classes) > MAX_CONFUSION_CLASSES:
+        return {}
+    n = len(split.classes)
+    true = np.asarray(true, dtype=np.int64).reshape(-1)
+    predicted = np.asarray(predicted, dtype=np.int64).reshape(-1)
+    counts = np.bincount(true * n + predicted, minlength=n * n).reshape(n, n)
+    return {"classes": list(split.class_names), "counts": counts.tolist()}
 
 
 def task_fields(split: TaskSplit) -> dict:

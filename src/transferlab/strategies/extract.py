@@ -19,7 +19,7 @@ from transferlab.errors import TransferlabError
 from transferlab.features import cached_features
 from transferlab.models.heads import TORCH_HEADS, make_head
 from transferlab.runs import RunResult, RunSpec
-from transferlab.strategies.base import Fitted, resolve_device, sides, task_fields
+from transferlab.strategies.base import Fitted, confusion_record, resolve_device, sides, task_fields
 
 # Runs that agree on these fields read the same cached features, training subset and mini-batch order, so
 # their fc1-3/gap heads can train in one batched pass (models/batched_heads.py); heads, activations,
@@ -131,6 +131,7 @@ def _score(
         history=history,
         epochs_run=history[-1]["epoch"] if history else 0,
         budget=getattr(head, "budget_", {}),
+        test_confusion=confusion_record(task, labels["test"], head.predict(features["test"])),
         best_epoch=getattr(head, "best_epoch_", 0) if spec.head in TORCH_HEADS else 0,
         hyperparameters=hyper,
         features_seconds=features_seconds,
