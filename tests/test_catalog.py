@@ -95,3 +95,17 @@ def test_one_template_for_a_setting_a_strategy_does_not_take():
         r"BatchNorm\); strategies that take it: scratch, augment, finetune",
     ):
         RunSpec(strategy="extract", dataset="digits", bn_stats="momentum")
+
+
+def test_heads_on_features_are_built_by_their_records():
+    from transferlab.models import heads as head_module
+
+    on_features = [h.name for h in list_heads() if h.on_features]
+    assert sorted(on_features) == sorted(head_module.HEADS) == ["fc1", "fc2", "fc3", "gap", "logreg", "svm"]
+    built = {name: head_module.make_head(name) for name in on_features}
+    assert isinstance(built["fc2"], head_module.FCHead) and built["fc2"].hidden == (100, 50)
+    assert isinstance(built["gap"], head_module.GAPHead)
+    assert isinstance(built["logreg"], head_module.LogRegHead) and built["logreg"].C == 1.0
+    assert isinstance(built["svm"], head_module.SVMHead)
+    with pytest.raises(TransferlabError, match="built inside its strategy's network.*heads on features: fc1"):
+        get_head("l1").build()

@@ -81,6 +81,26 @@ class Head:
     summary: str
     trains: bool = True
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # "module:function" that builds an unfitted head on cached features (sklearn contract) from this record
+    # and the run's settings; "" for heads built inside a strategy's network (linear, siamese l1/fc).
+    builder: str = ""
+
+    @property
+    def on_features(self) -> bool:
+        """Whether it is a head on cached features (has a builder, so extract can use it)."""
+        return bool(self.builder)
+
+    def build(self, **options):
+        """The unfitted head: the builder (imported on first use, so this module needs no torch) called
+        with this record and ``options`` (the training and head settings)."""
+        if not self.builder:
+            feature_heads = [h.name for h in list_heads() if h.on_features]
+            raise TransferlabError(
+                f"head {self.name!r} is built inside its strategy's network, not on cached features; "
+                f"heads on features: {', '.join(feature_heads)}"
+            )
+        module, function = self.builder.split(":")
+        return getattr(importlib.import_module(module), function)(self, **options)
 
 
 _HEADS: dict[str, Head] = {}
@@ -113,10 +133,16 @@ for _name, _hidden in FC_HIDDEN.items():
             _name,
             f"FC stack with hidden units {_hidden} (the VGG16 study's), softmax",
             settings={"activation": "relu", "init": "uniform", "dropout": None},
+            builder="transferlab.models.heads:build_fc_head",
         )
     )
 register_head(
-    Head("gap", "global average pooling of the feature map + a linear layer", settings={"dropout": None})
+    Head(
+        "gap",
+        "global average pooling of the feature map + a linear layer",
+        settings={"dropout": None},
+        builder="transferlab.models.heads:build_gap_head",
+    )
 )
 register_head(
     Head(
@@ -124,6 +150,7 @@ register_head(
         "logistic regression on standardised features (closed form, lbfgs)",
         trains=False,
         settings={"C": None},
+        builder="transferlab.models.heads:build_logreg_head",
     )
 )
 register_head(
@@ -132,6 +159,7 @@ register_head(
         "linear SVM on standardised features (closed form), C by CV unless given",
         trains=False,
         settings={"C": None},
+        builder="transferlab.models.heads:build_svm_head",
     )
 )
 register_head(

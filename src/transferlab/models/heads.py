@@ -34,7 +34,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from transferlab.catalog import get_head
+from transferlab.catalog import Head, get_head, list_heads
 from transferlab.errors import TransferlabError, TransferlabWarning
 from transferlab.settings import ACTIVATION_NAMES, FC_HIDDEN, INITS, unknown
 from transferlab.train import TrainConfig, predict_logits, seeded, train
@@ -42,7 +42,7 @@ from transferlab.train import TrainConfig, predict_logits, seeded, train
 ACTIVATIONS: dict[str, type[nn.Module]] = dict(
     zip(ACTIVATION_NAMES, (nn.Sigmoid, nn.ELU, nn.ReLU), strict=True)
 )
-HEADS = ("fc1", "fc2", "fc3", "gap", "svm", "logreg")  # the heads on cached features (extract's)
+HEADS = tuple(h.name for h in list_heads() if h.on_features)  # heads on cached features (extract's)
 TORCH_HEADS = tuple(
     h for h in HEADS if get_head(h).trains
 )  # trained by the training loop: lr, epochs, history
@@ -419,10 +419,23 @@ def make_head(
         steps=steps,
         schedule=schedule,
     )
-    if name in FC_HIDDEN:
-        return FCHead(hidden=FC_HIDDEN[name], activation=activation, init=init, dropout=dropout, **training)
-    if name == "gap":
-        return GAPHead(dropout=dropout, **training)
-    if name == "svm":
-        return SVMHead(seed=seed, C=C)
+    return get_head(name).build(activation=activation, init=init, dropout=dropout, C=C, **training)
+
+
+# The builders the head records name (catalog.register_head): record + settings -> an unfitted head.
+
+
+def build_fc_head(head: Head, *, activation, init, dropout, C, **training) -> FCHead:
+    return FCHead(hidden=FC_HIDDEN[head.name], activation=activation, init=init, dropout=dropout, **training)
+
+
+def build_gap_head(head: Head, *, activation, init, dropout, C, **training) -> GAPHead:
+    return GAPHead(dropout=dropout, **training)
+
+
+def build_svm_head(head: Head, *, C, seed, **_) -> SVMHead:
+    return SVMHead(seed=seed, C=C)
+
+
+def build_logreg_head(head: Head, *, C, **_) -> LogRegHead:
     return LogRegHead(C=1.0 if C is None else C)
