@@ -22,7 +22,9 @@ from transferlab.models.registry import create_backbone
 
 # A tiny "pretrained" CNN (random init saved to a file, loaded with NAME@PATH) keeps every fit well under a
 # second; the checks exercise the estimator, not the features.
-WEIGHTS = Path(tempfile.gettempdir()) / f"transferlab-estimator-cnn-{os.getpid()}.pth"
+# A fixed name keeps the checks' test ids stable across sessions (they embed the estimator's repr); the
+# file's content is fixed too (seed 0), and it is written atomically, so concurrent sessions agree on it.
+WEIGHTS = Path(tempfile.gettempdir()) / "transferlab-estimator-cnn-seed0.pth"
 FAST = {"backbone": f"cifar_cnn@{WEIGHTS}", "input_size": 16}
 
 # Documented in transferlab/estimator.py: float32 convolutions choose their algorithm by batch size, so a
@@ -35,9 +37,10 @@ EXPECTED_FAILED = {
 @pytest.fixture(scope="module", autouse=True)
 def weights_file():
     torch.manual_seed(0)
-    torch.save(create_backbone("cifar_cnn").state_dict(), WEIGHTS)
+    partial = WEIGHTS.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(create_backbone("cifar_cnn").state_dict(), partial)
+    os.replace(partial, WEIGHTS)
     yield WEIGHTS
-    WEIGHTS.unlink(missing_ok=True)
 
 
 @parametrize_with_checks([TransferClassifier(**FAST)], expected_failed_checks=lambda est: EXPECTED_FAILED)
