@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from transferlab.errors import TransferlabError
 from transferlab.study.store import Store
 
 
@@ -102,3 +103,37 @@ def test_unwritable_directory_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(ValueError, match="cannot open the study store"):
         Store(blocker / "study")
+
+
+def test_opening_retries_when_sqlite_answers_locked_without_waiting(tmp_path, monkeypatch):
+    # Two processes creating one store at once: SQLite answers "database is locked" at once (no busy wait)
+    # when waiting could deadlock; the open closes, backs off and tries again instead of failing the study.
+    import sqlite3
+
+    from transferlab.study import store as store_module
+
+    real_connect, calls = store_module.Store._connect, []
+
+    def flaky_connect(self):
+        calls.append(1)
+        real_connect(self)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store_module.Store, "_connect", flaky_connect)
+    with store_module.Store(tmp_path / "study") as store:
+        store.set_meta("k", "v")
+        assert store.get_meta("k") == "v"
+    assert len(calls) == 3
+    # Locked on every attempt: one line that names the store and says what to do, not "disk full".
+    monkeypatch.setattr(store_module, "OPEN_ATTEMPTS", 2)
+    calls.clear()
+    monkeypatch.setattr(
+        store_module.Store,
+        "_connect",
+        lambda self: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")),
+    )
+    with pytest.raises(
+        TransferlabError, match=r"study\.sqlite: database is locked \(another process kept it locked\)"
+    ):
+        store_module.Store(tmp_path / "other")

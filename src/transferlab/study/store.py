@@ -25,6 +25,7 @@ from transferlab.errors import TransferlabError
 
 STATUSES = ("pending", "running", "done", "failed")
 HISTORY_FIELDS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+OPEN_ATTEMPTS = 8  # opening a store two processes create at once (about 5 s of backoff in all)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,15 +98,19 @@ class Store:
         self.stale_after = stale_after
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            existing = self.path.is_file() and self.path.stat().st_size > 0
-            # isolation_level=None: we issue BEGIN ourselves; timeout: wait for a busy writer, never fail fast.
-            self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
-            if existing:
-                self._check_existing()  # reads only: a file we refuse is left byte for byte as it was
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=120000")
-            self._db.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS); runs in its own transaction
+            for attempt in range(OPEN_ATTEMPTS):
+                try:
+                    self._connect()
+                    break
+                except sqlite3.OperationalError as exc:
+                    # Two processes creating one store at once: switching a new file to WAL needs an
+                    # exclusive lock, and SQLite answers "locked" at once, without waiting, when waiting
+                    # could deadlock (each holds a shared lock). Nothing was written: close and try again.
+                    if "locked" not in str(exc) or attempt == OPEN_ATTEMPTS - 1:
+                        raise
+                    with suppress(sqlite3.Error, AttributeError):  # no connection if connect() failed
+                        self._db.close()
+                    time.sleep(min(0.02 * 2**attempt, 1.0) * (1 + (os.getpid() % 7) / 7))
         except sqlite3.OperationalError as exc:  # e.g. "disk I/O error" creating the WAL index
             raise self._write_error(exc, "open") from None
         except sqlite3.DatabaseError as exc:
@@ -122,6 +127,17 @@ class Store:
                 f"cannot open the study store {self.path}: {exc} (a corrupt file, or not a transferlab "
                 "study? it is left as it is: move it aside to start the study afresh)"
             ) from None
+
+    def _connect(self) -> None:
+        existing = self.path.is_file() and self.path.stat().st_size > 0
+        # isolation_level=None: we issue BEGIN ourselves; timeout: wait for a busy writer, never fail fast.
+        self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
+        if existing:
+            self._check_existing()  # reads only: a file we refuse is left byte for byte as it was
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=120000")
+        self._db.executescript(_SCHEMA)  # idempotent (IF NOT EXISTS); runs in its own transaction
 
     def _check_existing(self) -> None:
         """Refuse, before any write, a file that is another program's database or a damaged store. A damaged
@@ -217,6 +233,11 @@ class Store:
         """A write the disk refused (full, a file size limit, read-only): nothing of it was stored."""
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
             return self._corrupt(exc)  # damage found while writing: the disk is not to blame
+        if "locked" in str(exc):
+            return TransferlabError(
+                f"cannot {action} the study store {self.path}: {exc} (another process kept it locked); every "
+                "finished run is kept: run the same command again to resume"
+            )
         return TransferlabError(
             f"cannot {action} the study store {self.path}: {exc} (disk full, a file size limit or a read-only "
             "directory?); every finished run is kept: make room and run the same command to resume"
