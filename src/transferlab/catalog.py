@@ -116,10 +116,15 @@ def register_head(head: Head) -> Head:
     return head
 
 
+def _lookup(kind: str, registry: dict, name: str):
+    """``registry[name]``, or one error naming the unknown ``kind`` and the closest registered names."""
+    if name not in registry:
+        raise TransferlabError(f"unknown {kind} {name!r}{options_hint(str(name), registry)}")
+    return registry[name]
+
+
 def get_head(name: str) -> Head:
-    if name not in _HEADS:
-        raise TransferlabError(f"unknown head {name!r}{options_hint(str(name), _HEADS)}")
-    return _HEADS[name]
+    return _lookup("head", _HEADS, name)
 
 
 def list_heads() -> list[Head]:
@@ -265,9 +270,7 @@ def register_strategy(strategy: Strategy) -> Strategy:
 
 
 def get_strategy(name: str) -> Strategy:
-    if name not in _STRATEGIES:
-        raise TransferlabError(f"unknown strategy {name!r}{options_hint(str(name), _STRATEGIES)}")
-    return _STRATEGIES[name]
+    return _lookup("strategy", _STRATEGIES, name)
 
 
 def strategy_setting_names() -> set[str]:

@@ -33,7 +33,9 @@ import torch
 from scipy import stats as scipy_stats
 from torch import nn
 
+from transferlab import fewshot
 from transferlab.errors import TransferlabError
+from transferlab.fewshot import FewShotTasks
 
 CONFIDENCE = 0.95
 
@@ -232,17 +234,8 @@ def embeddings(net: SiameseNet, inputs: torch.Tensor, transform=None, batch_size
 @torch.inference_mode()
 def task_scores(net: SiameseNet, h: torch.Tensor, tasks: OneShotTasks) -> torch.Tensor:
     """z (T, N): the similarity logit of each task's query with each of its candidates, from the pool's
-    embeddings ``h`` (P, hidden)."""
-    query = h[torch.as_tensor(tasks.query)].unsqueeze(1).expand(-1, tasks.n_way, -1)
-    candidates = h[torch.as_tensor(tasks.candidates)]
-    was_training = net.training
-    net.eval()
-    try:
-        return net.similarity(query.reshape(-1, h.shape[1]), candidates.reshape(-1, h.shape[1])).reshape(
-            len(tasks), -1
-        )
-    finally:
-        net.train(was_training)
+    embeddings ``h`` (P, hidden): :func:`support_scores` of the same tasks read as K = 1 tasks."""
+    return support_scores(net, h, FewShotTasks.from_one_shot(tasks))
 
 
 @torch.inference_mode()
@@ -270,10 +263,9 @@ def one_shot_correct(scores: torch.Tensor | np.ndarray, tasks: OneShotTasks) -> 
 
 def nearest_neighbour_correct(vectors: np.ndarray, tasks: OneShotTasks) -> np.ndarray:
     """bool (T,): Koch's 1-NN comparison on ``vectors`` (P, D) of the pool (raw pixels flattened, or
-    features): is the candidate at the smallest Euclidean distance from the query the answer?"""
-    x = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1)
-    distances = np.linalg.norm(x[tasks.candidates] - x[tasks.query][:, None, :], axis=2)
-    return distances.argmin(1) == tasks.answer
+    features): is the candidate at the smallest Euclidean distance from the query the answer? (The few-shot
+    1-NN of :mod:`transferlab.fewshot` on the same tasks read as K = 1 tasks.)"""
+    return fewshot.nearest_neighbour_correct(vectors, FewShotTasks.from_one_shot(tasks))
 
 
 def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
